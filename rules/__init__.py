@@ -1,0 +1,1 @@
+"""Rules: the rule model, the rule-file loader and the pure engine."""
