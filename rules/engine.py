@@ -1,0 +1,525 @@
+"""The rules engine: samples and ``now`` in, alert transitions out. Pure: no I/O, no clock.
+
+Threshold rules
+    A series is one rule and one value of the rule's identity labels (a missing label counts
+    as ""). Its timing uses ``Sample.timestamp``, so samples spooled by an agent and replayed
+    later still honour ``for``; a sample older than the newest one already seen for its series
+    is ignored (equal timestamps are accepted).
+
+    ``when`` true            no alert -> PENDING (``None -> pending``), or straight to FIRING
+                             when ``for`` is 0 (one ``None -> firing`` transition)
+    PENDING, held ``for``    -> FIRING (``pending -> firing``) on the first sample at or after
+                             ``active_since + for``; a pending alert never fires without a sample
+    PENDING, ``when`` false  -> RESOLVED (``pending -> resolved``; the bridge ignores these) and
+                             the alert is dropped
+    FIRING                   resolves only when ``clear`` holds (hysteresis; ``firing ->
+                             resolved``), otherwise stays firing with the latest value
+    escalation               while firing, once the escalation condition has held for its
+                             ``for`` (counted from its first sample while the alert was active),
+                             the category is upgraded once (``firing -> firing``,
+                             ``escalated=True``); when it already holds at the moment of firing
+                             the alert fires with the upgraded category directly. The category
+                             never goes down until the alert resolves.
+
+    ``fired_at``, ``resolved_at`` and ``Transition.at`` are sample timestamps.
+
+Absence rules
+    Fire per asset (``labels["asset"]``) when nothing arrived from it (or nothing of the rule's
+    ``metric``, matching its ``match``) for ``absent`` seconds. Unlike ``for``, absence is
+    measured by arrival: a sample counts as "seen" at the ``now`` of the ``evaluate`` call that
+    brought it, so a host whose clock is wrong, or that is replaying its spool, is reporting.
+    ``tick(now)`` fires them (``None -> firing`` directly: the absence period is their pending
+    time; ``active_since`` is when the asset was last seen, ``value`` the seconds of silence).
+    Any sample from the asset resolves a firing absence alert at the end of that ``evaluate``.
+    ``expect(assets, now)`` names assets that must report: one never seen counts as seen at
+    that ``now``. Assets are only ever added; an absence rule with a ``metric`` watches only
+    assets that have sent that metric at least once.
+
+Speed
+    Rules are compiled once in ``__init__``. For each metric the engine generates one Python
+    function (``exec`` of source built from the rules' structure) that checks every rule on
+    that metric inline: matchers as dictionary lookups or memoised anchored regex results,
+    the condition as a plain comparison with the threshold. Only operators from a fixed list
+    and generated identifiers go into that source; every value from a rule file (label names
+    and values, thresholds, regexes) is bound as a constant, never spliced into code. The
+    common path (condition false, no alert on the series) allocates nothing but the identity
+    key of a rule with several identity labels; state objects exist only for active alerts.
+
+Not thread-safe: the caller serialises calls (the bridge holds one lock around the engine).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from rules.model import (
+    COMPARISONS,
+    Alert,
+    AlertState,
+    Condition,
+    Matcher,
+    Rule,
+    Transition,
+    fingerprint,
+)
+
+PENDING = AlertState.PENDING
+FIRING = AlertState.FIRING
+RESOLVED = AlertState.RESOLVED
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+assert set(_OPS) == set(COMPARISONS)
+_NEGATION = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
+
+_INF = math.inf
+_NINF = -math.inf
+
+# Regex results are memoised per label value; past this many distinct values a memo stops
+# growing (label values of one label are few in practice: mountpoints, fstypes, interfaces).
+REGEX_MEMO_SIZE = 4096
+
+Key = Any  # str for a single identity label, tuple[str, ...] for several
+
+
+def _predicate(cond: Condition) -> Callable[[float], bool]:
+    op = _OPS[cond.op]
+    threshold = cond.threshold
+    return lambda v: op(v, threshold)
+
+
+def _snapshot(a: Alert) -> Alert:
+    return Alert(
+        rule=a.rule,
+        fingerprint=a.fingerprint,
+        labels=dict(a.labels),
+        state=a.state,
+        category=a.category,
+        value=a.value,
+        active_since=a.active_since,
+        fired_at=a.fired_at,
+        resolved_at=a.resolved_at,
+        annotations=dict(a.annotations),
+    )
+
+
+class _RegexMemo(dict[str, bool]):
+    """``memo[value]`` is whether the anchored regex matches ``value``, computed once."""
+
+    __slots__ = ("fullmatch",)
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.fullmatch = re.compile(pattern).fullmatch
+
+    def __missing__(self, value: str) -> bool:
+        result = self.fullmatch(value) is not None
+        if len(self) < REGEX_MEMO_SIZE:
+            self[value] = result
+        return result
+
+
+class _Emitter:
+    """Collects the transitions of one call and keeps the pending/firing counts."""
+
+    __slots__ = ("counts", "out")
+
+    def __init__(self) -> None:
+        self.out: list[Transition] = []
+        self.counts: dict[AlertState, int] = {PENDING: 0, FIRING: 0}
+
+    def emit(
+        self,
+        alert: Alert,
+        previous: AlertState | None,
+        at: float,
+        escalated: bool = False,
+    ) -> None:
+        counts = self.counts
+        if previous is not None and previous is not RESOLVED:
+            counts[previous] -= 1
+        if alert.state is not RESOLVED:
+            counts[alert.state] += 1
+        self.out.append(Transition(_snapshot(alert), previous, alert.state, at, escalated))
+
+
+class _Active:
+    """One active (pending or firing) alert of a threshold rule."""
+
+    __slots__ = ("alert", "esc_since", "escalated")
+
+    def __init__(self, alert: Alert) -> None:
+        self.alert = alert
+        self.esc_since: float | None = None  # first sample of the escalation condition
+        self.escalated = False
+
+
+class _ThresholdRule:
+    """Runtime of one threshold rule: its compiled conditions and its series."""
+
+    def __init__(self, rule: Rule, emitter: _Emitter) -> None:
+        if rule.metric is None or rule.condition is None:
+            raise ValueError(f"rule {rule.name!r}: a threshold rule needs metric and condition")
+        self.rule = rule
+        self.name = rule.name
+        self.emitter = emitter
+        self.identity = rule.identity
+        self.for_seconds = rule.for_seconds
+        self.clear = _predicate(
+            rule.clear or Condition(_NEGATION[rule.condition.op], rule.condition.threshold)
+        )
+        esc = rule.escalation
+        self.esc_when = _predicate(esc.condition) if esc is not None else None
+        self.esc_category = esc.category if esc is not None else rule.category
+        self.esc_for = esc.for_seconds if esc is not None else 0.0
+        self.last: dict[Key, float] = {}  # newest timestamp per series
+        self.active: dict[Key, _Active] = {}
+        self.fingerprints: dict[Key, str] = {}  # per series, computed once
+
+    def key_of(self, labels: Any) -> Key:
+        if len(self.identity) == 1:
+            return labels.get(self.identity[0], "")
+        return tuple(labels.get(name, "") for name in self.identity)
+
+    def _identity_labels(self, key: Key) -> dict[str, str]:
+        if len(self.identity) == 1:
+            return {self.identity[0]: key}
+        return dict(zip(self.identity, key, strict=True))
+
+    def _fingerprint(self, key: Key) -> str:
+        fp = self.fingerprints.get(key)
+        if fp is None:
+            fp = self.fingerprints[key] = fingerprint(self.name, self._identity_labels(key))
+        return fp
+
+    # -- slow paths, called from the generated per-metric code ------------------------------
+
+    def on_true(self, key: Key, labels: Any, value: float, ts: float) -> None:
+        """The firing condition holds for a sample of series ``key``."""
+        st = self.active.get(key)
+        esc_when = self.esc_when
+        if st is None:
+            alert_labels = dict(labels)
+            alert_labels.update(self._identity_labels(key))
+            alert = Alert(
+                rule=self.name,
+                fingerprint=self._fingerprint(key),
+                labels=alert_labels,
+                state=PENDING,
+                category=self.rule.category,
+                value=value,
+                active_since=ts,
+            )
+            st = self.active[key] = _Active(alert)
+            if esc_when is not None and esc_when(value):
+                st.esc_since = ts
+            if self.for_seconds <= 0:
+                self._fire(st, None, ts)
+            else:
+                self.emitter.emit(alert, None, ts)
+            return
+        alert = st.alert
+        alert.value = value
+        if esc_when is not None and not st.escalated:
+            if esc_when(value):
+                if st.esc_since is None:
+                    st.esc_since = ts
+            else:
+                st.esc_since = None
+        if alert.state is PENDING:
+            if ts - alert.active_since >= self.for_seconds:
+                self._fire(st, PENDING, ts)
+        elif st.esc_since is not None and not st.escalated and ts - st.esc_since >= self.esc_for:
+            st.escalated = True
+            alert.category = self.esc_category
+            self.emitter.emit(alert, FIRING, ts, escalated=True)
+
+    def _fire(self, st: _Active, previous: AlertState | None, ts: float) -> None:
+        alert = st.alert
+        alert.state = FIRING
+        alert.fired_at = ts
+        if st.esc_since is not None and ts - st.esc_since >= self.esc_for:
+            st.escalated = True
+            alert.category = self.esc_category
+        self.emitter.emit(alert, previous, ts)
+
+    def on_false(self, key: Key, value: float, ts: float) -> None:
+        """The firing condition does not hold for a sample of an active series."""
+        st = self.active[key]
+        alert = st.alert
+        alert.value = value
+        if alert.state is PENDING or self.clear(value):
+            previous = alert.state
+            alert.state = RESOLVED
+            alert.resolved_at = ts
+            del self.active[key]
+            self.emitter.emit(alert, previous, ts)
+        elif not st.escalated:
+            st.esc_since = None  # the escalation condition lies within the firing one
+
+    def restore(self, alert: Alert) -> None:
+        key = self.key_of(alert.labels)
+        if key in self.active:
+            return
+        alert = _snapshot(alert)
+        alert.fingerprint = self._fingerprint(key)
+        st = self.active[key] = _Active(alert)
+        st.escalated = alert.category != self.rule.category
+        self.emitter.counts[FIRING] += 1
+
+
+class _AbsenceRule:
+    """Runtime of one absence rule: per asset, when it was last seen and its alert."""
+
+    def __init__(self, rule: Rule, emitter: _Emitter, seen: dict[str, float]) -> None:
+        assert rule.absent_seconds is not None
+        self.rule = rule
+        self.name = rule.name
+        self.emitter = emitter
+        self.absent = rule.absent_seconds
+        self.seen = seen  # asset -> now of the evaluate call that last brought a sample
+        self.active: dict[str, Alert] = {}
+
+    def tick(self, now: float) -> None:
+        absent = self.absent
+        active = self.active
+        for asset, last in self.seen.items():
+            silent = now - last
+            alert = active.get(asset)
+            if alert is not None:
+                alert.value = silent
+            elif silent >= absent:
+                labels = {"asset": asset}
+                alert = active[asset] = Alert(
+                    rule=self.name,
+                    fingerprint=fingerprint(self.name, labels),
+                    labels=labels,
+                    state=FIRING,
+                    category=self.rule.category,
+                    value=silent,
+                    active_since=last,
+                    fired_at=now,
+                )
+                self.emitter.emit(alert, None, now)
+        self.recheck(now)
+
+    def recheck(self, now: float) -> None:
+        """Resolve the firing alerts of assets that reported again."""
+        seen = self.seen
+        absent = self.absent
+        for asset, alert in list(self.active.items()):
+            last = seen.get(asset)
+            if last is not None and now - last < absent:
+                alert.value = now - last
+                alert.state = RESOLVED
+                alert.resolved_at = now
+                del self.active[asset]
+                self.emitter.emit(alert, FIRING, now)
+
+    def restore(self, alert: Alert) -> None:
+        asset = alert.labels.get("asset", "")
+        if asset in self.active:
+            return
+        alert = _snapshot(alert)
+        alert.labels = {"asset": asset}
+        alert.fingerprint = fingerprint(self.name, alert.labels)
+        self.active[asset] = alert
+        self.emitter.counts[FIRING] += 1
+
+
+class _CodeBuilder:
+    """Builds the source of one metric's evaluation function and the names it binds."""
+
+    def __init__(self) -> None:
+        self.absence_lines: list[str] = []
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"_NINF": _NINF, "_INF": _INF}
+        self._count = 0
+
+    def bind(self, value: Any, hint: str) -> str:
+        self._count += 1
+        name = f"_{hint}{self._count}"
+        self.names[name] = value
+        return name
+
+    def matcher_expr(self, m: Matcher) -> str:
+        label = self.bind(m.label, "l")
+        get = f"g({label}, '')"
+        if m.op == "=":
+            return f"{get} == {self.bind(m.value, 'v')}"
+        if m.op == "!=":
+            return f"{get} != {self.bind(m.value, 'v')}"
+        memo = self.bind(_RegexMemo(m.value), "re")
+        if m.op == "=~":
+            return f"{memo}[{get}]"
+        if m.op == "!~":
+            return f"not {memo}[{get}]"
+        raise ValueError(f"unknown matcher operator {m.op!r}")
+
+    def key_expr(self, identity: tuple[str, ...]) -> str:
+        parts = [f"g({self.bind(label, 'l')}, '')" for label in identity]
+        if len(parts) == 1:
+            return parts[0]
+        return "(" + ", ".join(parts) + ")"
+
+    def add_threshold(self, rt: _ThresholdRule) -> None:
+        rule = rt.rule
+        assert rule.condition is not None
+        op = rule.condition.op
+        if op not in _OPS:
+            raise ValueError(f"rule {rule.name!r}: unknown comparison {op!r}")
+        threshold = self.bind(float(rule.condition.threshold), "t")
+        last = self.bind(rt.last, "last")
+        active = self.bind(rt.active, "act")
+        on_true = self.bind(rt.on_true, "true")
+        on_false = self.bind(rt.on_false, "false")
+        lines = self.lines
+        indent = "    "
+        lines.append(f"{indent}# rule {rule.name!r}")
+        if rule.matchers:
+            conds = " and ".join(f"({self.matcher_expr(m)})" for m in rule.matchers)
+            lines.append(f"{indent}if {conds}:")
+            indent += "    "
+        lines += [
+            f"{indent}k = {self.key_expr(rule.identity)}",
+            f"{indent}if ts >= {last}.get(k, _NINF):",
+            f"{indent}    {last}[k] = ts",
+            f"{indent}    if v {op} {threshold}:",
+            f"{indent}        {on_true}(k, labels, v, ts)",
+            f"{indent}    elif k in {active}:",
+            f"{indent}        {on_false}(k, v, ts)",
+        ]
+
+    def add_absence(self, rt: _AbsenceRule) -> None:
+        rule = rt.rule
+        seen = self.bind(rt.seen, "seen")
+        lines = self.absence_lines
+        indent = "    "
+        lines.append(f"{indent}# absence rule {rule.name!r}")
+        if rule.matchers:
+            conds = " and ".join(f"({self.matcher_expr(m)})" for m in rule.matchers)
+            lines.append(f"{indent}if {conds}:")
+            indent += "    "
+        lines += [
+            f"{indent}a = g('asset')",
+            f"{indent}if a is not None:",
+            f"{indent}    {seen}[a] = now",
+        ]
+
+    def build(self, metric: str) -> Callable[[Any, float, float, float], None]:
+        # Absence rules count any sample as a sign of life; threshold rules skip NaN and inf.
+        source = "\n".join(
+            [
+                "def _evaluate(labels, v, ts, now):",
+                "    g = labels.get",
+                *self.absence_lines,
+                "    if not _NINF < v < _INF:",
+                "        return",
+                *self.lines,
+            ]
+        )
+        code = compile(source, f"<rules for metric {metric}>", "exec")
+        namespace = dict(self.names)
+        exec(code, namespace)  # noqa: S102 - source built above from a fixed set of operators
+        fn: Callable[[Any, float, float, float], None] = namespace["_evaluate"]
+        fn.__doc__ = source  # for debugging: the generated code
+        return fn
+
+
+class Engine:
+    """Evaluates compiled rules against samples; see the module docstring for the semantics."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules: dict[str, Rule] = {}
+        for rule in rules:
+            if rule.name in self.rules:
+                raise ValueError(f"duplicate rule name {rule.name!r}")
+            self.rules[rule.name] = rule
+        self._emitter = _Emitter()
+        self._threshold: dict[str, _ThresholdRule] = {}
+        self._absence: dict[str, _AbsenceRule] = {}
+        # asset -> last arrival, shared by absence rules watching any metric.
+        self._seen_any: dict[str, float] = {}
+        builders: dict[str, _CodeBuilder] = {}
+        for rule in self.rules.values():
+            if rule.absent_seconds is not None:
+                if rule.metric is None:
+                    if rule.matchers:
+                        raise ValueError(f"rule {rule.name!r}: absence matchers need a metric")
+                    self._absence[rule.name] = _AbsenceRule(rule, self._emitter, self._seen_any)
+                    continue
+                art = self._absence[rule.name] = _AbsenceRule(rule, self._emitter, {})
+                builders.setdefault(rule.metric, _CodeBuilder()).add_absence(art)
+            else:
+                trt = self._threshold[rule.name] = _ThresholdRule(rule, self._emitter)
+                assert rule.metric is not None
+                builders.setdefault(rule.metric, _CodeBuilder()).add_threshold(trt)
+        self._dispatch = {metric: b.build(metric) for metric, b in builders.items()}
+        self._track_any = any(rt.seen is self._seen_any for rt in self._absence.values())
+
+    def evaluate(self, samples: Iterable[Any], now: float) -> list[Transition]:
+        """Feed samples (``collectors.Sample``) received at ``now``; return the transitions."""
+        emitter = self._emitter
+        out = emitter.out = []
+        dispatch_get = self._dispatch.get
+        seen = self._seen_any
+        track = self._track_any
+        for metric, labels, value, ts in samples:
+            if track:
+                asset = labels.get("asset")
+                if asset is not None:
+                    seen[asset] = now
+            fn = dispatch_get(metric)
+            if fn is not None:
+                fn(labels, value, ts, now)
+        for rt in self._absence.values():
+            if rt.active:
+                rt.recheck(now)
+        return out
+
+    def expect(self, assets: Iterable[str], now: float) -> None:
+        """Assets that must report: one never seen counts as last seen at ``now``."""
+        seen = self._seen_any
+        for asset in assets:
+            seen.setdefault(asset, now)
+
+    def tick(self, now: float) -> list[Transition]:
+        """Evaluate absence rules at ``now``; return the transitions."""
+        emitter = self._emitter
+        out = emitter.out = []
+        for rt in self._absence.values():
+            rt.tick(now)
+        return out
+
+    def restore(self, alerts: Iterable[Alert]) -> None:
+        """Put back firing alerts after a restart (from the open tickets), so a recovery
+        resolves them and a condition that still holds is not reported as a new firing.
+        Alerts of unknown rules, and alerts that are not firing, are ignored."""
+        for alert in alerts:
+            if alert.state != FIRING:  # also a plain "firing" string from storage
+                continue
+            rt = self._threshold.get(alert.rule) or self._absence.get(alert.rule)
+            if rt is not None:
+                rt.restore(alert)
+
+    def alerts(self) -> list[Alert]:
+        """Snapshots of the pending and firing alerts."""
+        result = [
+            _snapshot(st.alert) for rt in self._threshold.values() for st in rt.active.values()
+        ]
+        result += [_snapshot(a) for rt in self._absence.values() for a in rt.active.values()]
+        return result
+
+    def counts(self) -> dict[AlertState, int]:
+        """How many alerts are pending and firing now."""
+        return dict(self._emitter.counts)
