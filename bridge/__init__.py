@@ -1,0 +1,1 @@
+"""The dyzur bridge: API, ticket lifecycle, stores and CLI."""

@@ -1,0 +1,64 @@
+"""Dependencies shared by the routers: the running bridge and the caller's identity."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from bridge.auth import Principal, Role
+from bridge.service import Bridge
+
+log = logging.getLogger("dyzur.auth")
+_bearer = HTTPBearer(auto_error=False, description="A token from dyzur.yaml (`dyzur token new`)")
+
+
+def get_bridge(request: Request) -> Bridge:
+    return request.app.state.bridge
+
+
+def get_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    bridge: Bridge = Depends(get_bridge),
+) -> Principal:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", challenge)
+    principal = bridge.loaded.tokens.authenticate(credentials.credentials)
+    if principal is None:
+        # Never log the token itself: only where the attempt came from.
+        client = request.client.host if request.client else "?"
+        log.warning("token refused: %s %s from %s", request.method, request.url.path, client)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token", challenge)
+    return principal
+
+
+def _check_role(principal: Principal, allowed: set[Role]) -> Principal:
+    if principal.role not in allowed:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"role {principal.role.value!r} may not do this"
+        )
+    return principal
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """A dependency that lets through only the given roles (admin always)."""
+    allowed = {*roles, Role.ADMIN}
+
+    def check(principal: Principal = Depends(get_principal)) -> Principal:
+        return _check_role(principal, allowed)
+
+    return check
+
+
+def metrics_access(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    bridge: Bridge = Depends(get_bridge),
+) -> None:
+    """/metrics needs an engineer or admin token unless the config makes it public."""
+    if not bridge.config.public_metrics:
+        _check_role(get_principal(request, credentials, bridge), {Role.ENGINEER, Role.ADMIN})

@@ -1,0 +1,55 @@
+"""POST /api/v1/samples: a batch of samples from an agent."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from bridge.api.deps import get_bridge, require
+from bridge.api.schemas import IngestResponse, RejectedSample, SampleBatch
+from bridge.auth import Principal, Role
+from bridge.service import Bridge
+
+router = APIRouter(prefix="/api/v1", tags=["samples"])
+
+
+def _field(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+@router.post(
+    "/samples",
+    response_model=IngestResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SampleBatch.model_json_schema()}},
+        }
+    },
+    responses={413: {"description": "body too large"}, 422: {"description": "schema error"}},
+)
+async def push_samples(
+    request: Request,
+    principal: Principal = Depends(require(Role.AGENT)),
+    bridge: Bridge = Depends(get_bridge),
+) -> IngestResponse:
+    """Evaluate a batch. Bad samples (NaN, unknown asset, ...) are rejected one by one with
+    their reason; the rest of the batch is accepted."""
+    body = await request.body()
+    try:
+        # Parsed by pydantic-core straight from bytes: the fast path for large batches.
+        batch = SampleBatch.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise HTTPException(400, f"malformed JSON: {errors[0]['msg']}") from None
+        raise HTTPException(
+            422,
+            [{"field": _field(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors],
+        ) from None
+    result = await run_in_threadpool(bridge.ingestor.ingest, batch.samples, principal)
+    return IngestResponse(
+        accepted=result.accepted,
+        rejected=[RejectedSample(index=r.index, reason=r.reason, detail=r.detail) for r in result.rejected],
+    )

@@ -1,0 +1,79 @@
+"""Tickets: list, show, acknowledge, resolve. A hospital's token sees only its own tickets."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
+
+from bridge.api.deps import get_bridge, require
+from bridge.api.schemas import TicketOut
+from bridge.auth import Principal, Role
+from bridge.lifecycle import TicketNotFound
+from bridge.models import Category, Ticket, TicketStatus
+from bridge.service import Bridge
+from bridge.store import TicketFilter
+
+router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+readers = require(Role.ENGINEER, Role.CLIENT)
+engineers = require(Role.ENGINEER)
+
+
+def _visible(bridge: Bridge, number: str, principal: Principal) -> Ticket:
+    ticket = bridge.store.get_ticket(number)
+    # Another hospital's ticket is reported as missing, so its existence does not leak.
+    if ticket is None or not principal.can_see(ticket.client):
+        raise HTTPException(404, f"no ticket {number}")
+    return ticket
+
+
+@router.get("", response_model=list[TicketOut])
+def list_tickets(
+    client: str | None = None,
+    status: TicketStatus | None = None,
+    category: Category | None = None,
+    asset: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(readers),
+    bridge: Bridge = Depends(get_bridge),
+) -> list[TicketOut]:
+    """Tickets, newest first. A client token may filter only by its own client."""
+    if principal.role is Role.CLIENT:
+        if client is not None and client != principal.client:
+            raise HTTPException(403, "a client token sees only its own client's tickets")
+        client = principal.client
+    query = TicketFilter(client, status, category, asset, limit, offset)
+    return [TicketOut.of(t) for t in bridge.store.list_tickets(query)]
+
+
+@router.get("/{number}", response_model=TicketOut)
+def get_ticket(
+    number: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
+) -> TicketOut:
+    """One ticket with its timeline."""
+    ticket = _visible(bridge, number, principal)
+    return TicketOut.of(ticket, bridge.store.timeline(number))
+
+
+async def _act(bridge: Bridge, number: str, action) -> TicketOut:
+    try:
+        ticket = await run_in_threadpool(action)
+    except TicketNotFound:
+        raise HTTPException(404, f"no ticket {number}") from None
+    return TicketOut.of(ticket, await run_in_threadpool(bridge.store.timeline, number))
+
+
+@router.post("/{number}/ack", response_model=TicketOut)
+async def acknowledge(
+    number: str, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
+) -> TicketOut:
+    """An engineer's first response; the first one counts, repeating it changes nothing."""
+    return await _act(bridge, number, lambda: bridge.lifecycle.acknowledge(number, principal.name))
+
+
+@router.post("/{number}/resolve", response_model=TicketOut)
+async def resolve(
+    number: str, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
+) -> TicketOut:
+    """Close a ticket by hand (for example one a keep_open rule left open)."""
+    return await _act(bridge, number, lambda: bridge.lifecycle.resolve(number, principal.name))

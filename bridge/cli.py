@@ -1,0 +1,158 @@
+"""The `dyzur` command."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="dyzur: monitoring to tickets.")
+rules_app = typer.Typer(no_args_is_help=True, help="Rule files.")
+token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens.")
+app.add_typer(rules_app, name="rules")
+app.add_typer(token_app, name="token")
+
+ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="dyzur.yaml")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(2)
+
+
+def _load(path: Path):
+    from bridge.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def run(
+    config: ConfigPath,
+    host: Annotated[str | None, typer.Option(help="overrides listen.host")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides listen.port")] = None,
+    access_log: Annotated[bool, typer.Option(help="log every HTTP request")] = False,
+) -> None:
+    """Start the bridge."""
+    import uvicorn
+
+    from bridge.api import create_app
+    from bridge.service import Bridge
+    from bridge.store import StoreError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    loaded = _load(config)
+    try:
+        bridge = Bridge(loaded)
+    except StoreError as exc:
+        raise _fail(f"{config}: store: {exc}") from None
+    listen = loaded.config.listen
+    logging.getLogger("dyzur").info(
+        "dyzur bridge: %d clients, %d assets, %d rules, store %s",
+        len(loaded.clients),
+        len(loaded.assets),
+        len(loaded.rules),
+        loaded.config.store,
+    )
+    try:
+        uvicorn.run(
+            create_app(bridge),
+            host=host or listen.host,
+            port=port or listen.port,
+            access_log=access_log,
+            log_level="info",
+        )
+    finally:
+        bridge.close()
+
+
+@app.command("check-config")
+def check_config(path: Path) -> None:
+    """Validate a configuration file; names the field of every problem."""
+    loaded = _load(path)
+    typer.echo(
+        f"{path}: OK ({len(loaded.clients)} clients, {len(loaded.assets)} assets, "
+        f"{len(loaded.rules)} rules, {len(loaded.config.tokens)} tokens)"
+    )
+
+
+@rules_app.command("check")
+def rules_check(files: list[Path]) -> None:
+    """Validate rule files; names file and line of an error."""
+    from rules.loader import RuleFileError, load_rule_files
+
+    try:
+        rules = load_rule_files([str(f) for f in files])
+    except RuleFileError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"OK: {len(rules)} rules in {len(files)} file(s)")
+
+
+@token_app.command("new")
+def token_new(
+    name: Annotated[str, typer.Option(help="who uses it, e.g. agent-szpital-a")],
+    role: Annotated[str, typer.Option(help="agent, engineer, admin or client:<id>")],
+) -> None:
+    """Make a token: prints it once, and the config entry that holds only its hash."""
+    from bridge.auth import hash_token, new_token, parse_role
+
+    try:
+        parse_role(role)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    token = new_token()
+    typer.echo(f"token (shown once, give it to its user): {token}")
+    typer.echo("add to tokens: in dyzur.yaml:")
+    entry = [{"name": name, "sha256": hash_token(token), "role": role}]
+    typer.echo(yaml.safe_dump(entry, sort_keys=False).rstrip())
+
+
+@app.command()
+def init(
+    path: Path,
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a starting configuration (the embedded example) with fresh tokens.
+
+    The tokens themselves go to PATH.tokens (mode 600), beside the config, once.
+    """
+    from bridge.auth import hash_token, new_token
+    from bridge.config import EXAMPLE_CONFIG
+
+    if path.exists() and not force:
+        raise _fail(f"{path} exists; use --force to overwrite it")
+    tokens = {name: (role, new_token()) for name, role in _INIT_TOKENS}
+    entries = [
+        {"name": name, "sha256": hash_token(token), "role": role}
+        for name, (role, token) in tokens.items()
+    ]
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8").replace(
+        "tokens: []", yaml.safe_dump({"tokens": entries}, sort_keys=False).rstrip()
+    )
+    path.write_text(text, encoding="utf-8")
+    secrets_path = path.with_name(path.name + ".tokens")
+    secrets_path.touch(mode=0o600, exist_ok=True)
+    secrets_path.chmod(0o600)
+    secrets_path.write_text(
+        "".join(f"{name}\t{role}\t{token}\n" for name, (role, token) in tokens.items()),
+        encoding="utf-8",
+    )
+    typer.echo(f"wrote {path}; its tokens are in {secrets_path} (keep that file private)")
+
+
+_INIT_TOKENS = (
+    ("admin", "admin"),
+    ("engineer", "engineer"),
+    ("agent", "agent"),
+    ("szpital-wojewodzki", "client:szpital-wojewodzki"),
+)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,185 @@
+"""dyzur.yaml: the bridge's one configuration file, validated with errors that name the field."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from bridge.auth import Principal, TokenRegistry, parse_role
+from bridge.models import Asset, Client
+from rules.durations import parse_duration
+from rules.loader import RuleFileError, load_rule_files
+from rules.model import Rule
+
+EXAMPLE_CONFIG = Path(__file__).with_name("example.yaml")
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite number of seconds >= 0")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class TokenConfig(_Strict):
+    """A bearer token, stored only as its SHA-256 hash (``dyzur token new`` makes one)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    role: str
+    # For agent tokens: the client whose assets the agent may report for (default: any).
+    client: str | None = None
+
+
+class Config(_Strict):
+    store: str = "sqlite:///var/dyzur.db"
+    listen: Listen = Listen()
+    # Largest request body accepted; larger ones get 413.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # A re-fire within this period after resolution reopens the same ticket.
+    reopen_period: Duration = 3600.0
+    # How often absence rules are evaluated.
+    tick_interval: Duration = 5.0
+    # Samples stamped further than this in the future are rejected.
+    max_clock_skew: Duration = 300.0
+    # Whether /metrics answers without a token (for a Prometheus that cannot send one).
+    public_metrics: bool = False
+    rule_files: list[str] = ["builtin:hosts"]
+    clients: list[Client] = []
+    assets: list[Asset] = []
+    tokens: list[TokenConfig] = []
+
+
+class ConfigError(Exception):
+    """The configuration is not valid; ``problems`` lists each one with its field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration with everything derived from it."""
+
+    config: Config
+    base_dir: Path
+    rules: list[Rule]
+    clients: dict[str, Client]
+    assets: dict[str, Asset]
+    tokens: TokenRegistry
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _cross_check(config: Config) -> list[str]:
+    problems: list[str] = []
+    clients: set[str] = set()
+    for i, client in enumerate(config.clients):
+        if client.id in clients:
+            problems.append(f"clients.{i}.id: duplicate client id {client.id!r}")
+        clients.add(client.id)
+    assets: set[str] = set()
+    for i, asset in enumerate(config.assets):
+        if asset.id in assets:
+            problems.append(f"assets.{i}.id: duplicate asset id {asset.id!r}")
+        assets.add(asset.id)
+        if asset.client not in clients:
+            problems.append(f"assets.{i}.client: unknown client {asset.client!r}")
+    for i, asset in enumerate(config.assets):
+        if asset.depends_on is not None and asset.depends_on not in assets:
+            problems.append(f"assets.{i}.depends_on: unknown asset {asset.depends_on!r}")
+    names: set[str] = set()
+    hashes: set[str] = set()
+    for i, token in enumerate(config.tokens):
+        if token.name in names:
+            problems.append(f"tokens.{i}.name: duplicate token name {token.name!r}")
+        names.add(token.name)
+        if token.sha256 in hashes:
+            problems.append(f"tokens.{i}.sha256: the same token is configured twice")
+        hashes.add(token.sha256)
+        try:
+            role, client = parse_role(token.role)
+        except ValueError as exc:
+            problems.append(f"tokens.{i}.role: {exc}")
+            continue
+        if client is not None and client not in clients:
+            problems.append(f"tokens.{i}.role: unknown client {client!r}")
+        if token.client is not None:
+            if role.value != "agent":
+                problems.append(f"tokens.{i}.client: only agent tokens are scoped by client")
+            elif token.client not in clients:
+                problems.append(f"tokens.{i}.client: unknown client {token.client!r}")
+    return problems
+
+
+def parse_config(data: Any, source: str, base_dir: Path) -> LoadedConfig:
+    """Validate parsed YAML; raises ConfigError naming every bad field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of settings"])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            source, [f"{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        ) from None
+    problems = _cross_check(config)
+    if problems:
+        raise ConfigError(source, problems)
+    specs = [s if s.startswith("builtin:") else str(base_dir / s) for s in config.rule_files]
+    try:
+        rules = load_rule_files(specs)
+    except RuleFileError as exc:
+        raise ConfigError(source, [f"rule_files: {exc}"]) from None
+    entries = []
+    for token in config.tokens:
+        role, client = parse_role(token.role)
+        entries.append((token.sha256, Principal(token.name, role, client or token.client)))
+    return LoadedConfig(
+        config=config,
+        base_dir=base_dir,
+        rules=rules,
+        clients={c.id: c for c in config.clients},
+        assets={a.id: a for a in config.assets},
+        tokens=TokenRegistry(entries),
+    )
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"{where}invalid YAML: {problem}"]) from None
+    return parse_config(data, str(path), path.resolve().parent)

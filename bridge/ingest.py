@@ -1,0 +1,168 @@
+"""Ingest: pushed samples are checked, evaluated by the rules engine, and become tickets.
+
+The engine is not thread-safe and transitions of one alert must reach the lifecycle in order,
+so evaluation and the lifecycle run under one lock per bridge process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bridge.auth import Principal, Role
+from bridge.clock import Clock
+from bridge.lifecycle import Change, LifecycleError, TicketLifecycle
+from bridge.metrics import BridgeMetrics
+from bridge.models import Asset
+from collectors import Sample
+from rules.engine import Engine
+from rules.model import AlertState, Transition
+
+log = logging.getLogger(__name__)
+
+
+class IncomingSample(Protocol):
+    metric: str
+    labels: Mapping[str, str]
+    value: float
+    timestamp: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    reason: str  # a fixed code, also the metric label
+    detail: str
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+class Ingestor:
+    def __init__(
+        self,
+        engine: Engine,
+        lifecycle: TicketLifecycle,
+        assets: Mapping[str, Asset],
+        clock: Clock,
+        metrics: BridgeMetrics,
+        max_clock_skew: float = 300.0,
+    ) -> None:
+        self.engine = engine
+        self.lifecycle = lifecycle
+        self.assets = assets
+        self.clock = clock
+        self.metrics = metrics
+        self.max_clock_skew = max_clock_skew
+        self._lock = threading.Lock()
+        # Transitions the store could not take yet (disk full, database locked too long):
+        # kept in order and retried on every tick, so an accepted sample's ticket is never lost.
+        self._queue: deque[Transition] = deque()
+        self._failing = False
+
+    def start(self) -> None:
+        """Put the alerts of open tickets back and start watching the reporting assets."""
+        now = self.clock.time()
+        with self._lock:
+            self.engine.restore(self.lifecycle.firing_alerts())
+            self.engine.expect([a.id for a in self.assets.values() if a.reports], now)
+
+    def ingest(self, samples: Sequence[IncomingSample], principal: Principal) -> IngestResult:
+        """Check each sample; evaluate the good ones. A bad sample never spoils the batch."""
+        now = self.clock.time()
+        latest_allowed = now + self.max_clock_skew
+        assets = self.assets
+        scope = principal.client if principal.role is Role.AGENT else None
+        result = IngestResult()
+        rejected = result.rejected
+        good: list[Sample] = []
+        append = good.append
+        isfinite = math.isfinite
+        for index, s in enumerate(samples):
+            value = s.value
+            if not isfinite(value):
+                rejected.append(Rejection(index, "non_finite", f"value is {value}"))
+                continue
+            asset_id = s.labels.get("asset")
+            if not asset_id:
+                rejected.append(Rejection(index, "missing_asset", "label 'asset' is missing"))
+                continue
+            asset = assets.get(asset_id)
+            if asset is None:
+                rejected.append(Rejection(index, "unknown_asset", f"unknown asset {asset_id!r}"))
+                continue
+            if scope is not None and asset.client != scope:
+                rejected.append(
+                    Rejection(index, "forbidden_asset", f"asset {asset_id!r} is not yours")
+                )
+                continue
+            ts = s.timestamp
+            if ts is None:
+                ts = now
+            elif ts > latest_allowed:
+                rejected.append(
+                    Rejection(index, "future_timestamp", "timestamp is in the future")
+                )
+                continue
+            append(Sample(s.metric, s.labels, value, ts))
+        result.accepted = len(good)
+        for r in rejected:
+            self.metrics.samples_rejected.labels(r.reason).inc()
+        with self._lock:
+            transitions = self.engine.evaluate(good, now)
+            self._apply(transitions)
+        self.metrics.samples_ingested.inc(len(good))
+        return result
+
+    def tick(self) -> list[Change]:
+        """Time-driven work: absence rules, and transitions waiting for a retry."""
+        with self._lock:
+            return self._apply(self.engine.tick(self.clock.time()))
+
+    def _apply(self, transitions: Sequence[Transition]) -> list[Change]:
+        """Apply transitions in order; on a store failure keep the rest queued, in order."""
+        queue = self._queue
+        queue.extend(transitions)
+        changes = []
+        rules = self.engine.rules
+        while queue:
+            transition = queue[0]
+            rule = rules.get(transition.alert.rule)
+            try:
+                change = None if rule is None else self.lifecycle.apply(transition, rule)
+            except LifecycleError as exc:
+                log.error("alert dropped: %s", exc)
+                queue.popleft()
+                continue
+            except Exception:
+                self.metrics.transition_failures.inc()
+                if not self._failing:  # log when it starts failing, not on every batch
+                    log.exception("cannot apply alert transitions; %d kept for retry", len(queue))
+                self._failing = True
+                break
+            queue.popleft()
+            if self._failing:
+                log.warning("alert transitions are being applied again")
+                self._failing = False
+            if change is not None:
+                changes.append(change)
+                self.metrics.ticket_changes.labels(change.action).inc()
+                if change.action == "opened":
+                    self.metrics.tickets_opened.labels(change.ticket.category.value).inc()
+        return changes
+
+    def alert_counts(self) -> dict[AlertState, int]:
+        with self._lock:
+            return self.engine.counts()
+
+    @property
+    def queued_transitions(self) -> int:
+        return len(self._queue)

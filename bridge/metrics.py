@@ -1,0 +1,64 @@
+"""The bridge's own Prometheus metrics, on a registry per bridge so tests can run several."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rules.model import AlertState
+
+
+class _AlertStates(Collector):
+    """dyzur_alerts{state}: read from the engine at scrape time, so the hot path pays nothing."""
+
+    def __init__(self, counts: Callable[[], Mapping[AlertState, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("dyzur_alerts", "Alerts by state.", labels=["state"])
+        counts = self._counts()
+        for state in (AlertState.PENDING, AlertState.FIRING):
+            family.add_metric([state.value], counts.get(state, 0))
+        yield family
+
+
+class BridgeMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.samples_ingested = Counter(
+            "dyzur_samples_ingested", "Samples accepted and evaluated.", registry=r
+        )
+        self.samples_rejected = Counter(
+            "dyzur_samples_rejected", "Samples rejected, by reason.", ["reason"], registry=r
+        )
+        self.rule_evaluations = Counter(
+            "dyzur_rule_evaluations", "Samples evaluated against a matching rule.", registry=r
+        )
+        self.tickets_opened = Counter(
+            "dyzur_tickets_opened", "Tickets opened, by category.", ["category"], registry=r
+        )
+        self.ticket_changes = Counter(
+            "dyzur_ticket_changes",
+            "Ticket lifecycle actions (opened, refired, reopened, escalated, recovered, "
+            "resolved).",
+            ["action"],
+            registry=r,
+        )
+        self.transition_failures = Counter(
+            "dyzur_transition_failures",
+            "Alert transitions that could not be applied to a ticket at once (kept for retry).",
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "dyzur_ingest_batch_seconds",
+            "Time to validate and evaluate one pushed batch.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+
+    def watch_alerts(self, counts: Callable[[], Mapping[AlertState, int]]) -> None:
+        self.registry.register(_AlertStates(counts))

@@ -1,0 +1,65 @@
+"""One running bridge: config, store, clock, engine, lifecycle and metrics, wired together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from bridge.clock import Clock
+from bridge.config import LoadedConfig
+from bridge.ingest import Ingestor
+from bridge.lifecycle import TicketLifecycle
+from bridge.metrics import BridgeMetrics
+from bridge.store import Store, open_store
+from rules.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(
+        self, loaded: LoadedConfig, store: Store | None = None, clock: Clock | None = None
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.clock = clock or Clock()
+        self.store = store or open_store(self.config.store, loaded.base_dir)
+        self.metrics = BridgeMetrics()
+        self.engine = Engine(loaded.rules)
+        self.lifecycle = TicketLifecycle(
+            self.store, loaded.clients, loaded.assets, self.clock, self.config.reopen_period
+        )
+        self.ingestor = Ingestor(
+            self.engine,
+            self.lifecycle,
+            loaded.assets,
+            self.clock,
+            self.metrics,
+            self.config.max_clock_skew,
+        )
+        self.metrics.watch_alerts(self.ingestor.alert_counts)
+        self.ingestor.start()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def start_ticker(self) -> None:
+        """Evaluate time-driven rules (absence) and retries every ``tick_interval``."""
+        if self._ticker is not None:
+            return
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick_loop, name="dyzur-ticker", daemon=True)
+        self._ticker.start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.config.tick_interval):
+            try:
+                self.ingestor.tick()
+            except Exception:  # the ticker must survive anything; the error is logged
+                log.exception("tick failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
+        self.store.close()

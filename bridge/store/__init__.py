@@ -1,0 +1,30 @@
+"""Stores, chosen by URL: ``sqlite:///path`` (the embedded default) or, later, ``redis://``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge.store.base import Store, StoreError, TicketFilter
+
+__all__ = ["Store", "StoreError", "TicketFilter", "open_store", "sqlite_path"]
+
+
+def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
+    """``sqlite:///rel/path`` is relative to ``base_dir``; ``sqlite:////abs/path`` is absolute."""
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def open_store(url: str, base_dir: Path | None = None) -> Store:
+    """Open (and migrate) the store a URL names."""
+    if url.startswith("sqlite:///"):
+        from bridge.store.sqlite import SQLiteStore
+
+        store: Store = SQLiteStore(sqlite_path(url, base_dir))
+    else:
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise StoreError(f"unsupported store URL scheme {scheme!r}: use sqlite:///PATH")
+    store.migrate()
+    return store

@@ -1,0 +1,76 @@
+"""The store interface: everything the bridge keeps, behind one contract.
+
+Every store passes the same contract suite (tests/test_store_contract.py); a new store joins by
+being added to that suite's parameter list.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from bridge.models import Category, Ticket, TicketStatus, TimelineEntry
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (bad URL, unreadable file, newer schema)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilter:
+    client: str | None = None
+    status: TicketStatus | None = None
+    category: Category | None = None
+    asset: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+class Store(ABC):
+    """Tickets, their timelines and ticket numbers.
+
+    ``alert_lock(fingerprint)`` serialises everything done for one alert across threads and
+    processes: the lifecycle reads the alert's latest ticket and writes its change inside it,
+    which is what makes "never two tickets for one alert" hold with several bridge workers.
+    """
+
+    @abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call at every start."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def alert_lock(self, fingerprint: str) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def next_ticket_sequence(self, year: int) -> int:
+        """The next ticket sequence number of ``year``: 1, 2, 3, ... never reused."""
+
+    @abstractmethod
+    def latest_ticket_for_alert(self, fingerprint: str) -> Ticket | None: ...
+
+    @abstractmethod
+    def insert_ticket(self, ticket: Ticket, entry: TimelineEntry) -> None: ...
+
+    @abstractmethod
+    def update_ticket(self, ticket: Ticket, entry: TimelineEntry | None = None) -> None:
+        """Save the ticket's fields and append ``entry`` to its timeline."""
+
+    @abstractmethod
+    def get_ticket(self, number: str) -> Ticket | None: ...
+
+    @abstractmethod
+    def list_tickets(self, query: TicketFilter) -> list[Ticket]:
+        """Tickets matching ``query``, newest first."""
+
+    @abstractmethod
+    def timeline(self, number: str) -> list[TimelineEntry]:
+        """The ticket's timeline, oldest first."""
+
+    @abstractmethod
+    def open_tickets(self) -> Iterator[Ticket]:
+        """Every open ticket, for restoring alert state at start."""

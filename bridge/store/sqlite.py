@@ -1,0 +1,295 @@
+"""The embedded store: one SQLite file in WAL mode, safe for threads and for several processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bridge.clock import to_datetime
+from bridge.models import Category, Ticket, TicketStatus, TimelineEntry
+from bridge.store.base import Store, StoreError, TicketFilter
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE tickets (
+        number       TEXT PRIMARY KEY,
+        client       TEXT NOT NULL,
+        asset        TEXT NOT NULL,
+        rule         TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        labels       TEXT NOT NULL,
+        fire_count   INTEGER NOT NULL,
+        last_value   REAL,
+        opened_at    REAL NOT NULL,
+        updated_at   REAL NOT NULL,
+        resolved_at  REAL,
+        responded_at REAL,
+        responded_by TEXT,
+        reaction_due REAL
+    );
+    -- The last line of defence against duplicates: one open ticket per alert, ever.
+    CREATE UNIQUE INDEX tickets_one_open_per_alert ON tickets(fingerprint) WHERE status = 'open';
+    CREATE INDEX tickets_by_alert ON tickets(fingerprint, opened_at);
+    CREATE INDEX tickets_by_client ON tickets(client, status, opened_at);
+    CREATE TABLE timeline (
+        id      INTEGER PRIMARY KEY,
+        number  TEXT NOT NULL REFERENCES tickets(number),
+        at      REAL NOT NULL,
+        kind    TEXT NOT NULL,
+        message TEXT NOT NULL,
+        actor   TEXT NOT NULL
+    );
+    CREATE INDEX timeline_by_ticket ON timeline(number, id);
+    CREATE TABLE ticket_sequences (
+        year INTEGER PRIMARY KEY,
+        last INTEGER NOT NULL
+    );
+    """,
+)
+
+_TICKET_COLUMNS = (
+    "number, client, asset, rule, fingerprint, category, status, title, description, labels, "
+    "fire_count, last_value, opened_at, updated_at, resolved_at, responded_at, responded_by, "
+    "reaction_due"
+)
+
+
+def _epoch(value):  # datetime | None -> float | None
+    return None if value is None else value.timestamp()
+
+
+def _dt(value):  # float | None -> datetime | None
+    return None if value is None else to_datetime(value)
+
+
+def _row_to_ticket(row: sqlite3.Row) -> Ticket:
+    return Ticket(
+        number=row["number"],
+        client=row["client"],
+        asset=row["asset"],
+        rule=row["rule"],
+        fingerprint=row["fingerprint"],
+        category=Category(row["category"]),
+        status=TicketStatus(row["status"]),
+        title=row["title"],
+        description=row["description"],
+        labels=json.loads(row["labels"]),
+        fire_count=row["fire_count"],
+        last_value=row["last_value"],
+        opened_at=to_datetime(row["opened_at"]),
+        updated_at=to_datetime(row["updated_at"]),
+        resolved_at=_dt(row["resolved_at"]),
+        responded_at=_dt(row["responded_at"]),
+        responded_by=row["responded_by"],
+        reaction_due=_dt(row["reaction_due"]),
+    )
+
+
+def _ticket_params(t: Ticket) -> tuple:
+    return (
+        t.number,
+        t.client,
+        t.asset,
+        t.rule,
+        t.fingerprint,
+        t.category.value,
+        t.status.value,
+        t.title,
+        t.description,
+        json.dumps(t.labels, sort_keys=True),
+        t.fire_count,
+        t.last_value,
+        t.opened_at.timestamp(),
+        t.updated_at.timestamp(),
+        _epoch(t.resolved_at),
+        _epoch(t.responded_at),
+        t.responded_by,
+        _epoch(t.reaction_due),
+    )
+
+
+class SQLiteStore(Store):
+    """One connection per thread; writes take SQLite's write lock (BEGIN IMMEDIATE), so two
+    bridge processes on one file serialise the same way two threads do."""
+
+    def __init__(self, path: Path | str, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        # How long a writer waits for another's write lock before the write fails.
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory of {self.path}: {exc}") from exc
+
+    # --- connections and transactions -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                # Autocommit mode: transactions are begun explicitly below.
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self.busy_timeout,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, or the one already running on this thread."""
+        conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def alert_lock(self, fingerprint: str):
+        # SQLite has one writer at a time: holding the write lock covers every alert.
+        return self._write()
+
+    def migrate(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this dyzur "
+                    f"understands ({len(MIGRATIONS)}); upgrade dyzur"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    def schema_version(self) -> int:
+        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # --- tickets ---------------------------------------------------------------------------
+
+    def next_ticket_sequence(self, year: int) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO ticket_sequences(year, last) VALUES (?, 1) "
+                "ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
+                (year,),
+            ).fetchone()
+            return row[0]
+
+    def latest_ticket_for_alert(self, fingerprint: str) -> Ticket | None:
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE fingerprint = ? "
+                "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
+                (fingerprint,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _row_to_ticket(row)
+
+    def _append(self, conn: sqlite3.Connection, number: str, entry: TimelineEntry) -> None:
+        conn.execute(
+            "INSERT INTO timeline(number, at, kind, message, actor) VALUES (?, ?, ?, ?, ?)",
+            (number, entry.at.timestamp(), entry.kind, entry.message, entry.actor),
+        )
+
+    def insert_ticket(self, ticket: Ticket, entry: TimelineEntry) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO tickets({_TICKET_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                _ticket_params(ticket),
+            )
+            self._append(conn, ticket.number, entry)
+
+    def update_ticket(self, ticket: Ticket, entry: TimelineEntry | None = None) -> None:
+        params = _ticket_params(ticket)
+        assignments = ", ".join(f"{c.strip()} = ?" for c in _TICKET_COLUMNS.split(",")[1:])
+        with self._write() as conn:
+            cur = conn.execute(
+                f"UPDATE tickets SET {assignments} WHERE number = ?", (*params[1:], params[0])
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"ticket {ticket.number} does not exist")
+            if entry is not None:
+                self._append(conn, ticket.number, entry)
+
+    def get_ticket(self, number: str) -> Ticket | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE number = ?", (number,))
+            .fetchone()
+        )
+        return None if row is None else _row_to_ticket(row)
+
+    def list_tickets(self, query: TicketFilter) -> list[Ticket]:
+        where, params = [], []
+        for column, value in (
+            ("client", query.client),
+            ("status", query.status),
+            ("category", query.category),
+            ("asset", query.asset),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        sql = f"SELECT {_TICKET_COLUMNS} FROM tickets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY opened_at DESC, rowid DESC LIMIT ? OFFSET ?"
+        rows = self._conn().execute(sql, (*params, query.limit, query.offset)).fetchall()
+        return [_row_to_ticket(r) for r in rows]
+
+    def timeline(self, number: str) -> list[TimelineEntry]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT at, kind, message, actor FROM timeline WHERE number = ? ORDER BY id",
+                (number,),
+            )
+            .fetchall()
+        )
+        return [TimelineEntry(to_datetime(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def open_tickets(self) -> Iterator[Ticket]:
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE status = 'open'")
+            .fetchall()
+        )
+        return iter([_row_to_ticket(r) for r in rows])

@@ -1,0 +1,226 @@
+"""The HTTP API: every role on every endpoint, tenant isolation, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import auth
+
+
+def sample(asset="srv-a1", value=0.95, metric="dz_test_disk_used_ratio", **extra):
+    return {"metric": metric, "labels": {"asset": asset, "mountpoint": "/var"}, "value": value, **extra}
+
+
+def push(api, samples, who="agent"):
+    return api.post("/api/v1/samples", json={"samples": samples}, headers=auth(who))
+
+
+@pytest.fixture
+def two_tickets(api):
+    """One ticket for each hospital."""
+    r = push(api, [sample("srv-a1"), sample("srv-b1")])
+    assert r.status_code == 200 and r.json() == {"accepted": 2, "rejected": []}
+    numbers = {t["client"]: t["number"] for t in api.get("/api/v1/tickets", headers=auth("admin")).json()}
+    return numbers
+
+
+# --- authentication and roles -------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("agent", 200), ("admin", 200), ("engineer", 403), ("client-a", 403)],
+)
+def test_push_samples_roles(api, who, status):
+    assert push(api, [sample()], who).status_code == status
+
+
+def test_no_token_and_wrong_token_are_401(api, caplog):
+    r = api.post("/api/v1/samples", json={"samples": []})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = api.get("/api/v1/tickets", headers={"Authorization": "Bearer not-a-token-XYZ"})
+    assert r.status_code == 401
+    assert "token refused" in caplog.text
+    assert "not-a-token-XYZ" not in caplog.text  # the secret never reaches a log
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("agent", 403), ("engineer", 200), ("admin", 200), ("client-a", 200)],
+)
+def test_list_tickets_roles(api, two_tickets, who, status):
+    assert api.get("/api/v1/tickets", headers=auth(who)).status_code == status
+
+
+def test_a_hospital_sees_only_its_own_tickets(api, two_tickets):
+    mine = api.get("/api/v1/tickets", headers=auth("client-a")).json()
+    assert [t["client"] for t in mine] == ["szpital-a"]
+    theirs = two_tickets["klinika-b"]
+    assert api.get(f"/api/v1/tickets/{theirs}", headers=auth("client-a")).status_code == 404
+    r = api.get("/api/v1/tickets?client=klinika-b", headers=auth("client-a"))
+    assert r.status_code == 403
+    own = two_tickets["szpital-a"]
+    r = api.get(f"/api/v1/tickets/{own}", headers=auth("client-a"))
+    assert r.status_code == 200 and r.json()["timeline"][0]["kind"] == "opened"
+    # Filters by asset of another hospital find nothing either.
+    assert api.get("/api/v1/tickets?asset=srv-b1", headers=auth("client-a")).json() == []
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("agent", 403), ("client-a", 403), ("client-b", 403), ("engineer", 200), ("admin", 200)],
+)
+def test_ack_roles(api, two_tickets, who, status):
+    number = two_tickets["szpital-a"]
+    r = api.post(f"/api/v1/tickets/{number}/ack", headers=auth(who))
+    assert r.status_code == status
+    if status == 200:
+        assert r.json()["responded_at"] is not None
+        assert r.json()["timeline"][-1]["kind"] == "acknowledged"
+
+
+def test_ack_of_a_missing_ticket_is_404(api):
+    assert api.post("/api/v1/tickets/DZ-2026-999999/ack", headers=auth("engineer")).status_code == 404
+
+
+def test_engineer_resolves_by_hand(api, two_tickets):
+    number = two_tickets["szpital-a"]
+    assert api.post(f"/api/v1/tickets/{number}/resolve", headers=auth("client-a")).status_code == 403
+    r = api.post(f"/api/v1/tickets/{number}/resolve", headers=auth("engineer"))
+    assert r.status_code == 200 and r.json()["status"] == "resolved"
+    assert r.json()["timeline"][-1]["actor"] == "jan.kowalski"
+
+
+def test_ticket_view_and_filters(api, two_tickets):
+    number = two_tickets["szpital-a"]
+    t = api.get(f"/api/v1/tickets/{number}", headers=auth("engineer")).json()
+    assert t["title"] == "Zajętość dysku /var na srv-a1: 95.0 %"
+    assert t["opened_at"] == "2026-11-23T10:00:00+01:00"  # Europe/Warsaw with its offset
+    assert t["category"] == "usterka" and t["status"] == "open"
+    for query, expected in [
+        ("client=klinika-b", ["klinika-b"]),
+        ("status=resolved", []),
+        ("category=usterka", ["klinika-b", "szpital-a"]),
+        ("asset=srv-a1", ["szpital-a"]),
+    ]:
+        r = api.get(f"/api/v1/tickets?{query}", headers=auth("engineer"))
+        assert [x["client"] for x in r.json()] == expected, query
+
+
+def test_bad_query_parameters_name_the_field(api):
+    r = api.get("/api/v1/tickets?status=burning", headers=auth("engineer"))
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.status"
+    r = api.get("/api/v1/tickets?limit=100000", headers=auth("engineer"))
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.limit"
+
+
+def test_metrics_need_an_engineer_token(api, two_tickets):
+    assert api.get("/metrics").status_code == 401
+    assert api.get("/metrics", headers=auth("client-a")).status_code == 403
+    r = api.get("/metrics", headers=auth("engineer"))
+    assert r.status_code == 200
+    text = r.text
+    assert "dyzur_samples_ingested_total 2.0" in text
+    assert 'dyzur_tickets_opened_total{category="usterka"} 2.0' in text
+    assert 'dyzur_alerts{state="firing"} 2.0' in text
+    assert "dyzur_rule_evaluations_total" in text
+
+
+def test_healthz_answers_without_a_token(api):
+    r = api.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_openapi_docs(api):
+    assert api.get("/docs").status_code == 200
+    spec = api.get("/openapi.json").json()
+    assert "/api/v1/samples" in spec["paths"] and "/api/v1/tickets/{number}/ack" in spec["paths"]
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+def test_oversize_body_is_413_and_nothing_breaks(api, bridge):
+    big = {"samples": [sample()] * 200_000}
+    r = api.post("/api/v1/samples", json=big, headers=auth("agent"))
+    assert r.status_code == 413
+    assert "limit" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"samples": ['
+        for _ in range(100_000):
+            yield json.dumps(sample()).encode() + b","
+        yield b"]}"
+
+    r = api.post(
+        "/api/v1/samples",
+        content=chunks(),
+        headers={**auth("agent"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert push(api, [sample()]).status_code == 200
+
+
+def test_malformed_json_is_400(api):
+    r = api.post(
+        "/api/v1/samples",
+        content=b'{"samples": [',
+        headers={**auth("agent"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"value": "0.5"}, "samples.1.value"),
+        ({"value": True}, "samples.1.value"),
+        ({"metric": "no spaces allowed"}, "samples.1.metric"),
+        ({"labels": {"asset": 5}}, "samples.1.labels.asset"),
+        ({"colour": "red"}, "samples.1.colour"),
+        ({"timestamp": "yesterday"}, "samples.1.timestamp"),
+    ],
+)
+def test_schema_errors_are_422_naming_the_field(api, bad, field):
+    r = push(api, [sample("srv-a1", 0.5), {**sample("srv-a1", 0.95), **bad}])
+    assert r.status_code == 422
+    assert field in [e["field"] for e in r.json()["detail"]]
+    # The whole batch is refused, so nothing of it was half-applied.
+    assert api.get("/api/v1/tickets", headers=auth("admin")).json() == []
+
+
+def test_bad_samples_are_rejected_one_by_one(api, clock):
+    body = (
+        '{"samples": ['
+        '{"metric": "dz_test_disk_used_ratio", "labels": {"asset": "srv-a1", "mountpoint": "/"}, "value": NaN},'
+        '{"metric": "dz_test_disk_used_ratio", "labels": {"asset": "srv-a1", "mountpoint": "/"}, "value": Infinity},'
+        '{"metric": "dz_test_disk_used_ratio", "labels": {"asset": "nope", "mountpoint": "/"}, "value": 0.99},'
+        '{"metric": "dz_test_disk_used_ratio", "labels": {"mountpoint": "/"}, "value": 0.99},'
+        f'{{"metric": "dz_test_disk_used_ratio", "labels": {{"asset": "srv-a1", "mountpoint": "/"}}, "value": 0.99, "timestamp": {clock.time() + 3600}}},'
+        '{"metric": "dz_test_disk_used_ratio", "labels": {"asset": "srv-a1", "mountpoint": "/var"}, "value": 0.95}'
+        "]}"
+    )
+    r = api.post(
+        "/api/v1/samples", content=body, headers={**auth("agent"), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 200
+    result = r.json()
+    assert result["accepted"] == 1
+    assert [(x["index"], x["reason"]) for x in result["rejected"]] == [
+        (0, "non_finite"),
+        (1, "non_finite"),
+        (2, "unknown_asset"),
+        (3, "missing_asset"),
+        (4, "future_timestamp"),
+    ]
+    [ticket] = api.get("/api/v1/tickets", headers=auth("admin")).json()
+    assert ticket["labels"]["mountpoint"] == "/var"
+    metrics = api.get("/metrics", headers=auth("admin")).text
+    assert 'dyzur_samples_rejected_total{reason="non_finite"} 2.0' in metrics
+
+
+def test_an_agent_scoped_to_one_hospital_cannot_report_for_another(api):
+    r = push(api, [sample("srv-a1"), sample("srv-b1")], who="agent-a")
+    assert r.status_code == 200
+    assert r.json()["accepted"] == 1
+    assert r.json()["rejected"][0]["reason"] == "forbidden_asset"

@@ -1,0 +1,90 @@
+"""dyzur.yaml validation: every problem names its field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from bridge.config import EXAMPLE_CONFIG, ConfigError, load_config, parse_config
+from tests.conftest import config_data
+
+
+def problems(data, tmp_path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "dyzur.yaml", tmp_path)
+    return info.value.problems
+
+
+def test_the_test_config_is_valid(loaded):
+    assert set(loaded.clients) == {"szpital-a", "klinika-b"}
+    assert {"disk_usage", "service_down", "agent_silent"} <= {r.name for r in loaded.rules}
+    assert loaded.config.reopen_period == 3600
+
+
+def test_the_shipped_example_is_valid():
+    loaded = load_config(EXAMPLE_CONFIG)
+    assert loaded.config.store == "sqlite:///var/dyzur.db"
+    assert loaded.rules
+
+
+def edit(path: str, value):
+    data = copy.deepcopy(config_data())
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[int(last) if last.isdigit() else last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("listen", {"port": 70000}, "listen.port: Input should be less than or equal to 65535"),
+        ("reopen_period", "soon", "reopen_period: Value error"),
+        ("clients.0.contract.hours", "sometimes", "clients.0.contract.hours"),
+        ("clients.0.contract.colour", "red", "clients.0.contract.colour: Extra inputs"),
+        ("assets.1.client", "szpital-x", "assets.1.client: unknown client 'szpital-x'"),
+        ("assets.1.depends_on", "ups-x", "assets.1.depends_on: unknown asset 'ups-x'"),
+        ("assets.1.id", "srv-a1", "assets.1.id: duplicate asset id 'srv-a1'"),
+        ("assets.1.environment", "staging", "assets.1.environment"),
+        ("tokens.0.role", "root", "tokens.0.role: unknown role 'root'"),
+        ("tokens.0.role", "client:nowhere", "tokens.0.role: unknown client 'nowhere'"),
+        ("tokens.0.sha256", "secret", "tokens.0.sha256: String should match pattern"),
+        ("tokens.4.client", "klinika-b", "tokens.4.client: only agent tokens are scoped"),
+        ("store", KeyError, None),
+    ],
+)
+def test_each_problem_names_its_field(tmp_path, path, value, expected):
+    data = edit(path, value)
+    if expected is None:
+        parse_config(data, "dyzur.yaml", tmp_path)  # a missing setting takes its default
+        return
+    assert any(p.startswith(expected) for p in problems(data, tmp_path)), problems(data, tmp_path)
+
+
+def test_a_broken_rule_file_is_named_with_its_line(tmp_path):
+    rules = tmp_path / "broken.yaml"
+    rules.write_text("rules:\n  - name: x\n    metric: m\n    when: '> 1'\n    category: pilne\n")
+    data = config_data()
+    data["rule_files"] = ["broken.yaml"]  # relative to the config's directory
+    [problem] = problems(data, tmp_path)
+    assert problem.startswith(f"rule_files: {rules}:")
+    assert "pilne" in problem
+
+
+def test_yaml_errors_give_the_line(tmp_path):
+    path = tmp_path / "dyzur.yaml"
+    path.write_text("store: sqlite:///x.db\nclients:\n  - id: a\n   name: broken indent\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "line 4" in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "nope.yaml")

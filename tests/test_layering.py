@@ -1,0 +1,68 @@
+"""The import direction of DESIGN.md: agents -> collectors <- rules <- bridge."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("collectors", "rules", "bridge", "agents")
+# What each package may import of the others.
+ALLOWED = {
+    "collectors": set(),
+    "agents": {"collectors"},
+    "rules": {"collectors"},
+    "bridge": {"collectors", "rules"},
+}
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def modules(package: str):
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_import_only_downward(package):
+    for path in modules(package):
+        others = (imports(path) & set(PACKAGES)) - {package}
+        assert others <= ALLOWED[package], f"{path.relative_to(ROOT)} imports {others}"
+
+
+def test_collectors_core_imports_only_the_standard_library():
+    for path in (ROOT / "collectors").glob("*.py"):
+        outside = {m for m in imports(path) if m not in sys.stdlib_module_names} - {"collectors"}
+        assert not outside, f"{path.relative_to(ROOT)} imports {outside}"
+
+
+def test_only_the_api_imports_fastapi_and_only_a_redis_store_imports_redis():
+    for package in PACKAGES:
+        for path in modules(package):
+            rel = path.relative_to(ROOT).as_posix()
+            names = imports(path)
+            if not rel.startswith("bridge/api/"):
+                assert not names & {"fastapi", "starlette", "uvicorn"} or rel == "bridge/cli.py", rel
+            if not rel.startswith("bridge/store/redis"):
+                assert "redis" not in names, rel
+
+
+def test_importing_collectors_agents_or_rules_pulls_no_web_stack():
+    code = (
+        "import sys, collectors, agents, rules.engine, rules.loader, bridge.lifecycle;"
+        "bad = {'fastapi', 'starlette', 'uvicorn', 'redis'} & set(sys.modules);"
+        "sys.exit(', '.join(sorted(bad)) or None)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr

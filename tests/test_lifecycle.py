@@ -1,0 +1,237 @@
+"""The ticket lifecycle driven by the real engine and a real store: one alert, one ticket."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from bridge.lifecycle import TicketLifecycle
+from bridge.models import Category, TicketStatus
+from bridge.service import Bridge
+from bridge.store import TicketFilter
+from bridge.store.sqlite import SQLiteStore
+from collectors import Sample
+from tests.conftest import AGENT
+
+
+def disk(bridge: Bridge, value: float, asset: str = "srv-a1", mountpoint: str = "/var"):
+    """Push one disk-usage sample stamped with the bridge clock's time."""
+    s = Sample(
+        "dz_test_disk_used_ratio",
+        {"asset": asset, "mountpoint": mountpoint},
+        value,
+        bridge.clock.time(),
+    )
+    result = bridge.ingestor.ingest([s], AGENT)
+    assert result.accepted == 1, result.rejected
+
+
+def tickets(bridge: Bridge, **query) -> list:
+    return bridge.store.list_tickets(TicketFilter(**query))
+
+
+def kinds(bridge: Bridge, number: str) -> list[str]:
+    return [e.kind for e in bridge.store.timeline(number)]
+
+
+def test_firing_opens_one_ticket_in_the_contract_language(bridge):
+    disk(bridge, 0.95)
+    disk(bridge, 0.93, asset="srv-b1")
+    [b, a] = tickets(bridge)
+    assert a.number == "DZ-2026-000001" and b.number == "DZ-2026-000002"
+    assert a.category is Category.USTERKA and a.status is TicketStatus.OPEN
+    assert a.client == "szpital-a" and a.asset == "srv-a1" and a.rule == "disk_usage"
+    assert a.title == "Zajętość dysku /var na srv-a1: 95.0 %"
+    assert b.title == "Disk /var on srv-b1 is 93.0 % full"
+    assert kinds(bridge, a.number) == ["opened"]
+
+
+def test_a_value_that_stays_high_opens_nothing_new(bridge, clock):
+    for value in (0.95, 0.96, 0.95, 0.97):
+        disk(bridge, value)
+        clock.advance(30)
+    [ticket] = tickets(bridge)
+    assert ticket.fire_count == 1
+    assert kinds(bridge, ticket.number) == ["opened"]
+
+
+def test_hovering_at_the_threshold_does_not_flap(bridge, clock):
+    for value in (0.91, 0.89, 0.91, 0.88, 0.905, 0.86):
+        disk(bridge, value)
+        clock.advance(30)
+    [ticket] = tickets(bridge)
+    assert ticket.status is TicketStatus.OPEN and ticket.fire_count == 1
+    disk(bridge, 0.80)
+    [ticket] = tickets(bridge)
+    assert ticket.status is TicketStatus.RESOLVED
+
+
+def test_escalation_upgrades_the_category_in_place(bridge, clock):
+    disk(bridge, 0.92)
+    clock.advance(60)
+    disk(bridge, 0.99)
+    [ticket] = tickets(bridge)
+    assert ticket.category is Category.AWARIA
+    assert ticket.number == "DZ-2026-000001"
+    assert kinds(bridge, ticket.number) == ["opened", "escalated"]
+    entry = bridge.store.timeline(ticket.number)[-1]
+    assert "Usterka → Awaria" in entry.message
+
+
+def test_recovery_resolves_with_a_recovered_entry(bridge, clock):
+    disk(bridge, 0.95)
+    clock.advance(120)
+    disk(bridge, 0.5)
+    [ticket] = tickets(bridge)
+    assert ticket.status is TicketStatus.RESOLVED
+    assert ticket.resolved_at == clock.now()
+    assert kinds(bridge, ticket.number) == ["opened", "recovered", "resolved"]
+
+
+def service(bridge: Bridge, up: float) -> None:
+    s = Sample(
+        "dz_test_service_up", {"asset": "srv-a1", "service": "amms"}, up, bridge.clock.time()
+    )
+    assert bridge.ingestor.ingest([s], AGENT).accepted == 1
+
+
+def test_keep_open_rule_leaves_the_ticket_for_an_engineer_and_counts_refires(bridge, clock):
+    service(bridge, 0)
+    clock.advance(30)
+    service(bridge, 0)
+    assert tickets(bridge) == []  # `for: 60s` has not passed
+    clock.advance(31)
+    service(bridge, 0)
+    [ticket] = tickets(bridge)
+    assert ticket.category is Category.AWARIA
+    clock.advance(30)
+    service(bridge, 1)
+    [ticket] = tickets(bridge)
+    assert ticket.status is TicketStatus.OPEN
+    assert kinds(bridge, ticket.number) == ["opened", "recovered", "left_open"]
+    # It breaks again while the ticket is still open: same ticket, counted, on the timeline.
+    for _ in range(3):
+        clock.advance(61)
+        service(bridge, 0)
+    [ticket] = tickets(bridge)
+    assert ticket.fire_count == 2
+    assert kinds(bridge, ticket.number)[-1] == "refired"
+    resolved = bridge.lifecycle.resolve(ticket.number, "jan.kowalski")
+    assert resolved.status is TicketStatus.RESOLVED
+    assert bridge.store.timeline(ticket.number)[-1].actor == "jan.kowalski"
+
+
+def test_refire_within_the_reopen_period_reopens_the_same_ticket(bridge, clock):
+    disk(bridge, 0.95)
+    clock.advance(60)
+    disk(bridge, 0.5)
+    clock.advance(59 * 60)  # 59 minutes later: inside the 1 h reopen period
+    disk(bridge, 0.95)
+    [ticket] = tickets(bridge)
+    assert ticket.status is TicketStatus.OPEN and ticket.fire_count == 2
+    assert ticket.resolved_at is None
+    assert kinds(bridge, ticket.number) == ["opened", "recovered", "resolved", "reopened"]
+
+
+def test_refire_after_the_reopen_period_opens_a_new_ticket(bridge, clock):
+    disk(bridge, 0.95)
+    clock.advance(60)
+    disk(bridge, 0.5)
+    clock.advance(3601)
+    disk(bridge, 0.95)
+    new, old = tickets(bridge)
+    assert old.status is TicketStatus.RESOLVED and new.status is TicketStatus.OPEN
+    assert new.number == "DZ-2026-000002"
+
+
+def test_acknowledge_records_the_first_response_once(bridge, clock):
+    disk(bridge, 0.95)
+    [ticket] = tickets(bridge)
+    clock.advance(600)
+    first = bridge.lifecycle.acknowledge(ticket.number, "jan.kowalski")
+    clock.advance(600)
+    again = bridge.lifecycle.acknowledge(ticket.number, "anna.nowak")
+    assert first.responded_at == again.responded_at == bridge.store.get_ticket(ticket.number).responded_at
+    assert again.responded_by == "jan.kowalski"
+    assert kinds(bridge, ticket.number) == ["opened", "acknowledged"]
+
+
+def test_a_restarted_bridge_keeps_its_alerts(loaded, store, clock):
+    first = Bridge(loaded, store=store, clock=clock)
+    disk(first, 0.95)
+    # A new bridge process on the same store: it must know the alert is firing.
+    second = Bridge(loaded, store=store, clock=clock)
+    clock.advance(60)
+    disk(second, 0.96)
+    [ticket] = tickets(second)
+    assert ticket.status is TicketStatus.OPEN
+    clock.advance(60)
+    disk(second, 0.5)
+    [ticket] = tickets(second)
+    assert ticket.status is TicketStatus.RESOLVED
+
+
+def test_agent_silence_opens_a_ticket_and_a_returning_agent_resolves_it(bridge, clock):
+    rule = bridge.engine.rules["agent_silent"]
+    disk(bridge, 0.5, asset="srv-b1")
+    clock.advance(rule.absent_seconds + 1)
+    changes = bridge.ingestor.tick()
+    silent = {c.ticket.asset for c in changes if c.ticket.rule == "agent_silent"}
+    # Every reporting asset was silent; the UPS is polled, not reporting, so it is not expected.
+    assert silent == {"srv-a1", "srv-a2", "srv-b1"}
+    assert bridge.ingestor.tick() == []  # no second ticket on the next tick
+    disk(bridge, 0.5, asset="srv-b1")
+    [ticket] = tickets(bridge, asset="srv-b1")
+    assert ticket.status is TicketStatus.RESOLVED
+
+
+def test_a_locked_database_delays_the_ticket_but_loses_nothing(loaded, tmp_path, clock):
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(path, busy_timeout=0.05)
+    store.migrate()
+    bridge = Bridge(loaded, store=store, clock=clock)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    disk(bridge, 0.95)
+    disk(bridge, 0.97, mountpoint="/data")
+    assert bridge.ingestor.queued_transitions == 2
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    changes = bridge.ingestor.tick()
+    assert [c.action for c in changes] == ["opened", "opened"]
+    assert bridge.ingestor.queued_transitions == 0
+    assert len(tickets(bridge)) == 2
+    bridge.close()
+
+
+@pytest.mark.parametrize("workers", [8])
+def test_concurrent_firings_of_one_alert_make_one_ticket(loaded, tmp_path, clock, workers):
+    """Several bridge workers, each with its own engine and connection, fire the same alert
+    at once: the store's alert lock lets exactly one of them open the ticket."""
+    path = tmp_path / "shared.db"
+    SQLiteStore(path).migrate()
+    bridges = [Bridge(loaded, store=SQLiteStore(path), clock=clock) for _ in range(workers)]
+    barrier = threading.Barrier(workers)
+
+    def fire(b: Bridge) -> None:
+        barrier.wait()
+        disk(b, 0.95)
+
+    threads = [threading.Thread(target=fire, args=(b,)) for b in bridges]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    [ticket] = tickets(bridges[0])
+    assert ticket.fire_count == workers  # one opened it, the others counted as re-fires
+    assert kinds(bridges[0], ticket.number) == ["opened"] + ["refired"] * (workers - 1)
+    for b in bridges:
+        b.close()
+
+
+def test_lifecycle_is_usable_without_the_api(store, loaded, clock):
+    # The lifecycle is plain Python over the store: no FastAPI import needed to drive it.
+    lifecycle = TicketLifecycle(store, loaded.clients, loaded.assets, clock)
+    assert lifecycle.firing_alerts() == []

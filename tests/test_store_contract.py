@@ -1,0 +1,134 @@
+"""The contract every store keeps. A new store joins by adding itself to STORE_FACTORIES in
+conftest.py; these tests then run against it unchanged."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from bridge.models import Category, Ticket, TicketStatus, TimelineEntry, ticket_number
+from bridge.store import StoreError, TicketFilter, open_store
+from bridge.store.sqlite import MIGRATIONS, SQLiteStore
+from tests.conftest import START
+
+
+def make_ticket(n: int, **overrides) -> Ticket:
+    fields = dict(
+        number=ticket_number(2026, n),
+        client="szpital-a",
+        asset="srv-a1",
+        rule="disk_usage",
+        fingerprint=f"fp{n}",
+        category=Category.USTERKA,
+        status=TicketStatus.OPEN,
+        title=f"Ticket {n}",
+        description="opis",
+        opened_at=START + timedelta(minutes=n),
+        updated_at=START + timedelta(minutes=n),
+        labels={"asset": "srv-a1", "mountpoint": "/var"},
+        last_value=0.95,
+    )
+    fields.update(overrides)
+    return Ticket(**fields)
+
+
+def opened(at) -> TimelineEntry:
+    return TimelineEntry(at, "opened", "otwarte")
+
+
+def test_migrate_is_idempotent(store):
+    store.migrate()
+    store.migrate()
+    assert store.list_tickets(TicketFilter()) == []
+
+
+def test_ticket_round_trip(store):
+    t = make_ticket(1, responded_at=START + timedelta(hours=1), responded_by="jan")
+    store.insert_ticket(t, opened(t.opened_at))
+    assert store.get_ticket(t.number) == t
+    assert store.get_ticket("DZ-2026-999999") is None
+
+
+def test_sequences_count_per_year_and_never_repeat(store):
+    assert [store.next_ticket_sequence(2026) for _ in range(3)] == [1, 2, 3]
+    assert store.next_ticket_sequence(2027) == 1
+    assert store.next_ticket_sequence(2026) == 4
+
+
+def test_one_open_ticket_per_alert_is_enforced(store):
+    store.insert_ticket(make_ticket(1, fingerprint="same"), opened(START))
+    with pytest.raises(Exception):  # noqa: B017 - each store raises its own integrity error
+        store.insert_ticket(make_ticket(2, fingerprint="same"), opened(START))
+    # A resolved ticket of the same alert does not block a new one.
+    first = store.get_ticket(ticket_number(2026, 1))
+    first.status = TicketStatus.RESOLVED
+    store.update_ticket(first)
+    store.insert_ticket(make_ticket(3, fingerprint="same"), opened(START))
+    assert store.latest_ticket_for_alert("same").number == ticket_number(2026, 3)
+
+
+def test_update_appends_to_the_timeline_in_order(store):
+    t = make_ticket(1)
+    store.insert_ticket(t, opened(t.opened_at))
+    t.fire_count = 2
+    store.update_ticket(t, TimelineEntry(START + timedelta(hours=1), "refired", "again"))
+    store.update_ticket(t, TimelineEntry(START + timedelta(hours=2), "recovered", "ok", "jan"))
+    assert store.get_ticket(t.number).fire_count == 2
+    assert [(e.kind, e.actor) for e in store.timeline(t.number)] == [
+        ("opened", "dyzur"),
+        ("refired", "dyzur"),
+        ("recovered", "jan"),
+    ]
+
+
+def test_updating_a_missing_ticket_fails(store):
+    with pytest.raises(StoreError):
+        store.update_ticket(make_ticket(7))
+
+
+def test_list_filters_and_orders_newest_first(store):
+    store.insert_ticket(make_ticket(1), opened(START))
+    store.insert_ticket(make_ticket(2, client="klinika-b", asset="srv-b1"), opened(START))
+    store.insert_ticket(
+        make_ticket(3, category=Category.AWARIA, status=TicketStatus.RESOLVED), opened(START)
+    )
+
+    def numbers(**q):
+        return [t.number[-1] for t in store.list_tickets(TicketFilter(**q))]
+
+    assert numbers() == ["3", "2", "1"]
+    assert numbers(client="szpital-a") == ["3", "1"]
+    assert numbers(status=TicketStatus.OPEN) == ["2", "1"]
+    assert numbers(category=Category.AWARIA) == ["3"]
+    assert numbers(asset="srv-b1") == ["2"]
+    assert numbers(limit=1, offset=1) == ["2"]
+    assert sorted(t.number for t in store.open_tickets()) == [
+        ticket_number(2026, 1),
+        ticket_number(2026, 2),
+    ]
+
+
+def test_latest_ticket_for_alert(store):
+    assert store.latest_ticket_for_alert("nothing") is None
+    store.insert_ticket(make_ticket(1, fingerprint="x", status=TicketStatus.RESOLVED), opened(START))
+    store.insert_ticket(make_ticket(2, fingerprint="x"), opened(START))
+    assert store.latest_ticket_for_alert("x").number == ticket_number(2026, 2)
+
+
+def test_sqlite_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this dyzur"):
+        SQLiteStore(path).migrate()
+
+
+def test_sqlite_store_is_chosen_by_url_relative_to_the_config(tmp_path):
+    store = open_store("sqlite:///sub/dir/dyzur.db", base_dir=tmp_path)
+    assert (tmp_path / "sub/dir/dyzur.db").exists()
+    assert store.schema_version() == len(MIGRATIONS)
+    store.close()
+    with pytest.raises(StoreError, match="unsupported store URL scheme 'mysql'"):
+        open_store("mysql://localhost/dyzur")
