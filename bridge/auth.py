@@ -1,4 +1,4 @@
-"""Bearer tokens with roles. Tokens are kept only as SHA-256 hashes and compared in constant time."""
+"""Bearer tokens with roles: kept only as SHA-256 hashes, compared in constant time."""
 
 from __future__ import annotations
 

@@ -108,9 +108,7 @@ class Ingestor:
             if ts is None:
                 ts = now
             elif ts > latest_allowed:
-                rejected.append(
-                    Rejection(index, "future_timestamp", "timestamp is in the future")
-                )
+                rejected.append(Rejection(index, "future_timestamp", "timestamp is in the future"))
                 continue
             append(Sample(s.metric, s.labels, value, ts))
         result.accepted = len(good)

@@ -43,8 +43,7 @@ class BridgeMetrics:
         )
         self.ticket_changes = Counter(
             "dyzur_ticket_changes",
-            "Ticket lifecycle actions (opened, refired, reopened, escalated, recovered, "
-            "resolved).",
+            "Ticket lifecycle actions (opened, refired, reopened, escalated, recovered, resolved).",
             ["action"],
             registry=r,
         )

@@ -94,6 +94,7 @@ def need_binary(name: str) -> str:
 
 # --- stores: every store kind joins this list and so runs the contract suite ---------------
 
+
 def _sqlite_store(tmp_path: Path) -> Store:
     return SQLiteStore(tmp_path / "store.db")
 

@@ -10,7 +10,12 @@ from tests.conftest import auth
 
 
 def sample(asset="srv-a1", value=0.95, metric="dz_test_disk_used_ratio", **extra):
-    return {"metric": metric, "labels": {"asset": asset, "mountpoint": "/var"}, "value": value, **extra}
+    return {
+        "metric": metric,
+        "labels": {"asset": asset, "mountpoint": "/var"},
+        "value": value,
+        **extra,
+    }
 
 
 def push(api, samples, who="agent"):
@@ -22,11 +27,14 @@ def two_tickets(api):
     """One ticket for each hospital."""
     r = push(api, [sample("srv-a1"), sample("srv-b1")])
     assert r.status_code == 200 and r.json() == {"accepted": 2, "rejected": []}
-    numbers = {t["client"]: t["number"] for t in api.get("/api/v1/tickets", headers=auth("admin")).json()}
+    numbers = {
+        t["client"]: t["number"] for t in api.get("/api/v1/tickets", headers=auth("admin")).json()
+    }
     return numbers
 
 
 # --- authentication and roles -------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("who", "status"),
@@ -81,12 +89,16 @@ def test_ack_roles(api, two_tickets, who, status):
 
 
 def test_ack_of_a_missing_ticket_is_404(api):
-    assert api.post("/api/v1/tickets/DZ-2026-999999/ack", headers=auth("engineer")).status_code == 404
+    assert (
+        api.post("/api/v1/tickets/DZ-2026-999999/ack", headers=auth("engineer")).status_code == 404
+    )
 
 
 def test_engineer_resolves_by_hand(api, two_tickets):
     number = two_tickets["szpital-a"]
-    assert api.post(f"/api/v1/tickets/{number}/resolve", headers=auth("client-a")).status_code == 403
+    assert (
+        api.post(f"/api/v1/tickets/{number}/resolve", headers=auth("client-a")).status_code == 403
+    )
     r = api.post(f"/api/v1/tickets/{number}/resolve", headers=auth("engineer"))
     assert r.status_code == 200 and r.json()["status"] == "resolved"
     assert r.json()["timeline"][-1]["actor"] == "jan.kowalski"
@@ -139,6 +151,7 @@ def test_openapi_docs(api):
 
 
 # --- bad input ----------------------------------------------------------------------------
+
 
 def test_oversize_body_is_413_and_nothing_breaks(api, bridge):
     big = {"samples": [sample()] * 200_000}
@@ -201,7 +214,9 @@ def test_bad_samples_are_rejected_one_by_one(api, clock):
         "]}"
     )
     r = api.post(
-        "/api/v1/samples", content=body, headers={**auth("agent"), "Content-Type": "application/json"}
+        "/api/v1/samples",
+        content=body,
+        headers={**auth("agent"), "Content-Type": "application/json"},
     )
     assert r.status_code == 200
     result = r.json()

@@ -48,7 +48,9 @@ def test_rules_check(tmp_path):
     r = dyzur("rules", "check", DATA / "test_rules.yaml")
     assert r.returncode == 0 and "OK: 2 rules" in r.stdout
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - name: a\n    metric: m\n    when: '> 1'\n    category: usterka\n    title: {pl: x, en: y}\n    description: {pl: x, en: y}\n    thresold: 3\n")
+    bad.write_text(
+        "rules:\n  - name: a\n    metric: m\n    when: '> 1'\n    category: usterka\n    title: {pl: x, en: y}\n    description: {pl: x, en: y}\n    thresold: 3\n"
+    )
     r = dyzur("rules", "check", bad)
     assert r.returncode != 0
     assert f"{bad}:8:" in r.stderr and "thresold" in r.stderr

@@ -86,9 +86,9 @@ def test_samples_over_http_open_one_ticket_and_resolve_it(running):
         assert ticket["status"] == "resolved"
         kinds = [
             e["kind"]
-            for e in http.get(f"/api/v1/tickets/{ticket['number']}", headers=auth("engineer")).json()[
-                "timeline"
-            ]
+            for e in http.get(
+                f"/api/v1/tickets/{ticket['number']}", headers=auth("engineer")
+            ).json()["timeline"]
         ]
         assert kinds == ["opened", "recovered", "resolved"]
         # Garbage does not take the process down.
@@ -101,6 +101,7 @@ def test_two_bridge_processes_on_one_store_open_one_ticket(config_file):
     """Concurrent requests to two workers sharing the SQLite file fire the same alert."""
     bridges = [RunningBridge(config_file, free_port()) for _ in range(2)]
     try:
+
         def fire(i: int) -> int:
             url = bridges[i % 2].url
             return httpx.post(

@@ -53,7 +53,9 @@ def test_only_the_api_imports_fastapi_and_only_a_redis_store_imports_redis():
             rel = path.relative_to(ROOT).as_posix()
             names = imports(path)
             if not rel.startswith("bridge/api/"):
-                assert not names & {"fastapi", "starlette", "uvicorn"} or rel == "bridge/cli.py", rel
+                assert not names & {"fastapi", "starlette", "uvicorn"} or rel == "bridge/cli.py", (
+                    rel
+                )
             if not rel.startswith("bridge/store/redis"):
                 assert "redis" not in names, rel
 

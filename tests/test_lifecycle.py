@@ -153,7 +153,11 @@ def test_acknowledge_records_the_first_response_once(bridge, clock):
     first = bridge.lifecycle.acknowledge(ticket.number, "jan.kowalski")
     clock.advance(600)
     again = bridge.lifecycle.acknowledge(ticket.number, "anna.nowak")
-    assert first.responded_at == again.responded_at == bridge.store.get_ticket(ticket.number).responded_at
+    assert (
+        first.responded_at
+        == again.responded_at
+        == bridge.store.get_ticket(ticket.number).responded_at
+    )
     assert again.responded_by == "jan.kowalski"
     assert kinds(bridge, ticket.number) == ["opened", "acknowledged"]
 

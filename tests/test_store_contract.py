@@ -112,7 +112,9 @@ def test_list_filters_and_orders_newest_first(store):
 
 def test_latest_ticket_for_alert(store):
     assert store.latest_ticket_for_alert("nothing") is None
-    store.insert_ticket(make_ticket(1, fingerprint="x", status=TicketStatus.RESOLVED), opened(START))
+    store.insert_ticket(
+        make_ticket(1, fingerprint="x", status=TicketStatus.RESOLVED), opened(START)
+    )
     store.insert_ticket(make_ticket(2, fingerprint="x"), opened(START))
     assert store.latest_ticket_for_alert("x").number == ticket_number(2026, 2)
 

@@ -51,5 +51,7 @@ async def push_samples(
     result = await run_in_threadpool(bridge.ingestor.ingest, batch.samples, principal)
     return IngestResponse(
         accepted=result.accepted,
-        rejected=[RejectedSample(index=r.index, reason=r.reason, detail=r.detail) for r in result.rejected],
+        rejected=[
+            RejectedSample(index=r.index, reason=r.reason, detail=r.detail) for r in result.rejected
+        ],
     )
