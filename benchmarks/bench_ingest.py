@@ -34,7 +34,11 @@ MOUNTS = ("/", "/var", "/home", "/srv/amms", "/var/lib/postgresql", "/backup")
 
 def config(tmp: Path, port: int) -> Path:
     clients = [{"id": f"szpital-{c:02d}", "name": f"Szpital {c}"} for c in range(40)]
-    assets = [{"id": f"srv-{c:02d}-{a}", "client": f"szpital-{c:02d}"} for c in range(40) for a in range(10)]
+    assets = [
+        {"id": f"srv-{c:02d}-{a}", "client": f"szpital-{c:02d}"}
+        for c in range(40)
+        for a in range(10)
+    ]
     data = {
         "store": "sqlite:///bench.db",
         "listen": {"port": port},
@@ -62,13 +66,21 @@ def batch(rng: random.Random, size: int) -> bytes:
                 }
             )
         samples.append(
-            {"metric": "dyzur_memory_used_ratio", "labels": {"asset": asset}, "value": rng.random() * 0.9}
+            {
+                "metric": "dyzur_memory_used_ratio",
+                "labels": {"asset": asset},
+                "value": rng.random() * 0.9,
+            }
         )
         samples.append(
             {"metric": "dyzur_load1_per_cpu", "labels": {"asset": asset}, "value": rng.random()}
         )
         samples.append(
-            {"metric": "dyzur_cpu_utilisation_ratio", "labels": {"asset": asset}, "value": rng.random()}
+            {
+                "metric": "dyzur_cpu_utilisation_ratio",
+                "labels": {"asset": asset},
+                "value": rng.random(),
+            }
         )
     return json.dumps({"samples": samples[:size]}).encode()
 
