@@ -163,8 +163,8 @@ def _parse_yaml(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        if "chomping or indentation" in problem:
+        problem = ": ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        if "block scalar" in problem:  # `when: > 0.9`: ">" starts a folded scalar
             problem += " (quote comparisons, for example when: '> 0.9')"
         raise RuleFileError(source, line, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
