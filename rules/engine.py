@@ -1,10 +1,11 @@
 """The rules engine: samples and ``now`` in, alert transitions out. Pure: no I/O, no clock.
 
 Threshold rules
-    A series is one rule and one value of the rule's identity labels (a missing label counts
-    as ""). Its timing uses ``Sample.timestamp``, so samples spooled by an agent and replayed
-    later still honour ``for``; a sample older than the newest one already seen for its series
-    is ignored (equal timestamps are accepted).
+    A series is the rule's metric and one value of the rule's identity labels (a missing label
+    counts as ""); one series gives one alert per rule. Its timing uses ``Sample.timestamp``,
+    so samples spooled by an agent and replayed later still honour ``for``; a sample older
+    than the newest one already seen for its series is ignored (equal timestamps are
+    accepted).
 
     ``when`` true            no alert -> PENDING (``None -> pending``), or straight to FIRING
                              when ``for`` is 0 (one ``None -> firing`` transition)
@@ -37,13 +38,15 @@ Absence rules
 
 Speed
     Rules are compiled once in ``__init__``. For each metric the engine generates one Python
-    function (``exec`` of source built from the rules' structure) that checks every rule on
+    function (``exec`` of source built from the rules' structure) that computes each identity
+    key once, finds the series record with one dictionary lookup and checks every rule on
     that metric inline: matchers as dictionary lookups or memoised anchored regex results,
     the condition as a plain comparison with the threshold. Only operators from a fixed list
     and generated identifiers go into that source; every value from a rule file (label names
     and values, thresholds, regexes) is bound as a constant, never spliced into code. The
     common path (condition false, no alert on the series) allocates nothing but the identity
-    key of a rule with several identity labels; state objects exist only for active alerts.
+    key of a rule with several identity labels (and one record per new series); state
+    objects exist only for active alerts. Memory grows with the number of series ever seen.
 
 Not thread-safe: the caller serialises calls (the bridge holds one lock around the engine).
 """
@@ -56,6 +59,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from collectors.sample import Sample
 from rules.model import (
     COMPARISONS,
     Alert,
@@ -154,7 +158,7 @@ class _Emitter:
 
 
 class _Active:
-    """One active (pending or firing) alert of a threshold rule."""
+    """One active (pending or firing) alert of a threshold rule on one series."""
 
     __slots__ = ("alert", "esc_since", "escalated")
 
@@ -164,15 +168,53 @@ class _Active:
         self.escalated = False
 
 
-class _ThresholdRule:
-    """Runtime of one threshold rule: its compiled conditions and its series."""
+# A series record is a plain list, the cheapest thing to index in the generated code:
+# ``[newest_timestamp, active_of_rule_1, active_of_rule_2, ...]``, one slot per rule of its
+# group, each an ``_Active`` or None.
+Record = list[Any]
 
-    def __init__(self, rule: Rule, emitter: _Emitter) -> None:
+
+class _Group:
+    """The threshold rules of one metric that share one identity, and their series.
+
+    A series is the metric and one value of the identity labels. Its records hold the newest
+    timestamp (for the out-of-order check, done once for all rules of the group) and each
+    rule's active alert.
+    """
+
+    def __init__(self, metric: str, identity: tuple[str, ...]) -> None:
+        self.metric = metric
+        self.identity = identity
+        self.rules: list[_ThresholdRule] = []
+        self.series: dict[Key, Record] = {}
+
+    def key_of(self, labels: Any) -> Key:
+        if len(self.identity) == 1:
+            return labels.get(self.identity[0], "")
+        return tuple(labels.get(name, "") for name in self.identity)
+
+    def record(self, key: Key) -> Record:
+        rec = self.series.get(key)
+        if rec is None:
+            rec = self.series[key] = self.new_record()
+        return rec
+
+    def new_record(self) -> Record:
+        return [_NINF] + [None] * len(self.rules)
+
+
+class _ThresholdRule:
+    """Runtime of one threshold rule: its compiled conditions and its active alerts."""
+
+    def __init__(self, rule: Rule, emitter: _Emitter, group: _Group) -> None:
         if rule.metric is None or rule.condition is None:
             raise ValueError(f"rule {rule.name!r}: a threshold rule needs metric and condition")
         self.rule = rule
         self.name = rule.name
         self.emitter = emitter
+        self.group = group
+        group.rules.append(self)
+        self.slot = len(group.rules)  # this rule's index in the group's records
         self.identity = rule.identity
         self.for_seconds = rule.for_seconds
         self.clear = _predicate(
@@ -182,51 +224,46 @@ class _ThresholdRule:
         self.esc_when = _predicate(esc.condition) if esc is not None else None
         self.esc_category = esc.category if esc is not None else rule.category
         self.esc_for = esc.for_seconds if esc is not None else 0.0
-        self.last: dict[Key, float] = {}  # newest timestamp per series
         self.active: dict[Key, _Active] = {}
-        self.fingerprints: dict[Key, str] = {}  # per series, computed once
-
-    def key_of(self, labels: Any) -> Key:
-        if len(self.identity) == 1:
-            return labels.get(self.identity[0], "")
-        return tuple(labels.get(name, "") for name in self.identity)
+        self.fingerprints: dict[Key, str] = {}  # per series that ever alerted, computed once
 
     def _identity_labels(self, key: Key) -> dict[str, str]:
         if len(self.identity) == 1:
             return {self.identity[0]: key}
         return dict(zip(self.identity, key, strict=True))
 
-    def _fingerprint(self, key: Key) -> str:
+    def _start(self, rec: Record, key: Key, labels: Any, value: float, ts: float) -> _Active:
         fp = self.fingerprints.get(key)
         if fp is None:
             fp = self.fingerprints[key] = fingerprint(self.name, self._identity_labels(key))
-        return fp
+        alert_labels = dict(labels)
+        alert_labels.update(self._identity_labels(key))
+        alert = Alert(
+            rule=self.name,
+            fingerprint=fp,
+            labels=alert_labels,
+            state=PENDING,
+            category=self.rule.category,
+            value=value,
+            active_since=ts,
+        )
+        st = rec[self.slot] = self.active[key] = _Active(alert)
+        return st
 
     # -- slow paths, called from the generated per-metric code ------------------------------
 
-    def on_true(self, key: Key, labels: Any, value: float, ts: float) -> None:
+    def on_true(self, rec: Record, key: Key, labels: Any, value: float, ts: float) -> None:
         """The firing condition holds for a sample of series ``key``."""
-        st = self.active.get(key)
+        st = rec[self.slot]
         esc_when = self.esc_when
         if st is None:
-            alert_labels = dict(labels)
-            alert_labels.update(self._identity_labels(key))
-            alert = Alert(
-                rule=self.name,
-                fingerprint=self._fingerprint(key),
-                labels=alert_labels,
-                state=PENDING,
-                category=self.rule.category,
-                value=value,
-                active_since=ts,
-            )
-            st = self.active[key] = _Active(alert)
+            st = self._start(rec, key, labels, value, ts)
             if esc_when is not None and esc_when(value):
                 st.esc_since = ts
             if self.for_seconds <= 0:
                 self._fire(st, None, ts)
             else:
-                self.emitter.emit(alert, None, ts)
+                self.emitter.emit(st.alert, None, ts)
             return
         alert = st.alert
         alert.value = value
@@ -253,27 +290,31 @@ class _ThresholdRule:
             alert.category = self.esc_category
         self.emitter.emit(alert, previous, ts)
 
-    def on_false(self, key: Key, value: float, ts: float) -> None:
-        """The firing condition does not hold for a sample of an active series."""
-        st = self.active[key]
+    def on_false(self, rec: Record, key: Key, value: float, ts: float) -> None:
+        """The firing condition does not hold for a sample of a series with an alert."""
+        st = rec[self.slot]
         alert = st.alert
         alert.value = value
         if alert.state is PENDING or self.clear(value):
             previous = alert.state
             alert.state = RESOLVED
             alert.resolved_at = ts
+            rec[self.slot] = None
             del self.active[key]
             self.emitter.emit(alert, previous, ts)
         elif not st.escalated:
             st.esc_since = None  # the escalation condition lies within the firing one
 
     def restore(self, alert: Alert) -> None:
-        key = self.key_of(alert.labels)
-        if key in self.active:
+        key = self.group.key_of(alert.labels)
+        rec = self.group.record(key)
+        if rec[self.slot] is not None:
             return
-        alert = _snapshot(alert)
-        alert.fingerprint = self._fingerprint(key)
-        st = self.active[key] = _Active(alert)
+        st = self._start(rec, key, alert.labels, alert.value, alert.active_since)
+        st.alert.state = FIRING
+        st.alert.category = alert.category
+        st.alert.fired_at = alert.fired_at
+        st.alert.annotations = dict(alert.annotations)
         st.escalated = alert.category != self.rule.category
         self.emitter.counts[FIRING] += 1
 
@@ -372,6 +413,21 @@ class _CodeBuilder:
             return parts[0]
         return "(" + ", ".join(parts) + ")"
 
+    def add_group(self, group: _Group) -> None:
+        series = self.bind(group.series, "series")
+        lines = self.lines
+        lines += [
+            f"    # series of {', '.join(group.identity)}",
+            f"    k = {self.key_expr(group.identity)}",
+            f"    r = {series}.get(k)",
+            "    if r is None:",
+            f"        r = {series}[k] = [_NINF{', None' * len(group.rules)}]",
+            "    if ts >= r[0]:",
+            "        r[0] = ts",
+        ]
+        for rt in group.rules:
+            self.add_threshold(rt)
+
     def add_threshold(self, rt: _ThresholdRule) -> None:
         rule = rt.rule
         assert rule.condition is not None
@@ -379,25 +435,20 @@ class _CodeBuilder:
         if op not in _OPS:
             raise ValueError(f"rule {rule.name!r}: unknown comparison {op!r}")
         threshold = self.bind(float(rule.condition.threshold), "t")
-        last = self.bind(rt.last, "last")
-        active = self.bind(rt.active, "act")
         on_true = self.bind(rt.on_true, "true")
         on_false = self.bind(rt.on_false, "false")
         lines = self.lines
-        indent = "    "
+        indent = " " * 8
         lines.append(f"{indent}# rule {rule.name!r}")
         if rule.matchers:
             conds = " and ".join(f"({self.matcher_expr(m)})" for m in rule.matchers)
             lines.append(f"{indent}if {conds}:")
             indent += "    "
         lines += [
-            f"{indent}k = {self.key_expr(rule.identity)}",
-            f"{indent}if ts >= {last}.get(k, _NINF):",
-            f"{indent}    {last}[k] = ts",
-            f"{indent}    if v {op} {threshold}:",
-            f"{indent}        {on_true}(k, labels, v, ts)",
-            f"{indent}    elif k in {active}:",
-            f"{indent}        {on_false}(k, v, ts)",
+            f"{indent}if v {op} {threshold}:",
+            f"{indent}    {on_true}(r, k, labels, v, ts)",
+            f"{indent}elif r[{rt.slot}] is not None:",
+            f"{indent}    {on_false}(r, k, v, ts)",
         ]
 
     def add_absence(self, rt: _AbsenceRule) -> None:
@@ -451,6 +502,7 @@ class Engine:
         # asset -> last arrival, shared by absence rules watching any metric.
         self._seen_any: dict[str, float] = {}
         builders: dict[str, _CodeBuilder] = {}
+        groups: dict[tuple[str, tuple[str, ...]], _Group] = {}
         for rule in self.rules.values():
             if rule.absent_seconds is not None:
                 if rule.metric is None:
@@ -461,14 +513,19 @@ class Engine:
                 art = self._absence[rule.name] = _AbsenceRule(rule, self._emitter, {})
                 builders.setdefault(rule.metric, _CodeBuilder()).add_absence(art)
             else:
-                trt = self._threshold[rule.name] = _ThresholdRule(rule, self._emitter)
-                assert rule.metric is not None
-                builders.setdefault(rule.metric, _CodeBuilder()).add_threshold(trt)
+                if rule.metric is None:
+                    raise ValueError(f"rule {rule.name!r}: a threshold rule needs a metric")
+                group = groups.get((rule.metric, rule.identity))
+                if group is None:
+                    group = groups[rule.metric, rule.identity] = _Group(rule.metric, rule.identity)
+                self._threshold[rule.name] = _ThresholdRule(rule, self._emitter, group)
+        for group in groups.values():  # after the rules, so each group knows all of its rules
+            builders.setdefault(group.metric, _CodeBuilder()).add_group(group)
         self._dispatch = {metric: b.build(metric) for metric, b in builders.items()}
         self._track_any = any(rt.seen is self._seen_any for rt in self._absence.values())
 
-    def evaluate(self, samples: Iterable[Any], now: float) -> list[Transition]:
-        """Feed samples (``collectors.Sample``) received at ``now``; return the transitions."""
+    def evaluate(self, samples: Iterable[Sample], now: float) -> list[Transition]:
+        """Feed samples received at ``now``; return the transitions they caused, in order."""
         emitter = self._emitter
         out = emitter.out = []
         dispatch_get = self._dispatch.get

@@ -285,6 +285,40 @@ def test_all_matchers_of_a_rule_must_hold():
     assert feed(engine, [(1, 0.99)], env="prod", mountpoint="/home") == []
 
 
+def test_rules_on_one_metric_keep_their_own_alerts():
+    warn = rule(name="disk_warn")
+    crit = rule(
+        name="disk_crit",
+        category="awaria",
+        condition=Condition(">", 0.97),
+        clear=Condition("<", 0.95),
+        matchers=(Matcher("env", "=", "prod"),),
+    )
+    per_asset = rule(
+        name="disk_any", identity=("asset",), condition=Condition(">=", 0.99), clear=None
+    )
+    engine = Engine([warn, crit, per_asset])
+
+    def step(ts, value, mountpoint="/var", env="prod"):
+        out = feed(engine, [(ts, value)], mountpoint=mountpoint, env=env)
+        return [(t.alert.rule, t.state.value) for t in out]
+
+    assert step(0, 0.93) == [("disk_warn", "firing")]
+    assert step(60, 0.99) == [("disk_crit", "firing"), ("disk_any", "firing")]
+    assert step(120, 0.96) == [("disk_any", "resolved")]
+    assert step(180, 0.93) == [("disk_crit", "resolved")]
+    # Another mountpoint is another series for the first two, the same one for disk_any.
+    assert step(240, 0.99, mountpoint="/home", env="test") == [
+        ("disk_warn", "firing"),
+        ("disk_any", "firing"),
+    ]
+    assert sorted((a.rule, a.labels["mountpoint"]) for a in engine.alerts()) == [
+        ("disk_any", "/home"),
+        ("disk_warn", "/home"),
+        ("disk_warn", "/var"),
+    ]
+
+
 def test_samples_of_other_metrics_are_not_evaluated():
     engine = Engine([rule()])
     assert engine.evaluate([sample(0.99, 1, metric="dyzur_memory_used_ratio")], now=1) == []
@@ -521,30 +555,39 @@ VALUES = st.sampled_from([0.1, 0.84, 0.85, 0.86, 0.9, 0.91, 0.95, 0.98, 0.99, ma
 @given(
     steps=st.lists(st.tuples(st.integers(-30, 120), VALUES), max_size=60),
     for_seconds=st.sampled_from([0, 60, 300]),
+    other_for=st.sampled_from([0, 120]),
     esc_for=st.sampled_from([0, 90]),
     batch=st.integers(1, 7),
 )
-def test_engine_matches_the_reference_model(steps, for_seconds, esc_for, batch):
+def test_engine_matches_the_reference_model(steps, for_seconds, other_for, esc_for, batch):
     points, ts = [], 1000
     for dt, value in steps:
         ts += dt  # a negative step is an out-of-order sample
         points.append((ts, value))
     esc = Escalation(Condition(">", 0.98), "awaria", float(esc_for))
-    engine = Engine([rule(for_seconds=float(for_seconds), escalation=esc)])
+    # Two rules on one metric and identity share their series records: each must still
+    # behave as if it were alone.
+    rules = {
+        "disk": rule(for_seconds=float(for_seconds), escalation=esc),
+        "disk_slow": rule(name="disk_slow", for_seconds=float(other_for), escalation=esc),
+    }
+    engine = Engine(list(rules.values()))
     got = []
     for i in range(0, len(points), batch):
         chunk = [sample(v, t) for t, v in points[i : i + batch]]
         got += engine.evaluate(chunk, now=points[i][0])
-    observed = [
-        (t.previous and t.previous.value, t.state.value, t.alert.category, t.escalated, t.at)
-        for t in got
-    ]
-    assert observed == reference(points, for_seconds, esc_for)
+    for name, r in rules.items():
+        observed = [
+            (t.previous and t.previous.value, t.state.value, t.alert.category, t.escalated, t.at)
+            for t in got
+            if t.alert.rule == name
+        ]
+        assert observed == reference(points, r.for_seconds, esc_for), name
     # Never two firings of one alert without a resolve between them.
-    open_ = False
+    open_ = set()
     for t in got:
         if t.state is F and t.previous is not F:
-            assert not open_
-            open_ = True
+            assert t.alert.fingerprint not in open_
+            open_.add(t.alert.fingerprint)
         elif t.state is R and t.previous is F:
-            open_ = False
+            open_.remove(t.alert.fingerprint)
