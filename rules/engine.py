@@ -54,17 +54,15 @@ Not thread-safe: the caller serialises calls (the bridge holds one lock around t
 from __future__ import annotations
 
 import math
-import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from collectors.sample import Sample
+from rules.conditions import OPERATORS, default_clear, predicate
 from rules.model import (
-    COMPARISONS,
     Alert,
     AlertState,
-    Condition,
     Matcher,
     Rule,
     Transition,
@@ -75,17 +73,6 @@ PENDING = AlertState.PENDING
 FIRING = AlertState.FIRING
 RESOLVED = AlertState.RESOLVED
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-assert set(_OPS) == set(COMPARISONS)
-_NEGATION = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
-
 _INF = math.inf
 _NINF = -math.inf
 
@@ -94,12 +81,6 @@ _NINF = -math.inf
 REGEX_MEMO_SIZE = 4096
 
 Key = Any  # str for a single identity label, tuple[str, ...] for several
-
-
-def _predicate(cond: Condition) -> Callable[[float], bool]:
-    op = _OPS[cond.op]
-    threshold = cond.threshold
-    return lambda v: op(v, threshold)
 
 
 def _snapshot(a: Alert) -> Alert:
@@ -150,7 +131,7 @@ class _Emitter:
         escalated: bool = False,
     ) -> None:
         counts = self.counts
-        if previous is not None and previous is not RESOLVED:
+        if previous is not None:
             counts[previous] -= 1
         if alert.state is not RESOLVED:
             counts[alert.state] += 1
@@ -217,11 +198,9 @@ class _ThresholdRule:
         self.slot = len(group.rules)  # this rule's index in the group's records
         self.identity = rule.identity
         self.for_seconds = rule.for_seconds
-        self.clear = _predicate(
-            rule.clear or Condition(_NEGATION[rule.condition.op], rule.condition.threshold)
-        )
+        self.clear = predicate(rule.clear or default_clear(rule.condition))
         esc = rule.escalation
-        self.esc_when = _predicate(esc.condition) if esc is not None else None
+        self.esc_when = predicate(esc.condition) if esc is not None else None
         self.esc_category = esc.category if esc is not None else rule.category
         self.esc_for = esc.for_seconds if esc is not None else 0.0
         self.active: dict[Key, _Active] = {}
@@ -432,7 +411,7 @@ class _CodeBuilder:
         rule = rt.rule
         assert rule.condition is not None
         op = rule.condition.op
-        if op not in _OPS:
+        if op not in OPERATORS:
             raise ValueError(f"rule {rule.name!r}: unknown comparison {op!r}")
         threshold = self.bind(float(rule.condition.threshold), "t")
         on_true = self.bind(rt.on_true, "true")

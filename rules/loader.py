@@ -45,7 +45,6 @@ rule takes no ``when``, ``for``, ``clear``, ``escalate`` or ``labels`` (it is pe
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from importlib import resources
@@ -55,10 +54,16 @@ from typing import Any
 import yaml
 from jinja2 import TemplateSyntaxError
 
+from rules.conditions import (
+    LABEL_NAME,
+    check_clear,
+    check_escalation,
+    default_clear,
+    parse_comparison,
+    parse_matcher,
+)
 from rules.durations import parse_duration
 from rules.model import (
-    COMPARISONS,
-    MATCH_OPS,
     RULE_CATEGORIES,
     Condition,
     Escalation,
@@ -90,14 +95,6 @@ TOP_KEYS: tuple[str, ...] = ("rules",)
 
 _NAME = re.compile(r"[a-z0-9_]+")
 _METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_COMPARISON = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
-# Longest operators first so "=~" is not read as "=" followed by "~...".
-_MATCH_PREFIXES: tuple[str, ...] = ("=~", "!~", "!=", "=")
-
-_UPWARD = (">", ">=")
-_DOWNWARD = ("<", "<=")
-_NEGATION = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
 
 
 class RuleFileError(Exception):
@@ -195,110 +192,6 @@ def _check_keys(ctx: _Ctx, mapping: _Map, allowed: tuple[str, ...], what: str) -
                 _key_line(mapping, key),
                 f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})",
             )
-
-
-def parse_comparison(text: object) -> Condition:
-    """``'> 0.9'`` -> ``Condition('>', 0.9)``; ``ValueError`` on anything else."""
-    if not isinstance(text, str):
-        raise ValueError(
-            f"expected a quoted comparison such as '> 0.9', got {text!r}"
-            + (" (quote it)" if isinstance(text, int | float) else "")
-        )
-    m = _COMPARISON.fullmatch(text)
-    if m is None:
-        raise ValueError(
-            f"expected a comparison such as '> 0.9' ({' '.join(COMPARISONS)} and a number), "
-            f"got {text!r}"
-        )
-    op, raw = m.groups()
-    try:
-        threshold = float(raw)
-    except ValueError:
-        hint = " (thresholds are plain numbers: a ratio is 0.9, not 90%)" if "%" in raw else ""
-        raise ValueError(f"threshold {raw!r} is not a number{hint}") from None
-    if not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {raw!r}")
-    return Condition(op, threshold)
-
-
-def parse_matcher(label: object, spec: object) -> Matcher:
-    """``('fstype', '!~ tmpfs|overlay')`` -> ``Matcher``; a bare value means ``=``."""
-    if not isinstance(label, str) or not _LABEL.fullmatch(label):
-        raise ValueError(f"invalid label name {label!r}")
-    if isinstance(spec, int) and not isinstance(spec, bool):
-        spec = str(spec)
-    if not isinstance(spec, str):
-        raise ValueError(f"matcher for label {label!r} must be a string such as '=~ a|b'")
-    op, value = "=", spec
-    for prefix in _MATCH_PREFIXES:
-        if spec.startswith(prefix):
-            op, value = prefix, spec[len(prefix) :].lstrip()
-            break
-    assert op in MATCH_OPS
-    if op in ("=~", "!~"):
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(
-                f"invalid regular expression {value!r} for label {label!r}: {exc}"
-            ) from None
-    return Matcher(label, op, value)
-
-
-def _overlaps(fire: Condition, clear: Condition) -> bool:
-    """Whether some value satisfies both ``fire`` and ``clear`` (directions already checked)."""
-    if fire.op in _UPWARD:  # fire above T, clear below C
-        if fire.op == ">=" and clear.op == "<=":
-            return clear.threshold >= fire.threshold
-        return clear.threshold > fire.threshold
-    if fire.op == "<=" and clear.op == ">=":
-        return clear.threshold <= fire.threshold
-    return clear.threshold < fire.threshold
-
-
-def check_clear(fire: Condition, clear: Condition) -> None:
-    """Raise ``ValueError`` unless ``clear`` is a valid hysteresis for ``fire``."""
-    if fire.op in ("==", "!="):
-        if clear != Condition(_NEGATION[fire.op], fire.threshold):
-            raise ValueError(
-                f"for a '{fire.op}' rule the clear condition can only be "
-                f"'{_NEGATION[fire.op]} {fire.threshold:g}'"
-            )
-        return
-    opposite = _DOWNWARD if fire.op in _UPWARD else _UPWARD
-    if clear.op not in opposite:
-        raise ValueError(
-            f"clear '{clear}' must compare in the opposite direction of when '{fire}' "
-            f"(one of {', '.join(opposite)})"
-        )
-    if _overlaps(fire, clear):
-        raise ValueError(
-            f"clear '{clear}' overlaps when '{fire}': it must lie on the safe side of the "
-            "firing threshold"
-        )
-
-
-def check_escalation(fire: Condition, escalation: Condition) -> None:
-    """Raise ``ValueError`` unless ``escalation`` lies strictly beyond ``fire``."""
-    if fire.op in _UPWARD:
-        if escalation.op not in _UPWARD or escalation.threshold <= fire.threshold:
-            raise ValueError(
-                f"escalation '{escalation}' must be '>' or '>=' a threshold above "
-                f"{fire.threshold:g} (when '{fire}')"
-            )
-    elif fire.op in _DOWNWARD:
-        if escalation.op not in _DOWNWARD or escalation.threshold >= fire.threshold:
-            raise ValueError(
-                f"escalation '{escalation}' must be '<' or '<=' a threshold below "
-                f"{fire.threshold:g} (when '{fire}')"
-            )
-    else:
-        raise ValueError(f"a '{fire.op}' rule cannot escalate")
-
-
-def default_clear(fire: Condition) -> Condition:
-    """The negation of ``fire``: resolve as soon as the condition no longer holds."""
-    return Condition(_NEGATION[fire.op], fire.threshold)
 
 
 def _text(ctx: _Ctx, rule: _Map, key: str) -> Text:
@@ -460,7 +353,7 @@ def _build_rule(ctx: _Ctx, raw: object, index: int, line: int) -> Rule:
         if not isinstance(labels, list) or not labels:
             raise err("labels", "'labels' must be a non-empty list of label names")
         for label in labels:
-            if not isinstance(label, str) or not _LABEL.fullmatch(label):
+            if not isinstance(label, str) or not LABEL_NAME.fullmatch(label):
                 raise err("labels", f"invalid label name {label!r}")
             if label in identity and label != "asset":
                 raise err("labels", f"label {label!r} listed twice")
