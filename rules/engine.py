@@ -42,8 +42,9 @@ Speed
     key once, finds the series record with one dictionary lookup and checks every rule on
     that metric inline: matchers as dictionary lookups or memoised anchored regex results,
     the condition as a plain comparison with the threshold. Only operators from a fixed list
-    and generated identifiers go into that source; every value from a rule file (label names
-    and values, thresholds, regexes) is bound as a constant, never spliced into code. The
+    and generated identifiers go into that source (rule names and labels only as ``repr()``
+    in comments); every value from a rule file (label names and values, thresholds, regexes)
+    is bound as a constant, never spliced into code. The
     common path (condition false, no alert on the series) allocates nothing but the identity
     key of a rule with several identity labels (and one record per new series); state
     objects exist only for active alerts. Memory grows with the number of series ever seen.
@@ -351,6 +352,7 @@ class _AbsenceRule:
         if asset in self.active:
             return
         alert = _snapshot(alert)
+        alert.state = FIRING  # the caller may hand in the plain string
         alert.labels = {"asset": asset}
         alert.fingerprint = fingerprint(self.name, alert.labels)
         self.active[asset] = alert
@@ -396,7 +398,7 @@ class _CodeBuilder:
         series = self.bind(group.series, "series")
         lines = self.lines
         lines += [
-            f"    # series of {', '.join(group.identity)}",
+            f"    # series of {group.identity!r}",
             f"    k = {self.key_expr(group.identity)}",
             f"    r = {series}.get(k)",
             "    if r is None:",

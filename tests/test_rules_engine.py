@@ -446,7 +446,9 @@ def test_restore_accepts_a_plain_state_string_and_ignores_what_it_cannot_place()
             firing_alert(DISK, {"asset": "srv3", "mountpoint": "/"}, rule="gone"),
         ]
     )
-    assert [a.labels["asset"] for a in engine.alerts()] == ["srv1"]
+    [alert] = engine.alerts()
+    assert alert.labels["asset"] == "srv1"
+    assert alert.state is F
 
 
 def test_restored_escalated_alert_is_not_escalated_again():
@@ -460,7 +462,8 @@ def test_restored_escalated_alert_is_not_escalated_again():
 
 def test_restored_absence_alert_resolves_when_the_asset_reports():
     engine = Engine([SILENT])
-    engine.restore([firing_alert(SILENT, {"asset": "srv1"})])
+    engine.restore([firing_alert(SILENT, {"asset": "srv1"}, state="firing")])
+    assert engine.alerts()[0].state is F
     assert engine.tick(2000) == []  # still silent: no second firing
     [t] = engine.evaluate([sample(0.1, 2100, asset="srv1")], now=2100)
     assert (t.alert.rule, t.previous, t.state) == ("agent_silent", F, R)
