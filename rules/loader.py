@@ -384,18 +384,11 @@ def load_rules_text(text: str, source: str) -> list[Rule]:
     items = doc["rules"]
     if not isinstance(items, list):
         raise ctx.error(_key_line(doc, "rules"), "'rules' must be a list of rules")
-    rules: list[Rule] = []
     seen: dict[str, Rule] = {}
-    for index, raw in enumerate(items):
-        rule = _build_rule(ctx, raw, index, _key_line(doc, "rules"))
-        if rule.name in seen:
-            raise ctx.error(
-                _line_of(rule),
-                f"duplicate rule name {rule.name!r} (first defined at {seen[rule.name].source})",
-            )
-        seen[rule.name] = rule
-        rules.append(rule)
-    return rules
+    return [
+        _unique(_build_rule(ctx, raw, index, _key_line(doc, "rules")), seen)
+        for index, raw in enumerate(items)
+    ]
 
 
 def load_rule_file(path: str | Path) -> list[Rule]:
@@ -443,19 +436,18 @@ def load_rule_files(specs: Iterable[str | Path]) -> list[Rule]:
             loaded = _load_builtin(spec.removeprefix(BUILTIN_PREFIX))
         else:
             loaded = load_rule_file(spec)
-        for rule in loaded:
-            if rule.name in seen:
-                source, _, line = rule.source.rpartition(":")
-                raise RuleFileError(
-                    source,
-                    int(line),
-                    f"duplicate rule name {rule.name!r} (first defined at "
-                    f"{seen[rule.name].source})",
-                )
-            seen[rule.name] = rule
-            rules.append(rule)
+        rules += [_unique(rule, seen) for rule in loaded]
     return rules
 
 
-def _line_of(rule: Rule) -> int:
-    return int(rule.source.rpartition(":")[2])
+def _unique(rule: Rule, seen: dict[str, Rule]) -> Rule:
+    """``rule``, recorded in ``seen``; an error naming both places if the name is taken."""
+    first = seen.setdefault(rule.name, rule)
+    if first is not rule:
+        source, _, line = rule.source.rpartition(":")
+        raise RuleFileError(
+            source,
+            int(line),
+            f"duplicate rule name {rule.name!r} (first defined at {first.source})",
+        )
+    return rule
