@@ -286,6 +286,44 @@ def test_load_rule_file_names_the_path(tmp_path):
             "YAML syntax error",
             id="yaml-syntax",
         ),
+        pytest.param(
+            rules_yaml(DISK + "    keep_open: 1\n"),
+            6,
+            "'keep_open' must be true or false",
+            id="keep-open",
+        ),
+        pytest.param(
+            rules_yaml(DISK + "    escalate:\n      when: '> 0.98'\n"),
+            7,
+            "escalate needs 'category'",
+            id="escalation-category-missing",
+        ),
+        pytest.param(
+            "rules:\n  - name: disk\n    metric: m\n    when: '> 1'\n    category: awaria\n",
+            2,
+            "missing key 'title'",
+            id="missing-title",
+        ),
+        pytest.param(
+            rules_yaml("  - name: silent\n    category: awaria\n    absent: 5m\n    for: 1m\n"),
+            5,
+            "an absence rule takes no 'for'",
+            id="absent-with-for",
+        ),
+        pytest.param(
+            rules_yaml("  - name: silent\n    category: awaria\n    absent: soon\n"),
+            4,
+            "'absent': expected a duration",
+            id="absent-duration",
+        ),
+        pytest.param(
+            rules_yaml(
+                "  - name: silent\n    category: awaria\n    absent: 5m\n    match: {a: b}\n"
+            ),
+            5,
+            "'match' on an absence rule needs 'metric'",
+            id="absent-match-without-metric",
+        ),
         pytest.param("rule:\n  - name: x\n", 1, "unknown key 'rule' in a rule file", id="top-key"),
         pytest.param("- name: x\n", 1, "a rule file must be a mapping", id="top-list"),
         pytest.param("rules:\n  - just a string\n", 1, "rule #1 must be a mapping", id="rule-str"),
