@@ -158,14 +158,28 @@ def _parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = ": ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        if "block scalar" in problem:  # `when: > 0.9`: ">" starts a folded scalar
-            problem += " (quote comparisons, for example when: '> 0.9')"
-        raise RuleFileError(source, line, f"YAML syntax error: {problem}") from None
+        raise RuleFileError(source, *_yaml_error(exc, text)) from None
     except yaml.YAMLError as exc:
         raise RuleFileError(source, None, f"YAML error: {exc}") from None
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[int | None, str]:
+    """The line to blame and the message for a YAML syntax error.
+
+    PyYAML marks where it noticed the problem; for an unclosed bracket or quote that is the
+    next line or the end of the file, so then the line where the bracket or quote opened is
+    the one to fix."""
+    problem = ": ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+    if "block scalar" in problem:  # `when: > 0.9`: ">" starts a folded scalar
+        problem += " (quote comparisons, for example when: '> 0.9')"
+    mark, context = exc.problem_mark, exc.context_mark
+    unclosed = (exc.context or "").startswith(("while parsing a flow", "while scanning a quoted"))
+    at_end = mark is not None and not text[mark.index :].strip()
+    if context is not None and (mark is None or unclosed or at_end):
+        if mark is not None and mark.line != context.line:
+            problem += f" (noticed at line {mark.line + 1})"
+        mark = context
+    return (mark.line + 1 if mark is not None else None), f"YAML syntax error: {problem}"
 
 
 # --- validation --------------------------------------------------------------------------

@@ -282,7 +282,7 @@ def test_load_rule_file_names_the_path(tmp_path):
         ),
         pytest.param(
             rules_yaml(DISK) + "  - name: [unclosed\n",
-            9,
+            8,
             "YAML syntax error",
             id="yaml-syntax",
         ),
@@ -361,12 +361,20 @@ def test_missing_language_is_an_error():
     assert "unknown key 'de' in title (allowed: pl, en)" in err.message
 
 
-def test_yaml_syntax_error_line():
-    text = "rules:\n  - name: disk\n    metric: [a, b\n    when: '> 1'\n"
+@pytest.mark.parametrize(
+    ("text", "line", "noticed"),
+    [
+        ("rules:\n  - name: disk\n    metric: [a, b\n    when: '> 1'\n", 3, 4),
+        ('rules:\n  - name: "disk\n    metric: m\n', 2, 4),
+        ("rules:\n  - name: disk\n   metric: m\n", 3, None),
+    ],
+)
+def test_yaml_syntax_error_blames_the_line_to_fix(text, line, noticed):
     err = error(text)
-    assert err.message.startswith("YAML syntax error")
-    assert err.line in (3, 4)  # PyYAML reports where it noticed: the next line
-    assert str(err).startswith(f"site.yaml:{err.line}: YAML syntax error")
+    assert err.line == line
+    assert str(err).startswith(f"site.yaml:{line}: YAML syntax error")
+    if noticed:
+        assert f"(noticed at line {noticed})" in err.message
 
 
 def test_empty_file_is_an_error_without_a_line():
