@@ -115,7 +115,9 @@ class Ingestor:
         for r in rejected:
             self.metrics.samples_rejected.labels(r.reason).inc()
         with self._lock:
+            before = self.engine.evaluations
             transitions = self.engine.evaluate(good, now)
+            self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
             self._apply(transitions)
         self.metrics.samples_ingested.inc(len(good))
         return result

@@ -503,6 +503,13 @@ class Engine:
         for group in groups.values():  # after the rules, so each group knows all of its rules
             builders.setdefault(group.metric, _CodeBuilder()).add_group(group)
         self._dispatch = {metric: b.build(metric) for metric, b in builders.items()}
+        # How many rules each metric is evaluated against, for the evaluation counter.
+        self._rules_per_metric: dict[str, int] = {}
+        for rule in self.rules.values():
+            if rule.metric is not None:
+                self._rules_per_metric[rule.metric] = self._rules_per_metric.get(rule.metric, 0) + 1
+        # Rule evaluations so far (a sample checked against one rule is one evaluation).
+        self.evaluations = 0
         self._track_any = any(rt.seen is self._seen_any for rt in self._absence.values())
 
     def evaluate(self, samples: Iterable[Sample], now: float) -> list[Transition]:
@@ -510,8 +517,10 @@ class Engine:
         emitter = self._emitter
         out = emitter.out = []
         dispatch_get = self._dispatch.get
+        weights = self._rules_per_metric
         seen = self._seen_any
         track = self._track_any
+        evaluations = 0
         for metric, labels, value, ts in samples:
             if track:
                 asset = labels.get("asset")
@@ -520,6 +529,8 @@ class Engine:
             fn = dispatch_get(metric)
             if fn is not None:
                 fn(labels, value, ts, now)
+                evaluations += weights[metric]
+        self.evaluations += evaluations
         for rt in self._absence.values():
             if rt.active:
                 rt.recheck(now)
