@@ -144,6 +144,14 @@ def test_healthz_answers_without_a_token(api):
     assert r.status_code == 200 and r.json() == {"status": "ok"}
 
 
+def test_healthz_is_503_when_the_store_is_gone(api, bridge):
+    bridge.store.close()
+    for suffix in ("", "-wal", "-shm"):
+        bridge.store.path.with_name(bridge.store.path.name + suffix).unlink(missing_ok=True)
+    r = api.get("/healthz")
+    assert r.status_code == 503 and r.json() == {"status": "store unavailable"}
+
+
 def test_openapi_docs(api):
     assert api.get("/docs").status_code == 200
     spec = api.get("/openapi.json").json()

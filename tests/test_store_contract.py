@@ -44,6 +44,17 @@ def test_migrate_is_idempotent(store):
     assert store.list_tickets(TicketFilter()) == []
 
 
+def test_ping_answers_while_open_and_fails_once_closed(tmp_path):
+    store = SQLiteStore(tmp_path / "ping.db")
+    store.migrate()
+    store.ping()
+    (tmp_path / "ping.db").unlink()
+    (tmp_path / "ping.db-wal").unlink(missing_ok=True)
+    store.close()
+    with pytest.raises(StoreError, match="does not answer"):
+        store.ping()
+
+
 def test_ticket_round_trip(store):
     t = make_ticket(1, responded_at=START + timedelta(hours=1), responded_by="jan")
     store.insert_ticket(t, opened(t.opened_at))

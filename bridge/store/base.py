@@ -44,6 +44,10 @@ class Store(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreError when the store does not answer (for /healthz)."""
+
+    @abstractmethod
     def alert_lock(self, fingerprint: str) -> AbstractContextManager[None]: ...
 
     @abstractmethod

@@ -193,6 +193,12 @@ class SQLiteStore(Store):
     def schema_version(self) -> int:
         return self._conn().execute("PRAGMA user_version").fetchone()[0]
 
+    def ping(self) -> None:
+        try:
+            self._conn().execute("SELECT 1 FROM tickets LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite database {self.path} does not answer: {exc}") from exc
+
     def close(self) -> None:
         with self._connections_lock:
             for conn in self._connections:
