@@ -77,6 +77,10 @@ class Ingestor:
 
     def ingest(self, samples: Sequence[IncomingSample], principal: Principal) -> IngestResult:
         """Check each sample; evaluate the good ones. A bad sample never spoils the batch."""
+        with self.metrics.ingest_seconds.time():
+            return self._ingest(samples, principal)
+
+    def _ingest(self, samples: Sequence[IncomingSample], principal: Principal) -> IngestResult:
         now = self.clock.time()
         latest_allowed = now + self.max_clock_skew
         assets = self.assets

@@ -137,6 +137,7 @@ def test_metrics_need_an_engineer_token(api, two_tickets):
     assert 'dyzur_tickets_opened_total{category="usterka"} 2.0' in text
     assert 'dyzur_alerts{state="firing"} 2.0' in text
     assert "dyzur_rule_evaluations_total 2.0" in text  # two samples, one rule on their metric
+    assert "dyzur_ingest_batch_seconds_count 1.0" in text
 
 
 def test_healthz_answers_without_a_token(api):
