@@ -44,6 +44,17 @@ class Rejection:
 class IngestResult:
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    # The batch was an agent's numbered batch that had already been taken: nothing was done.
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOrigin:
+    """An agent's numbered batch: its spool's id, the batch number, and its cumulative loss."""
+
+    agent_id: str
+    seq: int
+    dropped: int = 0
 
 
 class Ingestor:
@@ -75,12 +86,26 @@ class Ingestor:
             self.engine.restore(self.lifecycle.firing_alerts())
             self.engine.expect([a.id for a in self.assets.values() if a.reports], now)
 
-    def ingest(self, samples: Sequence[IncomingSample], principal: Principal) -> IngestResult:
-        """Check each sample; evaluate the good ones. A bad sample never spoils the batch."""
-        with self.metrics.ingest_seconds.time():
-            return self._ingest(samples, principal)
+    def ingest(
+        self,
+        samples: Sequence[IncomingSample],
+        principal: Principal,
+        origin: BatchOrigin | None = None,
+    ) -> IngestResult:
+        """Check each sample; evaluate the good ones. A bad sample never spoils the batch.
 
-    def _ingest(self, samples: Sequence[IncomingSample], principal: Principal) -> IngestResult:
+        A batch with an ``origin`` is taken once: a repeat of it (an agent's retry after a
+        lost answer) is acknowledged as a duplicate and not evaluated again.
+        """
+        with self.metrics.ingest_seconds.time():
+            return self._ingest(samples, principal, origin)
+
+    def _ingest(
+        self,
+        samples: Sequence[IncomingSample],
+        principal: Principal,
+        origin: BatchOrigin | None,
+    ) -> IngestResult:
         now = self.clock.time()
         latest_allowed = now + self.max_clock_skew
         assets = self.assets
@@ -116,15 +141,25 @@ class Ingestor:
                 continue
             append(Sample(s.metric, s.labels, value, ts))
         result.accepted = len(good)
-        for r in rejected:
-            self.metrics.samples_rejected.labels(r.reason).inc()
         with self._lock:
+            if origin is not None and not self._claim(origin, samples):
+                return IngestResult(duplicate=True)
             before = self.engine.evaluations
             transitions = self.engine.evaluate(good, now)
             self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
             self._apply(transitions)
         self.metrics.samples_ingested.inc(len(good))
+        for r in rejected:
+            self.metrics.samples_rejected.labels(r.reason).inc()
         return result
+
+    def _claim(self, origin: BatchOrigin, samples: Sequence[IncomingSample]) -> bool:
+        asset = samples[0].labels.get("asset", "") if samples else ""
+        claimed = self.lifecycle.store.record_batch(
+            origin.agent_id, asset, origin.seq, len(samples), origin.dropped, self.clock.now()
+        )
+        self.metrics.agent_batches.labels("accepted" if claimed else "duplicate").inc()
+        return claimed
 
     def tick(self) -> list[Change]:
         """Time-driven work: absence rules, and transitions waiting for a retry."""

@@ -47,6 +47,12 @@ class BridgeMetrics:
             ["action"],
             registry=r,
         )
+        self.agent_batches = Counter(
+            "dyzur_agent_batches",
+            "Numbered agent batches, by outcome (accepted, duplicate: a retry already taken).",
+            ["outcome"],
+            registry=r,
+        )
         self.transition_failures = Counter(
             "dyzur_transition_failures",
             "Alert transitions that could not be applied to a ticket at once (kept for retry).",

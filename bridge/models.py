@@ -111,6 +111,27 @@ class Ticket:
         return self.status is TicketStatus.OPEN
 
 
+@dataclass(slots=True)
+class AgentStream:
+    """What the bridge knows of one agent's numbered batches: proof that each arrived once.
+
+    An agent numbers its batches 1, 2, 3, ... per spool (``agent_id`` is new with each spool).
+    A batch at or below ``last_seq`` is a duplicate (a retry whose answer was lost) and is not
+    evaluated again; a jump counts the batches the agent dropped from a full spool as ``gaps``.
+    """
+
+    agent_id: str
+    asset: str
+    last_seq: int
+    batches: int
+    samples: int
+    duplicates: int
+    gaps: int
+    dropped_reported: int  # samples the agent says it dropped from its full spool, cumulative
+    first_seen: datetime
+    last_seen: datetime
+
+
 def ticket_number(year: int, sequence: int) -> str:
     """Human-readable, stable ticket number, e.g. DZ-2026-000123."""
     return f"DZ-{year}-{sequence:06d}"

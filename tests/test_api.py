@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -26,7 +27,8 @@ def push(api, samples, who="agent"):
 def two_tickets(api):
     """One ticket for each hospital."""
     r = push(api, [sample("srv-a1"), sample("srv-b1")])
-    assert r.status_code == 200 and r.json() == {"accepted": 2, "rejected": []}
+    assert r.status_code == 200
+    assert r.json() == {"accepted": 2, "rejected": [], "duplicate": False}
     numbers = {
         t["client"]: t["number"] for t in api.get("/api/v1/tickets", headers=auth("admin")).json()
     }
@@ -248,3 +250,75 @@ def test_an_agent_scoped_to_one_hospital_cannot_report_for_another(api):
     assert r.status_code == 200
     assert r.json()["accepted"] == 1
     assert r.json()["rejected"][0]["reason"] == "forbidden_asset"
+
+
+# --- numbered agent batches ----------------------------------------------------------------
+
+
+def numbered(seq: int, value: float, dropped: int = 0) -> dict:
+    return {
+        "agent": {"id": "agent-7f3a", "seq": seq, "dropped": dropped},
+        "samples": [sample("srv-a1", value)],
+    }
+
+
+def test_a_retried_batch_is_taken_once(api):
+    def post(body):
+        return api.post("/api/v1/samples", json=body, headers=auth("agent")).json()
+
+    assert post(numbered(1, 0.95))["accepted"] == 1
+    # The answer got lost and the agent sends batch 1 again: acknowledged, not evaluated.
+    assert post(numbered(1, 0.95)) == {"accepted": 0, "rejected": [], "duplicate": True}
+    assert post(numbered(4, 0.96, dropped=200))["duplicate"] is False
+    assert post(numbered(3, 0.10))["duplicate"] is True  # older than the last one taken
+    [ticket] = api.get("/api/v1/tickets", headers=auth("engineer")).json()
+    assert ticket["status"] == "open"  # the stale 0.10 did not resolve it
+    [stream] = api.get("/api/v1/agents", headers=auth("engineer")).json()
+    assert stream["agent_id"] == "agent-7f3a" and stream["asset"] == "srv-a1"
+    assert (stream["last_seq"], stream["batches"], stream["samples"]) == (4, 2, 2)
+    assert (stream["duplicates"], stream["gaps"], stream["dropped_reported"]) == (2, 2, 200)
+    metrics = api.get("/metrics", headers=auth("engineer")).text
+    assert 'dyzur_agent_batches_total{outcome="duplicate"} 2.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("agent", 403), ("client-a", 403), ("engineer", 200), ("admin", 200)]
+)
+def test_agents_view_roles(api, who, status):
+    assert api.get("/api/v1/agents", headers=auth(who)).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("agent", "field"),
+    [
+        ({"id": "a b", "seq": 1}, "agent.id"),
+        ({"id": "a", "seq": 0}, "agent.seq"),
+        ({"id": "a", "seq": "1"}, "agent.seq"),
+        ({"id": "a", "seq": 1, "dropped": -1}, "agent.dropped"),
+    ],
+)
+def test_bad_batch_numbers_are_422(api, agent, field):
+    r = api.post("/api/v1/samples", json={"agent": agent, "samples": []}, headers=auth("agent"))
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == field
+
+
+def test_a_busy_store_answers_503_and_the_retry_is_taken(loaded, tmp_path, clock):
+    from fastapi.testclient import TestClient
+
+    from bridge.api import create_app
+    from bridge.service import Bridge
+    from bridge.store.sqlite import SQLiteStore
+
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path, busy_timeout=0.05)
+    store.migrate()
+    bridge = Bridge(loaded, store=store, clock=clock)
+    with TestClient(create_app(bridge, run_ticker=False)) as client:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        r = client.post("/api/v1/samples", json=numbered(1, 0.95), headers=auth("agent"))
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        blocker.execute("ROLLBACK")
+        r = client.post("/api/v1/samples", json=numbered(1, 0.95), headers=auth("agent"))
+        assert r.status_code == 200 and r.json()["accepted"] == 1
+    bridge.close()

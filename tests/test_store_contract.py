@@ -145,3 +145,18 @@ def test_sqlite_store_is_chosen_by_url_relative_to_the_config(tmp_path):
     store.close()
     with pytest.raises(StoreError, match="unsupported store URL scheme 'mysql'"):
         open_store("mysql://localhost/dyzur")
+
+
+def test_agent_batches_are_claimed_once_in_order(store):
+    at = START
+    assert store.record_batch("ag1", "srv-a1", 1, 10, 0, at)
+    assert store.record_batch("ag1", "srv-a1", 2, 5, 0, at)
+    assert not store.record_batch("ag1", "srv-a1", 2, 5, 0, at)  # the same batch again
+    assert not store.record_batch("ag1", "srv-a1", 1, 10, 0, at)  # an older one
+    assert store.record_batch("ag1", "srv-a1", 5, 7, 300, at + timedelta(minutes=1))
+    assert store.record_batch("ag2", "srv-b1", 1, 1, 0, at)
+    ag1, ag2 = store.agent_streams()
+    assert (ag1.last_seq, ag1.batches, ag1.samples) == (5, 3, 22)
+    assert (ag1.duplicates, ag1.gaps, ag1.dropped_reported) == (2, 2, 300)
+    assert ag1.first_seen == at and ag1.last_seen == at + timedelta(minutes=1)
+    assert (ag2.agent_id, ag2.asset, ag2.batches) == ("ag2", "srv-b1", 1)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from bridge.api import health, samples, tickets
 from bridge.api.limits import BodySizeLimit
 from bridge.service import Bridge
+from bridge.store import StoreError
 
 
 def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
@@ -40,6 +41,15 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
             for e in exc.errors()
         ]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
+        # The store is busy or gone: nothing was taken, the caller may retry (agents do).
+        return JSONResponse(
+            {"detail": "the ticket store is unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     app.include_router(samples.router)
     app.include_router(tickets.router)

@@ -7,8 +7,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import get_bridge, require
-from bridge.api.schemas import IngestResponse, RejectedSample, SampleBatch
+from bridge.api.schemas import AgentStreamOut, IngestResponse, RejectedSample, SampleBatch
 from bridge.auth import Principal, Role
+from bridge.ingest import BatchOrigin
 from bridge.service import Bridge
 
 router = APIRouter(prefix="/api/v1", tags=["samples"])
@@ -48,10 +49,22 @@ async def push_samples(
             422,
             [{"field": _field(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors],
         ) from None
-    result = await run_in_threadpool(bridge.ingestor.ingest, batch.samples, principal)
+    origin = None
+    if batch.agent is not None:
+        origin = BatchOrigin(batch.agent.id, batch.agent.seq, batch.agent.dropped)
+    result = await run_in_threadpool(bridge.ingestor.ingest, batch.samples, principal, origin)
     return IngestResponse(
         accepted=result.accepted,
         rejected=[
             RejectedSample(index=r.index, reason=r.reason, detail=r.detail) for r in result.rejected
         ],
+        duplicate=result.duplicate,
     )
+
+
+@router.get("/agents", response_model=list[AgentStreamOut], tags=["agents"])
+def list_agents(
+    principal: Principal = Depends(require(Role.ENGINEER)), bridge: Bridge = Depends(get_bridge)
+) -> list[AgentStreamOut]:
+    """Each agent's numbered batches: how many arrived, duplicates refused, batches it lost."""
+    return [AgentStreamOut.of(a) for a in bridge.store.agent_streams()]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bridge.clock import local_iso
-from bridge.models import Category, Ticket, TicketStatus, TimelineEntry
+from bridge.models import AgentStream, Category, Ticket, TicketStatus, TimelineEntry
 
 MetricName = Annotated[
     str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)
@@ -31,10 +32,23 @@ class SampleIn(BaseModel):
     )
 
 
+class BatchOriginIn(BaseModel):
+    """Sent by dyzur agents so that a retried batch is taken once (see GET /api/v1/agents)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the agent's spool id")
+    seq: int = Field(strict=True, ge=1, description="batch number, 1, 2, 3, ... per spool")
+    dropped: int = Field(
+        0, strict=True, ge=0, description="samples dropped from the agent's full spool, in all"
+    )
+
+
 class SampleBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     samples: list[SampleIn] = Field(max_length=100_000)
+    agent: BatchOriginIn | None = None
 
 
 class RejectedSample(BaseModel):
@@ -46,6 +60,30 @@ class RejectedSample(BaseModel):
 class IngestResponse(BaseModel):
     accepted: int
     rejected: list[RejectedSample]
+    duplicate: bool = False
+
+
+class AgentStreamOut(BaseModel):
+    agent_id: str
+    asset: str
+    last_seq: int
+    batches: int
+    samples: int
+    duplicates: int
+    gaps: int
+    dropped_reported: int
+    first_seen: str
+    last_seen: str
+
+    @classmethod
+    def of(cls, a: AgentStream) -> AgentStreamOut:
+        return cls(
+            **{
+                **asdict(a),
+                "first_seen": local_iso(a.first_seen),
+                "last_seen": local_iso(a.last_seen),
+            }
+        )
 
 
 class TimelineOut(BaseModel):

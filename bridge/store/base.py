@@ -10,8 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 
-from bridge.models import Category, Ticket, TicketStatus, TimelineEntry
+from bridge.models import AgentStream, Category, Ticket, TicketStatus, TimelineEntry
 
 
 class StoreError(Exception):
@@ -78,3 +79,14 @@ class Store(ABC):
     @abstractmethod
     def open_tickets(self) -> Iterator[Ticket]:
         """Every open ticket, for restoring alert state at start."""
+
+    @abstractmethod
+    def record_batch(
+        self, agent_id: str, asset: str, seq: int, samples: int, dropped: int, at: datetime
+    ) -> bool:
+        """Claim an agent's numbered batch: True the first time, False for a duplicate or a
+        batch older than the last one taken (atomic across workers)."""
+
+    @abstractmethod
+    def agent_streams(self) -> list[AgentStream]:
+        """Every agent stream, by agent id."""

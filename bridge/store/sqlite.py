@@ -7,10 +7,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from bridge.clock import to_datetime
-from bridge.models import Category, Ticket, TicketStatus, TimelineEntry
+from bridge.models import AgentStream, Category, Ticket, TicketStatus, TimelineEntry
 from bridge.store.base import Store, StoreError, TicketFilter
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
@@ -52,6 +53,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE ticket_sequences (
         year INTEGER PRIMARY KEY,
         last INTEGER NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE agent_streams (
+        agent_id         TEXT PRIMARY KEY,
+        asset            TEXT NOT NULL,
+        last_seq         INTEGER NOT NULL,
+        batches          INTEGER NOT NULL,
+        samples          INTEGER NOT NULL,
+        duplicates       INTEGER NOT NULL,
+        gaps             INTEGER NOT NULL,
+        dropped_reported INTEGER NOT NULL,
+        first_seen       REAL NOT NULL,
+        last_seen        REAL NOT NULL
     );
     """,
 )
@@ -164,7 +179,10 @@ class SQLiteStore(Store):
         if conn.in_transaction:
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # "database is locked" past the busy timeout
+            raise StoreError(f"SQLite database {self.path} is busy: {exc}") from exc
         try:
             yield conn
         except BaseException:
@@ -299,3 +317,47 @@ class SQLiteStore(Store):
             .fetchall()
         )
         return iter([_row_to_ticket(r) for r in rows])
+
+    # --- agent streams -----------------------------------------------------------------------
+
+    def record_batch(
+        self, agent_id: str, asset: str, seq: int, samples: int, dropped: int, at: datetime
+    ) -> bool:
+        t = at.timestamp()
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT last_seq FROM agent_streams WHERE agent_id = ?", (agent_id,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO agent_streams VALUES (?, ?, ?, 1, ?, 0, 0, ?, ?, ?)",
+                    (agent_id, asset, seq, samples, dropped, t, t),
+                )
+                return True
+            if seq <= row[0]:
+                conn.execute(
+                    "UPDATE agent_streams SET duplicates = duplicates + 1, last_seen = ? "
+                    "WHERE agent_id = ?",
+                    (t, agent_id),
+                )
+                return False
+            conn.execute(
+                "UPDATE agent_streams SET asset = ?, gaps = gaps + ?, last_seq = ?, "
+                "batches = batches + 1, samples = samples + ?, "
+                "dropped_reported = MAX(dropped_reported, ?), last_seen = ? WHERE agent_id = ?",
+                (asset, seq - row[0] - 1, seq, samples, dropped, t, agent_id),
+            )
+            return True
+
+    def agent_streams(self) -> list[AgentStream]:
+        rows = self._conn().execute("SELECT * FROM agent_streams ORDER BY agent_id").fetchall()
+        return [
+            AgentStream(
+                **{
+                    **dict(r),
+                    "first_seen": to_datetime(r["first_seen"]),
+                    "last_seen": to_datetime(r["last_seen"]),
+                }
+            )
+            for r in rows
+        ]

@@ -1,0 +1,41 @@
+"""The collector interface: given `now`, return samples. Standard library only."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from collectors.sample import Sample
+
+
+class CollectorConfigError(ValueError):
+    """A collector's options are wrong; the message names the option."""
+
+
+class Collector(ABC):
+    """One source of samples, configured by name in the agent's config.
+
+    A collector is built once from its options and then called on its interval. It must not
+    keep references to the returned samples, and it may raise: the agent logs the failure,
+    marks the collector down and calls it again on the next interval.
+    """
+
+    #: The name it is configured by (``kind: host``).
+    kind: ClassVar[str]
+    #: The pip extra that installs its libraries, named in the error when they are missing.
+    extra: ClassVar[str] = "agent"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def from_options(cls, name: str, options: Mapping[str, Any]) -> Collector:
+        """Build from the ``options:`` mapping of the config; raise CollectorConfigError."""
+        if options:
+            raise CollectorConfigError(f"unknown option(s): {', '.join(sorted(options))}")
+        return cls(name)
+
+    @abstractmethod
+    def collect(self, now: float) -> list[Sample]:
+        """Measure now; ``now`` (epoch seconds) is the timestamp of every returned sample."""
