@@ -12,7 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bridge.auth import Principal, TokenRegistry, parse_role
 from bridge.models import Asset, Client
-from rules.durations import parse_duration
+from collectors.durations import parse_duration
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
 

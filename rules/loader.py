@@ -62,7 +62,7 @@ from rules.conditions import (
     parse_comparison,
     parse_matcher,
 )
-from rules.durations import parse_duration
+from collectors.durations import parse_duration
 from rules.model import (
     RULE_CATEGORIES,
     Condition,

@@ -39,7 +39,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from rules.durations import format_duration
+from collectors.durations import format_duration
 from rules.model import Alert, Rule
 
 LANGUAGES: tuple[str, ...] = ("pl", "en")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rules.durations import format_duration, parse_duration
+from collectors.durations import format_duration, parse_duration
 from rules.engine import Engine
 from rules.loader import (
     RuleFileError,
