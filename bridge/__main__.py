@@ -1,5 +1,5 @@
 """`python -m bridge ...` is the same as the `dyzur` command."""
 
-from bridge.cli import main
+from bridge.entry import main
 
 main()

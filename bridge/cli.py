@@ -154,5 +154,11 @@ _INIT_TOKENS = (
 )
 
 
-def main() -> None:
-    app()
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def agent() -> None:
+    """Run the agent on a hospital host: dyzur agent --config agent.yaml [--once] [--print]."""
+    # Only reached when the agent's entry point is not installed (bridge/entry.py runs it).
+    raise _fail("the agent is not installed here: pip install 'dyzur[agent]'")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,37 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import auth, config_data, free_port
-
-
-class RunningBridge:
-    def __init__(self, config: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = config.with_name(f"bridge-{port}.log")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--config", str(config), "--port", str(port)],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"bridge did not start:\n{self.log.read_text()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from tests.processes import RunningBridge
 
 
 @pytest.fixture

@@ -1,0 +1,99 @@
+"""The agent's outbox: a bounded FIFO of batches in one SQLite file.
+
+Every batch is written here before it is pushed, so a crash or SIGKILL loses nothing that was
+measured; it is removed only after the bridge took it. Each spool has its own random id, and
+its batch numbers (1, 2, 3, ...) let the bridge take each batch exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledBatch:
+    seq: int
+    samples: int
+    body: bytes  # the JSON array of samples
+
+
+class Spool:
+    def __init__(self, path: Path | str, max_samples: int) -> None:
+        self.path = Path(path)
+        self.max_samples = max_samples
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # FULL: a batch the agent has spooled survives a power cut of the host, not just a crash.
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " samples INTEGER NOT NULL, body BLOB NOT NULL)"
+        )
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('agent_id', ?)", (uuid.uuid4().hex,))
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('dropped', '0')")
+        conn.execute("COMMIT")
+        self.agent_id = self._meta("agent_id")
+        self.dropped = int(self._meta("dropped"))
+        row = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(samples), 0) FROM batches")
+        self.batches, self.samples = row.fetchone()
+
+    def _meta(self, key: str) -> str:
+        return self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    def put(self, body: bytes, samples: int) -> int:
+        """Append a batch; when the spool is full, the oldest batches go and are counted."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                dropped = 0
+                while self.batches and self.samples + samples > self.max_samples:
+                    seq, count = conn.execute(
+                        "SELECT seq, samples FROM batches ORDER BY seq LIMIT 1"
+                    ).fetchone()
+                    conn.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+                    self.batches -= 1
+                    self.samples -= count
+                    dropped += count
+                if dropped:
+                    conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'dropped'", (self.dropped + dropped,)
+                    )
+                seq = conn.execute(
+                    "INSERT INTO batches(samples, body) VALUES (?, ?)", (samples, body)
+                ).lastrowid
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self.dropped += dropped
+            self.batches += 1
+            self.samples += samples
+            return seq
+
+    def oldest(self) -> SpooledBatch | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT seq, samples, body FROM batches ORDER BY seq LIMIT 1"
+            ).fetchone()
+        return None if row is None else SpooledBatch(row[0], row[1], bytes(row[2]))
+
+    def remove(self, batch: SpooledBatch) -> None:
+        """The bridge took (or finally refused) ``batch``."""
+        with self._lock:
+            if self._conn.execute("DELETE FROM batches WHERE seq = ?", (batch.seq,)).rowcount:
+                self.batches -= 1
+                self.samples -= batch.samples
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

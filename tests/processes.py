@@ -1,0 +1,87 @@
+"""Real dyzur processes started by tests, on free ports, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(check, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class RunningBridge(Process):
+    def __init__(self, config: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(
+            ["-m", "bridge", "run", "--config", str(config), "--port", str(port)],
+            config.with_name(f"bridge-{port}.log"),
+        )
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bridge exited:\n{self.output()}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        try:
+            wait_for(up, what="the bridge to answer /healthz")
+        except AssertionError:
+            self.stop()
+            raise
+
+
+class RunningAgent(Process):
+    def __init__(self, config: Path, metrics_port: int) -> None:
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        super().__init__(["-m", "agents", "--config", str(config)], config.with_name("agent.log"))
+
+    def metric(self, name: str) -> float | None:
+        """A value from the agent's own /metrics, or None while it is not answering."""
+        try:
+            text = httpx.get(self.metrics_url, timeout=2).text
+        except httpx.TransportError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
