@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import Any
 
 import psutil
@@ -33,9 +34,11 @@ log = logging.getLogger(__name__)
 # RuntimeError). Anything else is a bug and propagates.
 SOURCE_ERRORS: tuple[type[BaseException], ...] = (OSError, RuntimeError, psutil.Error)
 
-# cpu_times() fields that are already counted inside another field: guest time is part of
-# user time on Linux; interrupt and DPC time are part of system (kernel) time on Windows.
-_CPU_COUNTED_ELSEWHERE = frozenset({"guest", "guest_nice", "interrupt", "dpc"})
+# cpu_times() fields already counted inside another field: guest time is part of user time
+# on Linux; on Windows interrupt and DPC time are part of system (kernel) time (psutil may
+# rename `interrupt` to `irq` there, which on Linux is a time of its own).
+_CPU_COUNTED_ELSEWHERE = frozenset({"guest", "guest_nice"})
+_CPU_COUNTED_ELSEWHERE_WINDOWS = _CPU_COUNTED_ELSEWHERE | {"interrupt", "irq", "dpc"}
 # Idle time: the CPU had nothing to run (iowait: nothing but waiting on a disk).
 _CPU_IDLE = frozenset({"idle", "iowait"})
 
@@ -48,10 +51,10 @@ class _Health:
     def __init__(self) -> None:
         self.failing: dict[str, str] = {}
 
-    def fail(self, source: str, reason: object) -> None:
+    def fail(self, source: str, reason: str) -> None:
         if source not in self.failing:
-            log.warning("host collector: %s is failing, skipping it: %s", source, reason)
-        self.failing[source] = str(reason)
+            log.warning("host collector: %s: %s", source, reason)
+        self.failing[source] = reason
 
     def ok(self, source: str) -> None:
         if self.failing.pop(source, None) is not None:
@@ -91,6 +94,7 @@ class HostCollector(Collector):
         self._health = _Health()
         self._prober = MountProber(self._stat_mount, self.options.filesystem_timeout)
         self._cpu_last: Any = None
+        self._cpu_skip = _CPU_COUNTED_ELSEWHERE_WINDOWS if self._windows else _CPU_COUNTED_ELSEWHERE
         # On Windows the load average is emulated by a thread that the first call starts;
         # until it has run (5 s) psutil returns zeros, so the first call reports nothing.
         self._load_started = not self._windows
@@ -144,7 +148,7 @@ class HostCollector(Collector):
                 measure(out, now)
             except SOURCE_ERRORS as exc:
                 failed.append(exc)
-                health.fail(section, repr(exc))
+                health.fail(section, f"cannot be read, left out: {exc!r}")
             else:
                 health.ok(section)
         if len(failed) == len(self._sections):
@@ -156,8 +160,9 @@ class HostCollector(Collector):
     def _cpu(self, out: list[Sample], now: float) -> None:
         times = self._ps.cpu_times()
         total = idle = 0.0
+        skip = self._cpu_skip
         for field, value in zip(times._fields, times, strict=True):
-            if field in _CPU_COUNTED_ELSEWHERE:
+            if field in skip:
                 continue
             total += value
             if field in _CPU_IDLE:
@@ -227,9 +232,9 @@ class HostCollector(Collector):
                 health.forget(source, "is no longer mounted")
         results, hung = self._prober.run(chosen)
         if hung is not None:
+            timeout = self.options.filesystem_timeout
             health.fail(
-                f"filesystem {hung}",
-                f"no answer within {self.options.filesystem_timeout:g} s; skipped until it answers",
+                f"filesystem {hung}", f"no answer within {timeout:g} s, skipped until it answers"
             )
         for mountpoint, part in chosen.items():
             source = f"filesystem {mountpoint}"
@@ -239,7 +244,7 @@ class HostCollector(Collector):
             if isinstance(answer, Exception):
                 if not isinstance(answer, SOURCE_ERRORS):
                     raise answer
-                health.fail(source, repr(answer))
+                health.fail(source, f"cannot be read, skipped: {answer!r}")
                 continue
             health.ok(source)
             usage, vfs = answer
@@ -324,22 +329,20 @@ class HostCollector(Collector):
                 continue
             # Read CPU and memory of the matches only. A process that ended meanwhile, or is a
             # zombie (dead, not yet reaped), does not count; one we may not read counts as
-            # running but adds no CPU or memory.
+            # running and adds what could be read.
             p_cpu = p_rss = 0.0
             try:
                 with proc.oneshot():
-                    if proc.status() == zombie:
-                        continue
-                    try:
+                    with suppress(psutil.AccessDenied):
+                        if proc.status() == zombie:
+                            continue
+                    with suppress(psutil.AccessDenied):
                         times = proc.cpu_times()
                         p_cpu = times.user + times.system
+                    with suppress(psutil.AccessDenied):
                         p_rss = float(proc.memory_info().rss)
-                    except psutil.AccessDenied:
-                        pass
             except psutil.NoSuchProcess:  # also ZombieProcess
                 continue
-            except psutil.AccessDenied:
-                pass
             for i in matched:
                 count[i] += 1
                 cpu[i] += p_cpu
@@ -365,11 +368,12 @@ class HostCollector(Collector):
             except psutil.NoSuchProcess:
                 # Not installed (or removed): report it down, and look it up afresh next time.
                 self._services.pop(name, None)
-                health.fail(source, "no such service")
+                health.fail(source, "no such service, reported down")
                 out.append(Sample("dyzur_service_up", {"service": name}, 0.0, now))
                 continue
             except (psutil.AccessDenied, OSError) as exc:
-                health.fail(source, repr(exc))  # unknown is not down: no sample
+                # Unknown is not down: no sample.
+                health.fail(source, f"state cannot be read, not reported: {exc!r}")
                 continue
             health.ok(source)
             out.append(Sample("dyzur_service_up", {"service": name}, 1.0 if running else 0.0, now))
