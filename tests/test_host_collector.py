@@ -809,3 +809,38 @@ def test_a_windows_service_that_comes_back_is_reported_up_again(caplog):
         "host collector: service AMMSUpdate: no such service, reported down",
         "host collector: service AMMSUpdate recovered",
     ]
+
+
+def test_windows_service_names_are_checked_for_duplicates_ignoring_case():
+    with pytest.raises(CollectorConfigError, match=r"^services\.1: duplicate service 'spooler'"):
+        HostCollector.from_options(
+            "host", {"services": ["Spooler", "spooler"]}, psutil_module=FakeWindowsPsutil()
+        )
+
+
+def test_cpu_interrupt_time_named_irq_on_windows_is_not_counted_twice():
+    # psutil plans to rename Windows' `interrupt` field to `irq` (giampaolo/psutil#2772).
+    Renamed = namedtuple("scputimes", "user system idle irq dpc")
+
+    class Fake(FakeWindowsPsutil):
+        def cpu_times(self):
+            return Renamed(*super().cpu_times())
+
+    fake = Fake()
+    collector = windows_collector(fake)
+    collector.collect(1000.0)
+    fake.advance()
+    assert one(collector.collect(1015.0), "dyzur_cpu_utilisation_ratio").value == (
+        pytest.approx(18 / 60)
+    )
+
+
+@pytest.mark.parametrize("nothing", [None, {}])
+def test_no_disk_or_network_statistics_is_no_error(nothing):
+    fake = PatchedPsutil(
+        disk_io_counters=lambda perdisk=False, nowrap=True: nothing,
+        net_io_counters=lambda pernic=False, nowrap=True: nothing,
+    )
+    samples = HostCollector.from_options("host", {}, psutil_module=fake).collect(time.time())
+    assert not [s for s in samples if s.metric.startswith(("dyzur_disk_", "dyzur_network_"))]
+    assert "dyzur_memory_used_ratio" in {s.metric for s in samples}

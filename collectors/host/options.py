@@ -203,8 +203,9 @@ def parse_options(options: Mapping[str, Any] | None, *, windows: bool) -> HostOp
                 "Windows services can be watched only on Windows; on this system watch the "
                 "service's process with `processes:` (match_name or match_cmdline) instead",
             )
-        for i, service in enumerate(services):
-            if service in services[:i]:
-                raise _error(f"services.{i}", f"duplicate service {service!r}")
+        folded = [s.casefold() for s in services]  # Windows service names ignore case
+        for i, service in enumerate(folded):
+            if service in folded[:i]:
+                raise _error(f"services.{i}", f"duplicate service {services[i]!r}")
         kw["services"] = tuple(services)
     return HostOptions(**kw)
