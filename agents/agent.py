@@ -138,7 +138,8 @@ class Agent:
                 log.exception("pushing failed")
                 outcome = Outcome.RETRY
             if outcome is None:
-                self._wake.wait(1.0)
+                # Woken by the next spooled batch or by stop(): no polling while idle.
+                self._wake.wait()
                 self._wake.clear()
             elif outcome is Outcome.RETRY:
                 attempt += 1
@@ -196,8 +197,7 @@ class Agent:
             runner.start(self._stop)
         pusher = threading.Thread(target=self._push_loop, name="push", daemon=True)
         pusher.start()
-        while not self._stop.wait(1.0):
-            pass
+        self._stop.wait()  # signal handlers still run: the wait is interruptible
         log.info("stopping: finishing collections and flushing the spool")
         deadline = time.monotonic() + self.config.shutdown_timeout
         for runner in self.runners:

@@ -160,5 +160,5 @@ _INIT_TOKENS = (
 )
 def agent() -> None:
     """Run the agent on a hospital host: dyzur agent --config agent.yaml [--once] [--print]."""
-    # Only reached when the agent's entry point is not installed (bridge/entry.py runs it).
-    raise _fail("the agent is not installed here: pip install 'dyzur[agent]'")
+    # Listed for --help only: bridge/entry.py runs `dyzur agent` before this CLI is loaded.
+    raise _fail("run the agent as: dyzur agent --config agent.yaml")

@@ -1,25 +1,24 @@
 """The `dyzur` command's entry point.
 
-Commands of other packages (the agent's ``dyzur agent``) are announced as entry points in the
-``dyzur.commands`` group and dispatched before the bridge's CLI is imported: the bridge does not
-import the agent (DESIGN.md's layering), and the agent process does not pay for typer.
+Commands of other packages (the agent's ``dyzur agent``) are dispatched by name before the
+bridge's CLI is imported: the bridge never imports the agent (DESIGN.md's layering), and the
+agent process pays for neither typer nor FastAPI.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-COMMAND_GROUP = "dyzur.commands"
+# name -> "module:function(argv) -> exit status"
+COMMANDS = {"agent": "agents.cli:main"}
 
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv and not argv[0].startswith("-"):
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group=COMMAND_GROUP):
-            if ep.name == argv[0]:
-                sys.exit(ep.load()(argv[1:]))
+    if argv and argv[0] in COMMANDS:
+        module, _, function = COMMANDS[argv[0]].partition(":")
+        sys.exit(getattr(importlib.import_module(module), function)(argv[1:]))
     try:
         from bridge.cli import app
     except ImportError as exc:  # an agent-only install has no bridge libraries

@@ -54,6 +54,7 @@ from typing import Any
 import yaml
 from jinja2 import TemplateSyntaxError
 
+from collectors.durations import parse_duration
 from rules.conditions import (
     LABEL_NAME,
     check_clear,
@@ -62,7 +63,6 @@ from rules.conditions import (
     parse_comparison,
     parse_matcher,
 )
-from collectors.durations import parse_duration
 from rules.model import (
     RULE_CATEGORIES,
     Condition,

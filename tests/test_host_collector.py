@@ -249,6 +249,49 @@ def test_a_process_is_counted_while_it_runs_and_not_once_it_is_a_zombie(named_sl
     assert one(samples, "dyzur_process_up", process="sleeper").value == 0.0
 
 
+def test_processes_started_and_stopped_between_collections_are_seen(named_sleep):
+    """What a process matched is remembered between collections; new and ended processes
+    must still be counted at once."""
+    rule = {"processes": [{"name": "sleeper", "match_name": "dyzur-sleeper"}]}
+    collector = HostCollector.from_options("host", rule)
+
+    def count() -> float:
+        return one(collector.collect(time.time()), "dyzur_process_count", process="sleeper").value
+
+    assert count() == 0.0
+    first = subprocess.Popen([str(named_sleep), "60"])
+    second = None
+    try:
+        assert count() == 1.0  # a collection that is not a full walk
+        second = subprocess.Popen([str(named_sleep), "60"])
+        assert count() == 2.0
+        first.kill()
+        first.wait()
+        assert count() == 1.0
+        second.kill()
+        second.wait()
+        assert count() == 0.0
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+def test_process_names_are_read_once_until_the_next_full_walk():
+    from collectors.host.collector import PROCESS_RESCAN_EVERY
+
+    fake = FakeWindowsPsutil()
+    collector = windows_collector(fake)
+    for _ in range(PROCESS_RESCAN_EVERY):
+        samples = collector.collect(1000.0)
+    system = next(p for p in fake.processes if p.info["name"] == "System")
+    assert system.reads == 1  # not read again on each collection
+    assert one(samples, "dyzur_process_count", process="amms").value == 3.0
+    collector.collect(1000.0)  # every PROCESS_RESCAN_EVERY collections, a full walk
+    assert system.reads == 2
+
+
 # --- the host rule pack ------------------------------------------------------------------
 
 
@@ -582,6 +625,13 @@ class FakeWindowsProcess:
 
     def oneshot(self):
         return nullcontext()
+
+    def as_dict(self, attrs=None, ad_value=None):
+        self.reads = getattr(self, "reads", 0) + 1
+        return {k: v for k, v in self.info.items() if attrs is None or k in attrs}
+
+    def is_running(self):
+        return self._fails is not psutil.NoSuchProcess
 
     def status(self):
         if self._fails is psutil.NoSuchProcess:

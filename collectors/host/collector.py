@@ -43,6 +43,8 @@ _CPU_COUNTED_ELSEWHERE_WINDOWS = _CPU_COUNTED_ELSEWHERE | {"interrupt", "irq", "
 _CPU_IDLE = frozenset({"idle", "iowait"})
 
 _DEFAULT = object()
+# Every this many collections the process rules look at every process's name again.
+PROCESS_RESCAN_EVERY = 10
 
 
 class _Health:
@@ -107,6 +109,8 @@ class HostCollector(Collector):
             else:
                 self._by_cmdline.append((i, rule.match_cmdline))
         self._process_attrs = ["name"] + (["cmdline"] if self._by_cmdline else [])
+        self._process_matches: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        self._process_walks = 0
         self._services: dict[str, Any] = {}  # service name -> psutil WindowsService
         self._sections: list[tuple[str, Callable[[list[Sample], float], None]]] = [
             ("cpu", self._cpu),
@@ -310,29 +314,58 @@ class HostCollector(Collector):
         out.append(Sample("dyzur_boot_time_seconds", {}, float(self._ps.boot_time()), now))
 
     def _processes(self, out: list[Sample], now: float) -> None:
-        rules = self.options.processes
-        count = [0] * len(rules)
-        cpu = [0.0] * len(rules)
-        rss = [0.0] * len(rules)
-        by_name, by_cmdline, windows = self._by_name, self._by_cmdline, self._windows
+        self._process_walks += 1
+        full = self._process_walks % PROCESS_RESCAN_EVERY == 1
+        count, cpu, rss = self._walk_processes(full)
+        if not full and not all(count):
+            # Never report a process down from the cache: look at every process again first.
+            count, cpu, rss = self._walk_processes(True)
+        for i, rule in enumerate(self.options.processes):
+            labels = {"process": rule.name}
+            out += (
+                Sample("dyzur_process_up", labels, 1.0 if count[i] else 0.0, now),
+                Sample("dyzur_process_count", labels, float(count[i]), now),
+                Sample("dyzur_process_cpu_seconds_total", labels, cpu[i], now),
+                Sample("dyzur_process_resident_memory_bytes", labels, rss[i], now),
+            )
+
+    def _classify(self, proc: Any) -> tuple[int, ...]:
+        """The process rules a process matches, by its name or command line."""
+        info = proc.as_dict(self._process_attrs)
+        name = info.get("name") or ""
+        matched = self._by_name.get(name.casefold() if self._windows else name, ())
+        if self._by_cmdline:
+            cmdline = " ".join(info.get("cmdline") or ())
+            matched = (*matched, *(i for i, regex in self._by_cmdline if regex.search(cmdline)))
+        return tuple(matched)
+
+    def _walk_processes(self, full: bool) -> tuple[list[int], list[float], list[float]]:
+        """One pass over the processes. Reading every process's name costs about 40 us each,
+        so what a process matched is remembered by its psutil.Process object (psutil makes a
+        new one for a new process); only new processes are read, and every process again on a
+        full walk, which also catches a process that exec()'d into another program."""
+        n = len(self.options.processes)
+        count, cpu, rss = [0] * n, [0.0] * n, [0.0] * n
+        known = {} if full else self._process_matches
+        seen: dict[int, tuple[Any, tuple[int, ...]]] = {}
         zombie = psutil.STATUS_ZOMBIE
-        for proc in self._ps.process_iter(self._process_attrs):
-            info = proc.info
-            name = info.get("name") or ""
-            matched = by_name.get(name.casefold() if windows else name, ())
-            if by_cmdline:
-                cmdline = " ".join(info.get("cmdline") or ())
-                hits = [i for i, regex in by_cmdline if regex.search(cmdline)]
-                if hits:
-                    matched = [*matched, *hits]
-            if not matched:
-                continue
-            # Read CPU and memory of the matches only. A process that ended meanwhile, or is a
-            # zombie (dead, not yet reaped), does not count; one we may not read counts as
-            # running and adds what could be read.
-            p_cpu = p_rss = 0.0
+        for proc in self._ps.process_iter():
+            entry = known.get(proc.pid)
             try:
+                matched = entry[1] if entry is not None and entry[0] is proc else None
+                if matched is None:
+                    matched = self._classify(proc)
+                seen[proc.pid] = (proc, matched)
+                if not matched:
+                    continue
+                # CPU and memory of the matches only. A process that ended meanwhile, or is a
+                # zombie (dead, not yet reaped), does not count; one we may not read counts as
+                # running and adds what could be read.
+                p_cpu = p_rss = 0.0
                 with proc.oneshot():
+                    if not proc.is_running():  # its pid now belongs to another process
+                        del seen[proc.pid]
+                        continue
                     with suppress(psutil.AccessDenied):
                         if proc.status() == zombie:
                             continue
@@ -342,19 +375,14 @@ class HostCollector(Collector):
                     with suppress(psutil.AccessDenied):
                         p_rss = float(proc.memory_info().rss)
             except psutil.NoSuchProcess:  # also ZombieProcess
+                seen.pop(proc.pid, None)
                 continue
             for i in matched:
                 count[i] += 1
                 cpu[i] += p_cpu
                 rss[i] += p_rss
-        for i, rule in enumerate(rules):
-            labels = {"process": rule.name}
-            out += (
-                Sample("dyzur_process_up", labels, 1.0 if count[i] else 0.0, now),
-                Sample("dyzur_process_count", labels, float(count[i]), now),
-                Sample("dyzur_process_cpu_seconds_total", labels, cpu[i], now),
-                Sample("dyzur_process_resident_memory_bytes", labels, rss[i], now),
-            )
+        self._process_matches = seen
+        return count, cpu, rss
 
     def _services_up(self, out: list[Sample], now: float) -> None:
         health = self._health

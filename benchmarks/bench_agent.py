@@ -1,0 +1,209 @@
+"""The agent beside Debian's prometheus-node-exporter on this machine, in one run.
+
+Measures, from /proc, the resident memory (VmRSS) and the CPU seconds of:
+  - node_exporter (--no-collector.systemd) per scrape of its /metrics,
+  - the dyzur agent (host collector, one process rule on a running service) per collection
+    cycle, a cycle being collect + spool + push to a real bridge, counted by the bridge's
+    batch numbers.
+Targets: agent RSS <= 1.5 x node_exporter's; agent CPU per cycle <= node_exporter's per scrape.
+
+    python benchmarks/bench_agent.py [--scrapes 100] [--cycles 60] [--interval 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bridge.auth import hash_token  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+AGENT_TOKEN = "bench-agent-token-0123456789"
+ENGINEER_TOKEN = "bench-engineer-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])
+
+
+def get(url: str, token: str | None = None) -> bytes:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+def wait(url: str, proc: subprocess.Popen, token: str | None = None) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[0]} exited")
+        try:
+            get(url, token)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def node_exporter(scrapes: int) -> tuple[float, int, int]:
+    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if binary is None:
+        raise SystemExit("prometheus-node-exporter is not installed (apt install it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--no-collector.systemd"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait(url, proc)
+        for _ in range(5):
+            get(url)
+        before = cpu_seconds(proc.pid)
+        for _ in range(scrapes):
+            get(url)
+        per_scrape = (cpu_seconds(proc.pid) - before) / scrapes
+        rss, peak = memory_kib(proc.pid)
+        return per_scrape, rss, peak
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def agent(cycles: int, interval: float) -> tuple[float, int, int, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        bridge_port = free_port()
+        (tmp_path / "dyzur.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "store": "sqlite:///bridge.db",
+                    "listen": {"port": bridge_port},
+                    "clients": [{"id": "szpital", "name": "Szpital"}],
+                    "assets": [{"id": "srv-bench", "client": "szpital"}],
+                    "tokens": [
+                        {"name": "agent", "sha256": hash_token(AGENT_TOKEN), "role": "agent"},
+                        {"name": "eng", "sha256": hash_token(ENGINEER_TOKEN), "role": "engineer"},
+                    ],
+                }
+            )
+        )
+        (tmp_path / "agent.token").write_text(AGENT_TOKEN)
+        (tmp_path / "agent.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "asset": "srv-bench",
+                    "bridge": {
+                        "url": f"http://127.0.0.1:{bridge_port}",
+                        "token_file": "agent.token",
+                    },
+                    "spool": {"path": "spool.db"},
+                    "metrics": {"listen": f"127.0.0.1:{free_port()}"},
+                    "jitter": 0,
+                    "collectors": [
+                        {
+                            "name": "host",
+                            "interval": f"{interval}s",
+                            # Watch a service that runs, as on a hospital host.
+                            "options": {
+                                "processes": [{"name": "bridge", "match_cmdline": "bridge run"}]
+                            },
+                        }
+                    ],
+                }
+            )
+        )
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "--config", "dyzur.yaml"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        agents_url = f"http://127.0.0.1:{bridge_port}/api/v1/agents"
+        wait(agents_url, bridge, ENGINEER_TOKEN)
+        # As deployed: `dyzur agent` with the unit's MALLOC_ARENA_MAX.
+        env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "agent", "--config", "agent.yaml"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def batches() -> int:
+            import json
+
+            streams = json.loads(get(agents_url, ENGINEER_TOKEN))
+            return streams[0]["batches"] if streams else 0
+
+        try:
+            while batches() < 5:  # warm up: imports, first filesystem scan, first pushes
+                time.sleep(interval / 2)
+            start_batches, before = batches(), cpu_seconds(proc.pid)
+            while batches() - start_batches < cycles:
+                time.sleep(interval / 2)
+            done, after = batches() - start_batches, cpu_seconds(proc.pid)
+            rss, peak = memory_kib(proc.pid)
+            return (after - before) / done, rss, peak, done
+        finally:
+            proc.terminate()
+            proc.wait()
+            bridge.terminate()
+            bridge.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scrapes", type=int, default=100)
+    ap.add_argument("--cycles", type=int, default=60)
+    ap.add_argument("--interval", type=float, default=0.5)
+    args = ap.parse_args()
+    ne_cpu, ne_rss, ne_peak = node_exporter(args.scrapes)
+    ag_cpu, ag_rss, ag_peak, cycles = agent(args.cycles, args.interval)
+    print(
+        f"node_exporter: {ne_cpu * 1000:.2f} ms CPU per scrape ({args.scrapes} scrapes), "
+        f"RSS {ne_rss / 1024:.1f} MiB (peak {ne_peak / 1024:.1f} MiB)"
+    )
+    print(
+        f"dyzur agent:   {ag_cpu * 1000:.2f} ms CPU per cycle ({cycles} cycles, collect + "
+        f"spool + push), RSS {ag_rss / 1024:.1f} MiB (peak {ag_peak / 1024:.1f} MiB)"
+    )
+    print(
+        f"ratios: RSS {ag_rss / ne_rss:.2f} x node_exporter (target <= 1.5), "
+        f"CPU {ag_cpu / ne_cpu:.2f} x (target <= 1.0)"
+    )
+
+
+if __name__ == "__main__":
+    main()
