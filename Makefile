@@ -36,6 +36,8 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_host_collector.py
+	$(BIN)/python benchmarks/bench_agent.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

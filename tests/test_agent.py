@@ -20,7 +20,7 @@ from agents.agent import Agent
 from agents.config import AgentConfigError, CollectorSpec, parse_agent_config
 from agents.spool import Spool
 from collectors import Collector, Sample
-from tests.conftest import TOKENS, auth, config_data, free_port
+from tests.conftest import DATA, TOKENS, auth, config_data, free_port
 from tests.processes import ROOT, RunningAgent, RunningBridge, wait_for
 
 
@@ -289,13 +289,22 @@ def test_sigkill_while_spooling_loses_nothing(tmp_path, bridge_config):
     assert (stream["last_seq"], stream["batches"], stream["duplicates"]) == (last, last, 0)
 
 
-def test_the_agent_opens_no_ticket_while_healthy_and_the_bridge_notices_silence(
-    tmp_path, bridge_config
-):
-    """What the agent pushes reaches the rules: its host's samples were evaluated."""
+def test_the_bridge_evaluates_the_agents_samples_and_notices_its_silence(tmp_path):
+    data = config_data("sqlite:///var/dyzur.db")
+    data["rule_files"].append(str(DATA / "fast_silence.yaml"))
+    data["tick_interval"] = "0.5s"
+    bridge_config = tmp_path / "dyzur.yaml"
+    bridge_config.write_text(yaml.safe_dump(data))
     port = free_port()
     bridge = RunningBridge(bridge_config, port)
     agent = RunningAgent(agent_yaml(tmp_path, port, metrics_port := free_port()), metrics_port)
+
+    def silence_tickets() -> list[dict]:
+        tickets = httpx.get(
+            f"{bridge.url}/api/v1/tickets?asset=srv-a1", headers=auth("engineer"), timeout=5
+        ).json()
+        return [t for t in tickets if t["rule"] == "agent_silent_fast" and t["status"] == "open"]
+
     try:
         wait_for(lambda: streams(bridge) and streams(bridge)[0]["batches"] >= 2, what="pushes")
         metrics = httpx.get(f"{bridge.url}/metrics", headers=auth("engineer")).text
@@ -305,8 +314,13 @@ def test_the_agent_opens_no_ticket_while_healthy_and_the_bridge_notices_silence(
             if line.startswith("dyzur_rule_evaluations_total ")
         )
         assert evaluations > 0  # the host pack's rules saw the agent's samples
+        time.sleep(4)
+        assert silence_tickets() == []  # reporting every 0.5 s: not silent
+        agent.stop(signal.SIGKILL)  # the host dies
+        [ticket] = wait_for(silence_tickets, timeout=20, what="the silence ticket")
+        assert ticket["category"] == "awaria" and ticket["title"] == "Agent na srv-a1 milczy"
     finally:
-        agent.stop()
+        agent.stop(signal.SIGKILL)
         bridge.stop()
 
 
