@@ -21,10 +21,9 @@ class Collector(ABC):
     marks the collector down and calls it again on the next interval.
     """
 
-    #: The name it is configured by (``kind: host``).
+    #: The name it is configured by (``kind: host``); its pip extra is declared beside it in
+    #: collectors/registry.py.
     kind: ClassVar[str]
-    #: The pip extra that installs its libraries, named in the error when they are missing.
-    extra: ClassVar[str] = "agent"
 
     def __init__(self, name: str) -> None:
         self.name = name

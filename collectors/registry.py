@@ -8,9 +8,10 @@ from typing import Any
 
 from collectors.base import Collector, CollectorConfigError
 
-# kind -> "module:Class". A new built-in source is one module here and one line.
+# kind -> "module:Class [extra]", the extra being what `pip install 'dyzur[extra]'` adds for
+# it. A new built-in source is one module (or sub-package) and one line here.
 BUILTIN: dict[str, str] = {
-    "host": "collectors.host:HostCollector",
+    "host": "collectors.host:HostCollector [agent]",
 }
 ENTRY_POINT_GROUP = "dyzur.collectors"
 
@@ -29,13 +30,13 @@ def _target(kind: str) -> str:
 
 def collector_class(kind: str) -> type[Collector]:
     """The class of a collector kind, or a clear error naming what is missing."""
-    module_name, _, class_name = _target(kind).partition(":")
+    target, _, extra = _target(kind).partition(" ")
+    module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise CollectorConfigError(
-            f"collector {kind!r} needs {exc.name}: pip install 'dyzur[agent]'"
-        ) from None
+        install = f"pip install 'dyzur{extra.replace(' ', '')}'" if extra else "install it"
+        raise CollectorConfigError(f"collector {kind!r} needs {exc.name}: {install}") from None
     cls = getattr(module, class_name)
     if not (isinstance(cls, type) and issubclass(cls, Collector)):
         raise CollectorConfigError(f"{module_name}:{class_name} is not a Collector")
@@ -48,5 +49,8 @@ def build_collectors(specs: list[tuple[str, str, Mapping[str, Any]]]) -> list[Co
     for name, kind, options in specs:
         if name in built:
             raise CollectorConfigError(f"duplicate collector name {name!r}")
-        built[name] = collector_class(kind).from_options(name, options)
+        try:
+            built[name] = collector_class(kind).from_options(name, options)
+        except CollectorConfigError as exc:
+            raise CollectorConfigError(f"{name}: {exc}") from None
     return list(built.values())

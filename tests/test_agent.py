@@ -82,6 +82,22 @@ def test_config_errors_name_the_field(tmp_path, edit, expected):
     assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
 
 
+def test_the_agent_command_names_a_bad_collector_option(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "asset: srv-a1\nbridge: {url: 'http://127.0.0.1:9'}\n"
+        "collectors: [{name: host, options: {processes: [{name: x, match_cmdline: '('}]}}]\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "bridge", "agent", "--config", str(config), "--once", "--print"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2
+    assert "collectors: host: processes.0.match_cmdline: invalid regular expression" in r.stderr
+
+
 def test_a_missing_token_is_a_clear_error_and_the_token_never_shows(tmp_path, monkeypatch):
     monkeypatch.delenv("DYZUR_AGENT_TOKEN", raising=False)
     config = parse_agent_config(

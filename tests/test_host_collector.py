@@ -84,7 +84,6 @@ def test_the_registry_builds_it_by_kind():
     assert isinstance(built, HostCollector)
     assert built.name == "host"
     assert built.kind == "host"
-    assert built.extra == "agent"
 
 
 def test_sample_config_is_valid_here():

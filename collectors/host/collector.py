@@ -71,7 +71,6 @@ class HostCollector(Collector):
     """Measures the host the agent runs on; see README.md in this package for the metrics."""
 
     kind = "host"
-    extra = "agent"
 
     def __init__(
         self,
