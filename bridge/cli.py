@@ -61,12 +61,19 @@ def run(
         loaded.config.store,
     )
     try:
+        tls = {}
+        if listen.tls_cert and listen.tls_key:
+            tls = {
+                "ssl_certfile": str(loaded.base_dir / listen.tls_cert),
+                "ssl_keyfile": str(loaded.base_dir / listen.tls_key),
+            }
         uvicorn.run(
             create_app(bridge),
             host=host or listen.host,
             port=port or listen.port,
             access_log=access_log,
             log_level="info",
+            **tls,
         )
     finally:
         bridge.close()

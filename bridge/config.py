@@ -38,6 +38,9 @@ class _Strict(BaseModel):
 class Listen(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # HTTPS: certificate chain and private key (PEM), relative to the config file.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class TokenConfig(_Strict):
@@ -94,8 +97,15 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def _cross_check(config: Config) -> list[str]:
+def _cross_check(config: Config, base_dir: Path) -> list[str]:
     problems: list[str] = []
+    listen = config.listen
+    if (listen.tls_cert is None) != (listen.tls_key is None):
+        problems.append("listen: tls_cert and tls_key go together")
+    for name in ("tls_cert", "tls_key"):
+        value = getattr(listen, name)
+        if value is not None and not (base_dir / value).is_file():
+            problems.append(f"listen.{name}: no such file {str(base_dir / value)!r}")
     clients: set[str] = set()
     for i, client in enumerate(config.clients):
         if client.id in clients:
@@ -147,7 +157,7 @@ def parse_config(data: Any, source: str, base_dir: Path) -> LoadedConfig:
         raise ConfigError(
             source, [f"{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
         ) from None
-    problems = _cross_check(config)
+    problems = _cross_check(config, base_dir)
     if problems:
         raise ConfigError(source, problems)
     specs = [s if s.startswith("builtin:") else str(base_dir / s) for s in config.rule_files]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -48,8 +49,10 @@ class Process:
 
 
 class RunningBridge(Process):
-    def __init__(self, config: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, config: Path, port: int, ca: Path | None = None) -> None:
+        """``ca``: the bridge serves HTTPS with a certificate from this CA."""
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
         super().__init__(
             ["-m", "bridge", "run", "--config", str(config), "--port", str(port)],
             config.with_name(f"bridge-{port}.log"),
@@ -59,7 +62,8 @@ class RunningBridge(Process):
             if self.proc.poll() is not None:
                 raise AssertionError(f"bridge exited:\n{self.output()}")
             try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+                response = httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify)
+                return response.status_code == 200
             except httpx.TransportError:
                 return False
 

@@ -237,7 +237,9 @@ def bridge_config(tmp_path: Path) -> Path:
 
 
 def streams(bridge: RunningBridge) -> list[dict]:
-    return httpx.get(f"{bridge.url}/api/v1/agents", headers=auth("engineer"), timeout=5).json()
+    return httpx.get(
+        f"{bridge.url}/api/v1/agents", headers=auth("engineer"), verify=bridge.verify, timeout=5
+    ).json()
 
 
 def last_spooled_seq(spool: Path) -> int:
@@ -338,6 +340,51 @@ def test_the_bridge_evaluates_the_agents_samples_and_notices_its_silence(tmp_pat
     finally:
         agent.stop(signal.SIGKILL)
         bridge.stop()
+
+
+def test_the_agent_pushes_over_verified_tls_only(tmp_path):
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(tmp_path / "bridge-cert.pem")
+    for pem in server.cert_chain_pems[1:]:
+        pem.write_to_path(tmp_path / "bridge-cert.pem", append=True)
+    server.private_key_pem.write_to_path(tmp_path / "bridge-key.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    data = config_data("sqlite:///var/dyzur.db")
+    data["listen"] = {"tls_cert": "bridge-cert.pem", "tls_key": "bridge-key.pem"}
+    bridge_config = tmp_path / "dyzur.yaml"
+    bridge_config.write_text(yaml.safe_dump(data))
+    port = free_port()
+    bridge = RunningBridge(bridge_config, port, ca=tmp_path / "ca.pem")
+
+    def once(**bridge_settings) -> subprocess.CompletedProcess:
+        config = agent_yaml(tmp_path, port, 9)
+        settings = yaml.safe_load(config.read_text())
+        settings["bridge"].update(url=f"https://127.0.0.1:{port}", **bridge_settings)
+        config.write_text(yaml.safe_dump(settings))
+        return subprocess.run(
+            [sys.executable, "-m", "agents", "--config", str(config), "--once"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+
+    try:
+        # Without our CA the system trust store does not know the bridge: refused, kept.
+        r = once()
+        assert r.returncode == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in r.stderr
+        assert streams(bridge) == []
+        r = once(ca_file="ca.pem")
+        assert r.returncode == 0, r.stderr
+        [stream] = streams(bridge)
+        assert (stream["batches"], stream["last_seq"]) == (2, 2)  # the kept batch, then the new
+    finally:
+        bridge.stop()
+    assert TOKENS["agent-a"] not in r.stderr
 
 
 def test_agent_once_print_from_an_agent_only_install(tmp_path):

@@ -45,6 +45,8 @@ def edit(path: str, value):
     ("path", "value", "expected"),
     [
         ("listen", {"port": 70000}, "listen.port: Input should be less than or equal to 65535"),
+        ("listen", {"tls_cert": "cert.pem"}, "listen: tls_cert and tls_key go together"),
+        ("listen", {"tls_cert": "c.pem", "tls_key": "k.pem"}, "listen.tls_cert: no such file"),
         ("reopen_period", "soon", "reopen_period: Value error"),
         ("clients.0.contract.hours", "sometimes", "clients.0.contract.hours"),
         ("clients.0.contract.colour", "red", "clients.0.contract.colour: Extra inputs"),
