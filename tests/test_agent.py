@@ -220,6 +220,79 @@ def test_a_hanging_collector_does_not_delay_the_others(tmp_path, caplog):
     agent.close()
 
 
+class FlakyCollector(Collector):
+    """Raises on its first runs, as a collector does while a device is being restarted."""
+
+    kind = "flaky"
+
+    def __init__(self, name: str, failures: int) -> None:
+        super().__init__(name)
+        self.failures = failures
+
+    def collect(self, now: float) -> list[Sample]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("device busy")
+        return [Sample("dz_test_ok", {}, 1.0, now)]
+
+
+def test_a_raising_collector_is_logged_once_each_way_and_reported_down(tmp_path, caplog):
+    config = parse_agent_config(
+        {
+            "asset": "srv-a1",
+            "bridge": {"url": "http://127.0.0.1:9"},
+            "spool": {"path": "spool.db"},
+            "collectors": [{"name": "flaky", "interval": "1s"}],
+        },
+        "agent.yaml",
+        tmp_path,
+    )
+    agent = Agent(config, collectors=[FlakyCollector("flaky", failures=3)])
+    agent.spool = Spool(tmp_path / "spool.db", 10_000)
+    [runner] = agent.runners
+    caplog.set_level(logging.INFO, logger="agents")
+    assert [runner.run_once() for _ in range(4)] == [False, False, False, True]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "collector flaky is failing: OSError: device busy",
+        "collector flaky recovered",
+    ]
+    spooled = []
+    while (batch := agent.spool.oldest()) is not None:
+        spooled.append([(s["metric"], s["value"]) for s in json.loads(batch.body)][:2])
+        agent.spool.remove(batch)
+    assert [b[0] for b in spooled] == [("dyzur_collector_up", 0.0)] * 3 + [("dz_test_ok", 1.0)]
+
+
+def test_a_full_spool_is_reported_to_the_bridge_when_it_returns(tmp_path, bridge_config):
+    port = free_port()
+    config = agent_yaml(
+        tmp_path,
+        port,
+        metrics_port := free_port(),
+        spool={"path": "spool/spool.db", "max_samples": 1000},
+        collectors=[{"name": "host", "interval": "0.1s"}],
+    )
+    agent = RunningAgent(config, metrics_port)  # the bridge is away
+    bridge = None
+    try:
+        wait_for(lambda: (agent.metric("dyzur_agent_samples_dropped_total") or 0) > 0, what="loss")
+        bridge = RunningBridge(bridge_config, port)
+        # Once the spool has drained the bridge knows exactly what the agent lost.
+        wait_for(
+            lambda: (
+                agent.metric("dyzur_agent_spool_batches") == 0
+                and streams(bridge)[0]["dropped_reported"]
+                == agent.metric("dyzur_agent_samples_dropped_total")
+            ),
+            what="the loss to be reported",
+        )
+    finally:
+        agent.stop(signal.SIGKILL)
+        if bridge is not None:
+            bridge.stop()
+
+
 def _exposition(agent: Agent) -> bytes:
     from prometheus_client import generate_latest
 
