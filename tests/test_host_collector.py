@@ -291,6 +291,22 @@ def test_process_names_are_read_once_until_the_next_full_walk():
     assert system.reads == 2
 
 
+def test_a_process_going_down_is_confirmed_by_a_full_walk_once():
+    fake = FakeWindowsPsutil()
+    collector = windows_collector(fake)
+    collector.collect(1000.0)
+    collector.collect(1000.0)
+    system = next(p for p in fake.processes if p.info["name"] == "System")
+    assert system.reads == 1
+    fake.processes = [p for p in fake.processes if p.info["name"].lower() != "amms.exe"]
+    samples = collector.collect(1000.0)
+    assert one(samples, "dyzur_process_up", process="amms").value == 0.0
+    assert system.reads == 2  # every process looked at again before reporting amms down
+    samples = collector.collect(1000.0)
+    assert one(samples, "dyzur_process_up", process="amms").value == 0.0
+    assert system.reads == 2  # still down: no walk of every process on each collection
+
+
 # --- the host rule pack ------------------------------------------------------------------
 
 

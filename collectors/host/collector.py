@@ -110,6 +110,7 @@ class HostCollector(Collector):
         self._process_attrs = ["name"] + (["cmdline"] if self._by_cmdline else [])
         self._process_matches: dict[int, tuple[Any, tuple[int, ...]]] = {}
         self._process_walks = 0
+        self._process_up = [True] * len(self.options.processes)  # as last reported
         self._services: dict[str, Any] = {}  # service name -> psutil WindowsService
         self._sections: list[tuple[str, Callable[[list[Sample], float], None]]] = [
             ("cpu", self._cpu),
@@ -316,9 +317,11 @@ class HostCollector(Collector):
         self._process_walks += 1
         full = self._process_walks % PROCESS_RESCAN_EVERY == 1
         count, cpu, rss = self._walk_processes(full)
-        if not full and not all(count):
-            # Never report a process down from the cache: look at every process again first.
+        newly_down = any(not c and up for c, up in zip(count, self._process_up, strict=True))
+        if not full and newly_down:
+            # Never report a process newly down from the cache: look at every process again.
             count, cpu, rss = self._walk_processes(True)
+        self._process_up = [c > 0 for c in count]
         for i, rule in enumerate(self.options.processes):
             labels = {"process": rule.name}
             out += (
