@@ -42,3 +42,8 @@ def to_datetime(epoch: float) -> datetime:
 def local_iso(when: datetime | None) -> str | None:
     """ISO 8601 in Europe/Warsaw with its UTC offset, as the hospitals read time."""
     return None if when is None else when.astimezone(WARSAW).isoformat()
+
+
+def local_time(when: datetime | None) -> str:
+    """A time as a person reads it on a ticket: 2026-11-23 14:05 (Europe/Warsaw)."""
+    return "—" if when is None else when.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
-from bridge.models import Asset, Client
-from collectors.durations import parse_duration
+from bridge.models import Asset, Client, Duration
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example.yaml")
-
-
-def _duration(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m or 1h")
-    seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError("a duration must be a finite number of seconds >= 0")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -41,6 +27,11 @@ class Listen(_Strict):
     # HTTPS: certificate chain and private key (PEM), relative to the config file.
     tls_cert: str | None = None
     tls_key: str | None = None
+
+
+class SlaSettings(_Strict):
+    # "SLA at risk" when this share of the reaction time passed without a response.
+    at_risk_share: float = Field(0.75, gt=0, lt=1)
 
 
 class TokenConfig(_Strict):
@@ -66,6 +57,7 @@ class Config(_Strict):
     max_clock_skew: Duration = 300.0
     # Whether /metrics answers without a token (for a Prometheus that cannot send one).
     public_metrics: bool = False
+    sla: SlaSettings = SlaSettings()
     rule_files: list[str] = ["builtin:hosts"]
     clients: list[Client] = []
     assets: list[Asset] = []

@@ -10,18 +10,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from bridge.clock import WARSAW, Clock
+from bridge.clock import WARSAW, Clock, local_iso, local_time
 from bridge.models import (
     Asset,
+    AuditEvent,
     Category,
     Client,
+    Contract,
+    SlaState,
     Ticket,
     TicketStatus,
     TimelineEntry,
     ticket_number,
 )
+from bridge.sla import ServiceCalendar, reaction_time
 from bridge.store import Store
 from bridge.texts import category_name, format_value, timeline_text
 from rules.model import Alert, AlertState, Rule, Transition
@@ -54,12 +58,71 @@ class TicketLifecycle:
         assets: Mapping[str, Asset],
         clock: Clock,
         reopen_period: float = 3600.0,
+        at_risk_share: float = 0.75,
     ) -> None:
         self.store = store
         self.clients = clients
         self.assets = assets
         self.clock = clock
         self.reopen_period = timedelta(seconds=reopen_period)
+        self.at_risk_share = at_risk_share
+        self._calendars: dict[str, ServiceCalendar] = {}
+
+    # --- the record of a change: ticket, timeline and audit event in one transaction ------
+
+    def _record(
+        self,
+        ticket: Ticket,
+        kind: str,
+        text: str,
+        now: datetime,
+        actor: str = "dyzur",
+        new: bool = False,
+    ) -> Change:
+        entry = TimelineEntry(now, kind, text, actor)
+        if new:
+            self.store.insert_ticket(ticket, entry)
+        else:
+            self.store.update_ticket(ticket, entry)
+        action = f"sla.{kind.removeprefix('sla_')}" if kind.startswith("sla_") else f"ticket.{kind}"
+        detail = {
+            "ticket": ticket.number,
+            "category": ticket.category.value,
+            "rule": ticket.rule,
+            "reaction_due": local_iso(ticket.reaction_due),
+        }
+        self.store.append_audit(
+            AuditEvent(now, actor, action, "success", ticket.client, ticket.asset, detail)
+        )
+        return Change(ticket, kind)
+
+    # --- the SLA clock ---------------------------------------------------------------------
+
+    def calendar(self, client_id: str) -> ServiceCalendar:
+        calendar = self._calendars.get(client_id)
+        if calendar is None:
+            calendar = ServiceCalendar.for_contract(self._contract(client_id))
+            self._calendars[client_id] = calendar
+        return calendar
+
+    def _contract(self, client_id: str) -> Contract:
+        client = self.clients.get(client_id)
+        return client.contract if client is not None else Contract()
+
+    def _start_clock(self, ticket: Ticket, start: datetime) -> None:
+        """Set the deadline for the ticket's category from ``start``; an earlier deadline
+        already on the ticket (before an escalation) is kept."""
+        reaction = reaction_time(self._contract(ticket.client), ticket.category)
+        if reaction is None or ticket.responded_at is not None:
+            return
+        calendar = self.calendar(ticket.client)
+        due = calendar.add(start, reaction)
+        if ticket.reaction_due is not None and ticket.reaction_due <= due:
+            return
+        ticket.reaction_due = due
+        ticket.sla_at_risk_at = calendar.add(start, reaction * self.at_risk_share)
+        if ticket.sla_state is SlaState.NONE:
+            ticket.sla_state = SlaState.RUNNING
 
     # --- alerts -> tickets -----------------------------------------------------------------
 
@@ -93,6 +156,7 @@ class TicketLifecycle:
                 if category.severity > latest.category.severity:
                     old = latest.category
                     latest.category = category
+                    self._start_clock(latest, now)
                     text = timeline_text(
                         lang,
                         "escalated",
@@ -100,11 +164,9 @@ class TicketLifecycle:
                         new=category_name(lang, category),
                         value=value,
                     )
-                    self.store.update_ticket(latest, TimelineEntry(now, "escalated", text))
-                    return Change(latest, "escalated")
+                    return self._record(latest, "escalated", text, now)
                 text = timeline_text(lang, "refired", count=latest.fire_count, value=value)
-                self.store.update_ticket(latest, TimelineEntry(now, "refired", text))
-                return Change(latest, "refired")
+                return self._record(latest, "refired", text, now)
             if (
                 latest is not None
                 and latest.resolved_at is not None
@@ -117,9 +179,9 @@ class TicketLifecycle:
                 latest.updated_at = now
                 if category.severity > latest.category.severity:
                     latest.category = category
+                    self._start_clock(latest, now)
                 text = timeline_text(lang, "reopened", value=value)
-                self.store.update_ticket(latest, TimelineEntry(now, "reopened", text))
-                return Change(latest, "reopened")
+                return self._record(latest, "reopened", text, now)
             title, description = render(rule, alert, lang)
             year = now.astimezone(WARSAW).year  # numbers follow the hospitals' calendar
             ticket = Ticket(
@@ -137,9 +199,11 @@ class TicketLifecycle:
                 labels=dict(alert.labels),
                 last_value=alert.value,
             )
+            self._start_clock(ticket, now)
             text = timeline_text(lang, "opened", rule=rule.name, value=value)
-            self.store.insert_ticket(ticket, TimelineEntry(now, "opened", text))
-            return Change(ticket, "opened")
+            if ticket.reaction_due is not None:
+                text += " " + timeline_text(lang, "due", due=local_time(ticket.reaction_due))
+            return self._record(ticket, "opened", text, now, new=True)
 
     def _on_recovered(self, transition: Transition, rule: Rule) -> Change | None:
         alert = transition.alert
@@ -151,43 +215,38 @@ class TicketLifecycle:
             lang = self._language(ticket.client)
             ticket.last_value = alert.value
             ticket.updated_at = now
-            recovered = TimelineEntry(
-                now, "recovered", timeline_text(lang, "recovered", value=format_value(alert.value))
-            )
+            text = timeline_text(lang, "recovered", value=format_value(alert.value))
+            change = self._record(ticket, "recovered", text, now)
             if rule.keep_open:
-                self.store.update_ticket(ticket, recovered)
-                self.store.update_ticket(
-                    ticket, TimelineEntry(now, "left_open", timeline_text(lang, "left_open"))
-                )
-                return Change(ticket, "recovered")
-            self.store.update_ticket(ticket, recovered)
+                self._record(ticket, "left_open", timeline_text(lang, "left_open"), now)
+                return change
             ticket.status = TicketStatus.RESOLVED
             ticket.resolved_at = now
-            self.store.update_ticket(
-                ticket, TimelineEntry(now, "resolved", timeline_text(lang, "resolved"))
-            )
-            return Change(ticket, "resolved")
+            return self._record(ticket, "resolved", timeline_text(lang, "resolved"), now)
 
     def _language(self, client_id: str) -> str:
-        client = self.clients.get(client_id)
-        return client.contract.language if client is not None else "pl"
+        return self._contract(client_id).language
 
     # --- engineers -------------------------------------------------------------------------
 
-    def acknowledge(self, number: str, actor: str) -> Ticket:
-        """An engineer's first response. Idempotent: the first response time is kept."""
+    def acknowledge(self, number: str, actor: str) -> tuple[Ticket, bool]:
+        """An engineer's first response stops the clock. Idempotent: the first one counts;
+        returns the ticket and whether this call was that first response."""
         ticket = self._get(number)
         with self.store.alert_lock(ticket.fingerprint):
             ticket = self._get(number)
             if ticket.responded_at is not None:
-                return ticket
+                return ticket, False
             now = self.clock.now()
             ticket.responded_at = now
             ticket.responded_by = actor
             ticket.updated_at = now
+            if ticket.reaction_due is not None:
+                in_time = now <= ticket.reaction_due
+                ticket.sla_state = SlaState.MET if in_time else SlaState.BREACHED
             text = timeline_text(self._language(ticket.client), "acknowledged", actor=actor)
-            self.store.update_ticket(ticket, TimelineEntry(now, "acknowledged", text, actor))
-            return ticket
+            self._record(ticket, "acknowledged", text, now, actor)
+            return ticket, True
 
     def resolve(self, number: str, actor: str) -> Ticket:
         """An engineer closes a ticket (for example one a keep_open rule left open)."""
@@ -201,8 +260,41 @@ class TicketLifecycle:
             ticket.resolved_at = now
             ticket.updated_at = now
             text = timeline_text(self._language(ticket.client), "resolved_by", actor=actor)
-            self.store.update_ticket(ticket, TimelineEntry(now, "resolved", text, actor))
+            self._record(ticket, "resolved", text, now, actor)
             return ticket
+
+    def check_deadlines(self) -> list[Change]:
+        """Warn once when a ticket without response reaches its at-risk time, and once when
+        its deadline passes. Run periodically by the bridge."""
+        now = self.clock.now()
+        changes = []
+        for candidate in self.store.open_tickets():
+            if self._sla_step(candidate, now) is None:
+                continue
+            with self.store.alert_lock(candidate.fingerprint):
+                ticket = self._get(candidate.number)
+                state = self._sla_step(ticket, now)
+                if state is None:
+                    continue  # answered meanwhile, or another worker was first
+                ticket.sla_state = state
+                ticket.updated_at = now
+                kind = "sla_breached" if state is SlaState.BREACHED else "sla_at_risk"
+                due = local_time(ticket.reaction_due)
+                text = timeline_text(self._language(ticket.client), kind, due=due)
+                changes.append(self._record(ticket, kind, text, now))
+        return changes
+
+    @staticmethod
+    def _sla_step(ticket: Ticket, now: datetime) -> SlaState | None:
+        """The SLA state the ticket must move to now, or None."""
+        if ticket.responded_at is not None or ticket.reaction_due is None or not ticket.is_open:
+            return None
+        if ticket.sla_state in (SlaState.RUNNING, SlaState.AT_RISK) and now >= ticket.reaction_due:
+            return SlaState.BREACHED
+        at_risk = ticket.sla_at_risk_at
+        if ticket.sla_state is SlaState.RUNNING and at_risk is not None and now >= at_risk:
+            return SlaState.AT_RISK
+        return None
 
     def _get(self, number: str) -> Ticket:
         ticket = self.store.get_ticket(number)

@@ -25,6 +25,23 @@ class _AlertStates(Collector):
         yield family
 
 
+class _SlaStates(Collector):
+    """dyzur_sla_open_tickets{client,category,state}: open tickets at risk or breached."""
+
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str, str], int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "dyzur_sla_open_tickets",
+            "Open tickets without a response that are at risk or past their deadline.",
+            labels=["client", "category", "state"],
+        )
+        for (client, category, state), n in sorted(self._counts().items()):
+            family.add_metric([client, category, state], n)
+        yield family
+
+
 class BridgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -58,12 +75,25 @@ class BridgeMetrics:
             "Alert transitions that could not be applied to a ticket at once (kept for retry).",
             registry=r,
         )
+        self.sla_events = Counter(
+            "dyzur_sla_events", "SLA warnings: sla_at_risk, sla_breached.", ["event"], registry=r
+        )
+        self.first_response = Histogram(
+            "dyzur_first_response_business_seconds",
+            "Time from opening to the first response, counted in the contract's service hours.",
+            ["category"],
+            buckets=(300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 172800),
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "dyzur_ingest_batch_seconds",
             "Time to validate and evaluate one pushed batch.",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+
+    def watch_sla(self, counts: Callable[[], Mapping[tuple[str, str, str], int]]) -> None:
+        self.registry.register(_SlaStates(counts))
 
     def watch_alerts(self, counts: Callable[[], Mapping[AlertState, int]]) -> None:
         self.registry.register(_AlertStates(counts))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from collectors.durations import parse_duration
 
 
 class Category(StrEnum):
@@ -35,7 +38,24 @@ class TicketStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite number of seconds >= 0")
+    return seconds
+
+
+# Seconds, written in the config as 30s, 5m, 1h30m or a number of seconds.
+Duration = Annotated[float, BeforeValidator(_duration)]
+
 Language = Literal["pl", "en"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+# One service window of a day, local time in Europe/Warsaw: "07:00-15:00"; "24:00" ends a day.
+ServiceWindow = Annotated[
+    str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+]
 Environment = Literal["test", "prod"]
 AssetKind = Literal["server", "storage", "ups", "amms", "network", "other"]
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -48,8 +68,30 @@ class _Strict(BaseModel):
 class Contract(_Strict):
     """The client's terms. Service hours and reaction times are used by the SLA clock."""
 
-    hours: Literal["standard", "24/7"] = "standard"
+    # standard: Mon-Fri 07:00-15:00 without Polish public holidays; 24/7: real time;
+    # custom: the windows of service_hours.
+    hours: Literal["standard", "24/7", "custom"] = "standard"
     language: Language = "pl"
+    service_hours: dict[Weekday, list[ServiceWindow]] = {}
+    # custom hours: whether Polish public holidays are days off (standard: always).
+    public_holidays: bool = True
+    # Extra days off of this client (standard and custom hours).
+    days_off: list[date] = []
+    # Reaction times that differ from the defaults (awaria 2h, usterka 8h, ...).
+    reaction: dict[Category, Duration] = {}
+
+    @model_validator(mode="after")
+    def _hours_match(self) -> Contract:
+        if self.hours == "custom" and not any(self.service_hours.values()):
+            raise ValueError("hours: custom needs service_hours, e.g. {mon: ['07:00-19:00']}")
+        if self.hours != "custom" and self.service_hours:
+            raise ValueError("service_hours apply only with hours: custom")
+        for day, windows in self.service_hours.items():
+            for window in windows:
+                start, end = window.split("-")
+                if start >= end:
+                    raise ValueError(f"service_hours.{day}: {window} ends before it starts")
+        return self
 
 
 class Client(_Strict):
@@ -83,6 +125,16 @@ class TimelineEntry:
     actor: str = "dyzur"
 
 
+class SlaState(StrEnum):
+    """Where a ticket stands against its reaction deadline."""
+
+    NONE = "none"  # no reaction clock (aktualizacja, utrzymanie)
+    RUNNING = "running"  # waiting for the first response
+    AT_RISK = "at_risk"  # the at-risk share of the reaction time has passed
+    BREACHED = "breached"  # the deadline passed without a response, or the response came late
+    MET = "met"  # responded within the deadline
+
+
 @dataclass(slots=True)
 class Ticket:
     """A service ticket opened by dyzur for one alert (rule + identifying labels)."""
@@ -105,6 +157,9 @@ class Ticket:
     responded_at: datetime | None = None
     responded_by: str | None = None
     reaction_due: datetime | None = None
+    # When "SLA at risk" is due: the at-risk share of the reaction time in service hours.
+    sla_at_risk_at: datetime | None = None
+    sla_state: SlaState = SlaState.NONE
 
     @property
     def is_open(self) -> bool:
@@ -130,6 +185,23 @@ class AgentStream:
     dropped_reported: int  # samples the agent says it dropped from its full spool, cumulative
     first_seen: datetime
     last_seen: datetime
+
+
+@dataclass(slots=True)
+class AuditEvent:
+    """One change of state: who did what, when, to which client's asset, and how it ended.
+
+    ``detail`` holds the specifics (ticket number, category, deadline); never a secret.
+    """
+
+    at: datetime
+    actor: str
+    action: str  # e.g. ticket.opened, ticket.acknowledged, sla.at_risk, sla.breached
+    outcome: str = "success"
+    client: str | None = None
+    asset: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None  # given by the store
 
 
 def ticket_number(year: int, sequence: int) -> str:

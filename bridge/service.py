@@ -10,6 +10,7 @@ from bridge.config import LoadedConfig
 from bridge.ingest import Ingestor
 from bridge.lifecycle import TicketLifecycle
 from bridge.metrics import BridgeMetrics
+from bridge.models import Ticket
 from bridge.store import Store, open_store
 from rules.engine import Engine
 
@@ -27,7 +28,12 @@ class Bridge:
         self.metrics = BridgeMetrics()
         self.engine = Engine(loaded.rules)
         self.lifecycle = TicketLifecycle(
-            self.store, loaded.clients, loaded.assets, self.clock, self.config.reopen_period
+            self.store,
+            loaded.clients,
+            loaded.assets,
+            self.clock,
+            self.config.reopen_period,
+            self.config.sla.at_risk_share,
         )
         self.ingestor = Ingestor(
             self.engine,
@@ -38,6 +44,7 @@ class Bridge:
             self.config.max_clock_skew,
         )
         self.metrics.watch_alerts(self.ingestor.alert_counts)
+        self.metrics.watch_sla(self.store.sla_counts)
         self.ingestor.start()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -50,10 +57,25 @@ class Bridge:
         self._ticker = threading.Thread(target=self._tick_loop, name="dyzur-ticker", daemon=True)
         self._ticker.start()
 
+    def tick(self) -> None:
+        """Time-driven work: absence rules, retries, and reaction deadlines."""
+        self.ingestor.tick()
+        for change in self.lifecycle.check_deadlines():
+            self.metrics.sla_events.labels(change.action).inc()
+
+    def acknowledge(self, number: str, actor: str) -> Ticket:
+        """An engineer's first response, timed in service hours for the metrics."""
+        ticket, first = self.lifecycle.acknowledge(number, actor)
+        if first and ticket.responded_at is not None:
+            calendar = self.lifecycle.calendar(ticket.client)
+            taken = calendar.between(ticket.opened_at, ticket.responded_at)
+            self.metrics.first_response.labels(ticket.category.value).observe(taken.total_seconds())
+        return ticket
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.config.tick_interval):
             try:
-                self.ingestor.tick()
+                self.tick()
             except Exception:  # the ticker must survive anything; the error is logged
                 log.exception("tick failed")
 

@@ -150,9 +150,10 @@ def test_acknowledge_records_the_first_response_once(bridge, clock):
     disk(bridge, 0.95)
     [ticket] = tickets(bridge)
     clock.advance(600)
-    first = bridge.lifecycle.acknowledge(ticket.number, "jan.kowalski")
+    first, was_first = bridge.lifecycle.acknowledge(ticket.number, "jan.kowalski")
     clock.advance(600)
-    again = bridge.lifecycle.acknowledge(ticket.number, "anna.nowak")
+    again, again_first = bridge.lifecycle.acknowledge(ticket.number, "anna.nowak")
+    assert (was_first, again_first) == (True, False)
     assert (
         first.responded_at
         == again.responded_at

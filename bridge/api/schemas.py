@@ -8,7 +8,14 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bridge.clock import local_iso
-from bridge.models import AgentStream, Category, Ticket, TicketStatus, TimelineEntry
+from bridge.models import (
+    AgentStream,
+    Category,
+    SlaState,
+    Ticket,
+    TicketStatus,
+    TimelineEntry,
+)
 
 MetricName = Annotated[
     str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)
@@ -117,6 +124,9 @@ class TicketOut(BaseModel):
     responded_at: str | None
     responded_by: str | None
     reaction_due: str | None
+    sla_state: SlaState
+    sla_at_risk_at: str | None
+    responded_within_deadline: bool | None
     timeline: list[TimelineOut] | None = None
 
     @classmethod
@@ -140,5 +150,12 @@ class TicketOut(BaseModel):
             responded_at=local_iso(t.responded_at),
             responded_by=t.responded_by,
             reaction_due=local_iso(t.reaction_due),
+            sla_state=t.sla_state,
+            sla_at_risk_at=local_iso(t.sla_at_risk_at),
+            responded_within_deadline=(
+                None
+                if t.responded_at is None or t.reaction_due is None
+                else t.responded_at <= t.reaction_due
+            ),
             timeline=None if timeline is None else [TimelineOut.of(e) for e in timeline],
         )

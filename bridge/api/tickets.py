@@ -68,7 +68,7 @@ async def acknowledge(
     number: str, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
 ) -> TicketOut:
     """An engineer's first response; the first one counts, repeating it changes nothing."""
-    return await _act(bridge, number, lambda: bridge.lifecycle.acknowledge(number, principal.name))
+    return await _act(bridge, number, lambda: bridge.acknowledge(number, principal.name))
 
 
 @router.post("/{number}/resolve", response_model=TicketOut)

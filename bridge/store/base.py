@@ -12,7 +12,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.models import AgentStream, Category, Ticket, TicketStatus, TimelineEntry
+from bridge.models import (
+    AgentStream,
+    AuditEvent,
+    Category,
+    Ticket,
+    TicketStatus,
+    TimelineEntry,
+)
 
 
 class StoreError(Exception):
@@ -90,3 +97,19 @@ class Store(ABC):
     @abstractmethod
     def agent_streams(self) -> list[AgentStream]:
         """Every agent stream, by agent id."""
+
+    @abstractmethod
+    def append_audit(self, event: AuditEvent) -> None:
+        """Store an audit event; events are never changed or removed."""
+
+    @abstractmethod
+    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        """Audit events with an id above ``after_id``, oldest first."""
+
+    @abstractmethod
+    def sla_counts(self) -> dict[tuple[str, str, str], int]:
+        """Open tickets at risk or breached: (client, category, sla_state) -> count."""
+
+    @abstractmethod
+    def tickets_opened_between(self, client: str, start: datetime, end: datetime) -> list[Ticket]:
+        """A client's tickets opened in [start, end), oldest first (for reports)."""

@@ -11,7 +11,15 @@ from datetime import datetime
 from pathlib import Path
 
 from bridge.clock import to_datetime
-from bridge.models import AgentStream, Category, Ticket, TicketStatus, TimelineEntry
+from bridge.models import (
+    AgentStream,
+    AuditEvent,
+    Category,
+    SlaState,
+    Ticket,
+    TicketStatus,
+    TimelineEntry,
+)
 from bridge.store.base import Store, StoreError, TicketFilter
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
@@ -69,12 +77,27 @@ MIGRATIONS: tuple[str, ...] = (
         last_seen        REAL NOT NULL
     );
     """,
+    """
+    ALTER TABLE tickets ADD COLUMN sla_at_risk_at REAL;
+    ALTER TABLE tickets ADD COLUMN sla_state TEXT NOT NULL DEFAULT 'none';
+    CREATE INDEX tickets_by_sla ON tickets(status, sla_state);
+    CREATE TABLE audit_events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      REAL NOT NULL,
+        actor   TEXT NOT NULL,
+        client  TEXT,
+        asset   TEXT,
+        action  TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    );
+    """,
 )
 
 _TICKET_COLUMNS = (
     "number, client, asset, rule, fingerprint, category, status, title, description, labels, "
     "fire_count, last_value, opened_at, updated_at, resolved_at, responded_at, responded_by, "
-    "reaction_due"
+    "reaction_due, sla_at_risk_at, sla_state"
 )
 
 
@@ -106,6 +129,8 @@ def _row_to_ticket(row: sqlite3.Row) -> Ticket:
         responded_at=_dt(row["responded_at"]),
         responded_by=row["responded_by"],
         reaction_due=_dt(row["reaction_due"]),
+        sla_at_risk_at=_dt(row["sla_at_risk_at"]),
+        sla_state=SlaState(row["sla_state"]),
     )
 
 
@@ -129,6 +154,8 @@ def _ticket_params(t: Ticket) -> tuple:
         _epoch(t.responded_at),
         t.responded_by,
         _epoch(t.reaction_due),
+        _epoch(t.sla_at_risk_at),
+        t.sla_state.value,
     )
 
 
@@ -256,7 +283,7 @@ class SQLiteStore(Store):
     def insert_ticket(self, ticket: Ticket, entry: TimelineEntry) -> None:
         with self._write() as conn:
             conn.execute(
-                f"INSERT INTO tickets({_TICKET_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                f"INSERT INTO tickets({_TICKET_COLUMNS}) VALUES ({', '.join('?' * 20)})",
                 _ticket_params(ticket),
             )
             self._append(conn, ticket.number, entry)
@@ -361,3 +388,69 @@ class SQLiteStore(Store):
             )
             for r in rows
         ]
+
+    # --- audit -------------------------------------------------------------------------------
+
+    def append_audit(self, event: AuditEvent) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO audit_events(at, actor, client, asset, action, outcome, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.at.timestamp(),
+                    event.actor,
+                    event.client,
+                    event.asset,
+                    event.action,
+                    event.outcome,
+                    json.dumps(event.detail, sort_keys=True, ensure_ascii=False),
+                ),
+            )
+
+    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT id, at, actor, client, asset, action, outcome, detail FROM audit_events "
+                "WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+            .fetchall()
+        )
+        return [
+            AuditEvent(
+                at=to_datetime(r["at"]),
+                actor=r["actor"],
+                action=r["action"],
+                outcome=r["outcome"],
+                client=r["client"],
+                asset=r["asset"],
+                detail=json.loads(r["detail"]),
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    def sla_counts(self) -> dict[tuple[str, str, str], int]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT client, category, sla_state, COUNT(*) FROM tickets "
+                "WHERE status = 'open' AND sla_state IN ('at_risk', 'breached') "
+                "GROUP BY client, category, sla_state"
+            )
+            .fetchall()
+        )
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+    def tickets_opened_between(self, client: str, start: datetime, end: datetime) -> list[Ticket]:
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE client = ? AND opened_at >= ? "
+                "AND opened_at < ? ORDER BY opened_at",
+                (client, start.timestamp(), end.timestamp()),
+            )
+            .fetchall()
+        )
+        return [_row_to_ticket(r) for r in rows]
