@@ -12,8 +12,12 @@ import yaml
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="dyzur: monitoring to tickets.")
 rules_app = typer.Typer(no_args_is_help=True, help="Rule files.")
 token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens.")
+sla_app = typer.Typer(no_args_is_help=True, help="Reaction deadlines.")
+report_app = typer.Typer(no_args_is_help=True, help="Reports for clients.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
+app.add_typer(sla_app, name="sla")
+app.add_typer(report_app, name="report")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="dyzur.yaml")]
 
@@ -99,6 +103,83 @@ def rules_check(files: list[Path]) -> None:
     except RuleFileError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"OK: {len(rules)} rules in {len(files)} file(s)")
+
+
+def _parse_opened(text: str):
+    from datetime import datetime
+
+    from bridge.clock import WARSAW
+
+    try:
+        opened = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"--opened: not an ISO 8601 time: {text!r}") from None
+    # A time without an offset is what a person in Poland means: Europe/Warsaw.
+    return opened if opened.tzinfo is not None else opened.replace(tzinfo=WARSAW)
+
+
+@sla_app.command("due")
+def sla_due(
+    category: Annotated[str, typer.Option(help="awaria, usterka, administracja, konsultacja")],
+    opened: Annotated[str, typer.Option(help="ISO 8601; without an offset: Europe/Warsaw")],
+    contract: Annotated[str, typer.Option(help="standard or 24/7")] = "standard",
+    config: Annotated[Path | None, typer.Option(help="take the contract from this config")] = None,
+    client: Annotated[str | None, typer.Option(help="the client in --config")] = None,
+) -> None:
+    """Print when the first response is due, as ISO 8601 with its UTC offset."""
+    from bridge.models import Category, Contract
+    from bridge.sla import reaction_due
+
+    try:
+        cat = Category(category)
+    except ValueError:
+        known = ", ".join(c.value for c in Category)
+        raise _fail(f"--category: unknown category {category!r} (known: {known})") from None
+    when = _parse_opened(opened)
+    if config is not None or client is not None:
+        if config is None or client is None:
+            raise _fail("--config and --client go together")
+        loaded = _load(config)
+        if client not in loaded.clients:
+            raise _fail(f"--client: no client {client!r} in {config}")
+        terms = loaded.clients[client].contract
+    elif contract in ("standard", "24/7"):
+        terms = Contract(hours=contract)
+    else:
+        raise _fail(f"--contract: expected standard or 24/7, got {contract!r}")
+    due = reaction_due(terms, cat, when)
+    if due is None:
+        raise _fail(f"{cat.value} has no reaction clock: its due time is the planned start")
+    typer.echo(due.isoformat())
+
+
+@report_app.command("sla")
+def report_sla(
+    config: ConfigPath,
+    client: Annotated[str, typer.Option(help="client id")],
+    month: Annotated[str, typer.Option(help="YYYY-MM, in Europe/Warsaw")],
+    format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Reaction times of a client's tickets in a month, per category, for the invoice."""
+    from bridge.report import ReportError, render_report, sla_report
+    from bridge.store import StoreError, open_store
+
+    if format not in ("table", "csv", "json"):
+        raise _fail(f"--format: expected table, csv or json, got {format!r}")
+    loaded = _load(config)
+    if client not in loaded.clients:
+        raise _fail(f"--client: no client {client!r} in {config}")
+    try:
+        store = open_store(loaded.config.store, loaded.base_dir)
+    except StoreError as exc:
+        raise _fail(f"{config}: store: {exc}") from None
+    try:
+        rows = sla_report(store, loaded.clients[client], month)
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(render_report(rows, format, loaded.clients[client], month), nl=False)
 
 
 @token_app.command("new")

@@ -60,6 +60,9 @@ class Bridge:
     def tick(self) -> None:
         """Time-driven work: absence rules, retries, and reaction deadlines."""
         self.ingestor.tick()
+        self.check_deadlines()
+
+    def check_deadlines(self) -> None:
         for change in self.lifecycle.check_deadlines():
             self.metrics.sla_events.labels(change.action).inc()
 

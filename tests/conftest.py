@@ -40,7 +40,11 @@ def config_data(store_url: str = "sqlite:///dyzur.db") -> dict:
         "reopen_period": "1h",
         "clients": [
             {"id": "szpital-a", "name": "Szpital A", "contract": {"language": "pl"}},
-            {"id": "klinika-b", "name": "Klinika B", "contract": {"language": "en"}},
+            {
+                "id": "klinika-b",
+                "name": "Klinika B",
+                "contract": {"language": "en", "hours": "24/7"},
+            },
         ],
         "assets": [
             {"id": "srv-a1", "client": "szpital-a"},
