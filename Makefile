@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_host_collector.py
 	$(BIN)/python benchmarks/bench_agent.py
+	$(BIN)/python benchmarks/bench_sla.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

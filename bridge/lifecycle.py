@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bridge.clock import WARSAW, Clock, local_iso, local_time
 from bridge.models import (
@@ -116,11 +116,12 @@ class TicketLifecycle:
         if reaction is None or ticket.responded_at is not None:
             return
         calendar = self.calendar(ticket.client)
-        due = calendar.add(start, reaction)
+        # Kept in UTC: Warsaw-zoned datetimes compare by wall clock in the repeated DST hour.
+        due = calendar.add(start, reaction).astimezone(UTC)
         if ticket.reaction_due is not None and ticket.reaction_due <= due:
             return
         ticket.reaction_due = due
-        ticket.sla_at_risk_at = calendar.add(start, reaction * self.at_risk_share)
+        ticket.sla_at_risk_at = calendar.add(start, reaction * self.at_risk_share).astimezone(UTC)
         if ticket.sla_state is SlaState.NONE:
             ticket.sla_state = SlaState.RUNNING
 

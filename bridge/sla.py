@@ -44,6 +44,23 @@ def parse_window(text: str) -> tuple[time, time | None]:
     return time.fromisoformat(start), None if end == "24:00" else time.fromisoformat(end)
 
 
+def _merge(windows: list[tuple[time, time | None]]) -> list[tuple[time, time | None]]:
+    """Sort a day's windows and join overlapping or touching ones, so no time counts twice."""
+    end_of_day = time.max
+
+    def end(w: tuple[time, time | None]) -> time:
+        return end_of_day if w[1] is None else w[1]
+
+    merged: list[tuple[time, time | None]] = []
+    for window in sorted(windows, key=lambda w: (w[0], end(w))):
+        if merged and window[0] <= end(merged[-1]):
+            if end(window) > end(merged[-1]):
+                merged[-1] = (merged[-1][0], window[1])
+        else:
+            merged.append(window)
+    return merged
+
+
 class ServiceCalendar:
     """When the reaction clock runs: service windows per weekday, minus days off.
 
@@ -56,7 +73,7 @@ class ServiceCalendar:
         public_holidays: bool = True,
         days_off: Iterable[date] = (),
     ) -> None:
-        self.windows = None if windows is None else {d: sorted(w) for d, w in windows.items()}
+        self.windows = None if windows is None else {d: _merge(w) for d, w in windows.items()}
         self.public_holidays = public_holidays
         self.days_off = frozenset(days_off)
         if self.windows is not None and not any(self.windows.values()):
@@ -128,6 +145,8 @@ class ServiceCalendar:
 
     def between(self, start: datetime, end: datetime) -> timedelta:
         """Service time from ``start`` to ``end`` (zero when end is not after start)."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise SlaError("start and end must be aware datetimes")
         a, b = start.astimezone(UTC), end.astimezone(UTC)
         if b <= a:
             return timedelta(0)
