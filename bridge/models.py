@@ -202,6 +202,9 @@ class AuditEvent:
     asset: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     id: int | None = None  # given by the store
+    # The chain: this event's hash covers its fields and the previous event's hash.
+    prev_hash: str | None = None
+    hash: str | None = None
 
 
 def ticket_number(year: int, sequence: int) -> str:
