@@ -17,7 +17,9 @@ report_app = typer.Typer(no_args_is_help=True, help="Reports for clients.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(token_app, name="token")
 app.add_typer(sla_app, name="sla")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
 app.add_typer(report_app, name="report")
+app.add_typer(audit_app, name="audit")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="dyzur.yaml")]
 
@@ -180,6 +182,31 @@ def report_sla(
     finally:
         store.close()
     typer.echo(render_report(rows, format, loaded.clients[client], month), nl=False)
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigPath) -> None:
+    """Check the audit chain; names the first event that was edited or deleted."""
+    from bridge.audit import verify_store
+    from bridge.store import StoreError, open_store
+
+    loaded = _load(config)
+    try:
+        store = open_store(loaded.config.store, loaded.base_dir)
+    except StoreError as exc:
+        raise _fail(f"{config}: store: {exc}") from None
+    try:
+        report = verify_store(store)
+    finally:
+        store.close()
+    if not report.intact:
+        typer.echo(
+            f"BROKEN at audit event {report.broken_at}: {report.problem} "
+            f"({report.events} events before it check out)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"OK: {report.events} audit events, chain intact")
 
 
 @token_app.command("new")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
 from bridge.models import Asset, Client, Duration
+from bridge.siem import Destination
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
 
@@ -32,6 +33,24 @@ class Listen(_Strict):
 class SlaSettings(_Strict):
     # "SLA at risk" when this share of the reaction time passed without a response.
     at_risk_share: float = Field(0.75, gt=0, lt=1)
+
+
+class SiemConfig(_Strict):
+    """A SIEM that receives audit events as syslog (RFC 5424) or CEF."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    # udp://HOST:PORT, tcp://HOST:PORT (RFC 6587 octet counting) or tls://HOST:PORT (RFC 5425)
+    url: str
+    format: Literal["rfc5424", "cef"] = "rfc5424"
+    # The hospitals whose events go there; leave out for the service company's own SIEM.
+    clients: list[str] | None = None
+    # tls: the CA that signed the SIEM's certificate (default: the system's), and a client
+    # certificate with its key if the SIEM asks for one. Paths relative to this file.
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    # Events kept for it while it is away; beyond that the oldest go (and are reported).
+    max_queue: int = Field(100_000, ge=1)
 
 
 class TokenConfig(_Strict):
@@ -58,6 +77,7 @@ class Config(_Strict):
     # Whether /metrics answers without a token (for a Prometheus that cannot send one).
     public_metrics: bool = False
     sla: SlaSettings = SlaSettings()
+    siem: list[SiemConfig] = []
     rule_files: list[str] = ["builtin:hosts"]
     clients: list[Client] = []
     assets: list[Asset] = []
@@ -71,6 +91,25 @@ class ConfigError(Exception):
         self.source = source
         self.problems = problems
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def siem_destinations(config: Config, base_dir: Path) -> list[Destination]:
+    def path(value: str | None) -> Path | None:
+        return None if value is None else base_dir / value
+
+    return [
+        Destination.from_url(
+            d.name,
+            d.url,
+            format=d.format,
+            clients=None if d.clients is None else frozenset(d.clients),
+            ca_file=path(d.ca_file),
+            client_cert=path(d.client_cert),
+            client_key=path(d.client_key),
+            max_queue=d.max_queue,
+        )
+        for d in config.siem
+    ]
 
 
 @dataclass(frozen=True)
@@ -113,6 +152,24 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
     for i, asset in enumerate(config.assets):
         if asset.depends_on is not None and asset.depends_on not in assets:
             problems.append(f"assets.{i}.depends_on: unknown asset {asset.depends_on!r}")
+    siem_names: set[str] = set()
+    for i, dest in enumerate(config.siem):
+        if dest.name in siem_names:
+            problems.append(f"siem.{i}.name: duplicate destination name {dest.name!r}")
+        siem_names.add(dest.name)
+        try:
+            Destination.from_url(dest.name, dest.url)
+        except ValueError as exc:
+            problems.append(f"siem.{i}.url: {exc}")
+        for client in dest.clients or ():
+            if client not in clients:
+                problems.append(f"siem.{i}.clients: unknown client {client!r}")
+        for name in ("ca_file", "client_cert", "client_key"):
+            value = getattr(dest, name)
+            if value is not None and not (base_dir / value).is_file():
+                problems.append(f"siem.{i}.{name}: no such file {str(base_dir / value)!r}")
+        if dest.client_key and not dest.client_cert:
+            problems.append(f"siem.{i}.client_key: needs client_cert")
     names: set[str] = set()
     hashes: set[str] = set()
     for i, token in enumerate(config.tokens):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -84,6 +84,24 @@ class BridgeMetrics:
             ["category"],
             buckets=(300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 172800),
             registry=r,
+        )
+        self.siem_sent = Counter(
+            "dyzur_siem_events_sent", "Audit events written to a SIEM.", ["destination"], registry=r
+        )
+        self.siem_failures = Counter(
+            "dyzur_siem_send_failures",
+            "Failed connections or writes to a SIEM (the events are sent again).",
+            ["destination"],
+            registry=r,
+        )
+        self.siem_dropped = Counter(
+            "dyzur_siem_events_dropped",
+            "Audit events a SIEM never got because its queue was full while it was away.",
+            ["destination"],
+            registry=r,
+        )
+        self.siem_backlog = Gauge(
+            "dyzur_siem_backlog", "Audit events waiting for a SIEM.", ["destination"], registry=r
         )
         self.ingest_seconds = Histogram(
             "dyzur_ingest_batch_seconds",

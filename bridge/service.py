@@ -6,11 +6,12 @@ import logging
 import threading
 
 from bridge.clock import Clock
-from bridge.config import LoadedConfig
+from bridge.config import LoadedConfig, siem_destinations
 from bridge.ingest import Ingestor
 from bridge.lifecycle import TicketLifecycle
 from bridge.metrics import BridgeMetrics
-from bridge.models import Ticket
+from bridge.models import AuditEvent, Ticket
+from bridge.siem import Forwarder
 from bridge.store import Store, open_store
 from rules.engine import Engine
 
@@ -43,16 +44,34 @@ class Bridge:
             self.metrics,
             self.config.max_clock_skew,
         )
+        self.forwarder = Forwarder(
+            siem_destinations(self.config, loaded.base_dir), self.store, self.clock, self.metrics
+        )
         self.metrics.watch_alerts(self.ingestor.alert_counts)
         self.metrics.watch_sla(self.store.sla_counts)
         self.ingestor.start()
+        self.audit(
+            "config.loaded",
+            clients=len(loaded.clients),
+            assets=len(loaded.assets),
+            rules=len(loaded.rules),
+            tokens=len(self.config.tokens),
+            siem=[d.name for d in self.config.siem],
+        )
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
+    def audit(self, action: str, actor: str = "dyzur", outcome: str = "success", **detail) -> None:
+        """Record an audit event that belongs to no ticket (configuration, tokens, ...)."""
+        self.store.append_audit(AuditEvent(self.clock.now(), actor, action, outcome, detail=detail))
+        self.forwarder.wake.set()
+
     def start_ticker(self) -> None:
-        """Evaluate time-driven rules (absence) and retries every ``tick_interval``."""
+        """Evaluate time-driven rules (absence) and retries every ``tick_interval``, and
+        forward audit events to the SIEMs."""
         if self._ticker is not None:
             return
+        self.forwarder.start()
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick_loop, name="dyzur-ticker", daemon=True)
         self._ticker.start()
@@ -83,6 +102,7 @@ class Bridge:
                 log.exception("tick failed")
 
     def close(self) -> None:
+        self.forwarder.stop()
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=5)

@@ -139,7 +139,7 @@ def test_at_risk_then_breached_each_once_with_timeline_audit_and_metrics(bridge,
     assert bridge.store.timeline(number)[-1].message == (
         "Przekroczono czas reakcji: brak reakcji do 2026-11-24 10:00."
     )
-    mine = [e.action for e in bridge.store.audit_events() if e.detail["ticket"] == number]
+    mine = [e.action for e in bridge.store.audit_events() if e.detail.get("ticket") == number]
     assert mine == ["ticket.opened", "sla.at_risk", "sla.breached"]
     metrics = api.get("/metrics", headers=auth("engineer")).text
     assert 'dyzur_sla_events_total{event="sla_breached"} 1.0' in metrics
@@ -159,7 +159,7 @@ def test_every_ticket_change_is_an_audit_event_with_actor_client_and_asset(bridg
     bridge.acknowledge(number, "jan.kowalski")
     clock.advance(600)
     disk(bridge, 0.5)
-    events = bridge.store.audit_events()
+    events = [e for e in bridge.store.audit_events() if e.action.startswith("ticket.")]
     assert [e.action for e in events] == [
         "ticket.opened",
         "ticket.acknowledged",

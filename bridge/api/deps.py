@@ -32,6 +32,14 @@ def get_principal(
         # Never log the token itself: only where the attempt came from.
         client = request.client.host if request.client else "?"
         log.warning("token refused: %s %s from %s", request.method, request.url.path, client)
+        bridge.audit(
+            "token.refused",
+            actor="unknown",
+            outcome="failure",
+            method=request.method,
+            path=request.url.path,
+            source=client,
+        )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token", challenge)
     return principal
 

@@ -99,12 +99,39 @@ class Store(ABC):
         """Every agent stream, by agent id."""
 
     @abstractmethod
-    def append_audit(self, event: AuditEvent) -> None:
-        """Store an audit event; events are never changed or removed."""
+    def append_audit(self, event: AuditEvent) -> AuditEvent:
+        """Append an event to the chain (setting its id, prev_hash and hash) and return it.
+        Events are never changed or removed."""
 
     @abstractmethod
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[AuditEvent]:
-        """Audit events with an id above ``after_id``, oldest first."""
+    def audit_events(
+        self, after_id: int = 0, limit: int = 1000, clients: frozenset[str] | None = None
+    ) -> list[AuditEvent]:
+        """Events with an id above ``after_id``, oldest first; only these clients' if given."""
+
+    @abstractmethod
+    def audit_high_water(self) -> int:
+        """The highest audit event id ever given (to notice the newest events deleted)."""
+
+    @abstractmethod
+    def audit_backlog(self, after_id: int, clients: frozenset[str] | None) -> int:
+        """How many events (of these clients, if given) come after ``after_id``."""
+
+    @abstractmethod
+    def audit_skip(self, after_id: int, count: int, clients: frozenset[str] | None) -> int:
+        """The id of the ``count``-th event after ``after_id`` (to drop a full queue's oldest)."""
+
+    @abstractmethod
+    def siem_cursor(self, destination: str) -> tuple[int, int]:
+        """(last event id delivered, events dropped and not yet reported) of a SIEM."""
+
+    @abstractmethod
+    def set_siem_cursor(self, destination: str, last_id: int, dropped: int) -> None: ...
+
+    @abstractmethod
+    def siem_lease(self, destination: str, owner: str, now: float, seconds: float) -> bool:
+        """Take or extend the right to forward to a SIEM, so that of several bridge workers
+        only one sends each destination's events. True while ``owner`` holds it."""
 
     @abstractmethod
     def sla_counts(self) -> dict[tuple[str, str, str], int]:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from bridge.audit import GENESIS_HASH, event_hash
 from bridge.clock import to_datetime
 from bridge.models import (
     AgentStream,
@@ -23,6 +24,7 @@ from bridge.models import (
 from bridge.store.base import Store, StoreError, TicketFilter
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
+# Statements are split on ";", so none may appear inside a statement or a comment.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE tickets (
@@ -89,7 +91,18 @@ MIGRATIONS: tuple[str, ...] = (
         asset   TEXT,
         action  TEXT NOT NULL,
         outcome TEXT NOT NULL,
-        detail  TEXT NOT NULL
+        detail  TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash    TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_client ON audit_events(client, id);
+    -- How far each SIEM destination got, and what its full queue cost while it was away.
+    CREATE TABLE siem_cursors (
+        destination TEXT PRIMARY KEY,
+        last_id     INTEGER NOT NULL,
+        dropped     INTEGER NOT NULL,
+        lease_owner TEXT NOT NULL DEFAULT '',
+        lease_until REAL NOT NULL DEFAULT 0
     );
     """,
 )
@@ -99,6 +112,14 @@ _TICKET_COLUMNS = (
     "fire_count, last_value, opened_at, updated_at, resolved_at, responded_at, responded_by, "
     "reaction_due, sla_at_risk_at, sla_state"
 )
+
+
+def _scope(clients: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
+    """SQL and parameters limiting audit events to some clients' (None: every event)."""
+    if clients is None:
+        return "", ()
+    ordered = tuple(sorted(clients))
+    return f" AND client IN ({', '.join('?' * len(ordered))})", ordered
 
 
 def _epoch(value):  # datetime | None -> float | None
@@ -391,11 +412,14 @@ class SQLiteStore(Store):
 
     # --- audit -------------------------------------------------------------------------------
 
-    def append_audit(self, event: AuditEvent) -> None:
+    def append_audit(self, event: AuditEvent) -> AuditEvent:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO audit_events(at, actor, client, asset, action, outcome, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row = conn.execute("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
+            event.prev_hash = row[0] if row is not None else GENESIS_HASH
+            event.hash = event_hash(event)
+            event.id = conn.execute(
+                "INSERT INTO audit_events(at, actor, client, asset, action, outcome, detail, "
+                "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.at.timestamp(),
                     event.actor,
@@ -404,17 +428,23 @@ class SQLiteStore(Store):
                     event.action,
                     event.outcome,
                     json.dumps(event.detail, sort_keys=True, ensure_ascii=False),
+                    event.prev_hash,
+                    event.hash,
                 ),
-            )
+            ).lastrowid
+        return event
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[AuditEvent]:
+    def audit_events(
+        self, after_id: int = 0, limit: int = 1000, clients: frozenset[str] | None = None
+    ) -> list[AuditEvent]:
+        sql = (
+            "SELECT id, at, actor, client, asset, action, outcome, detail, prev_hash, hash "
+            "FROM audit_events WHERE id > ?"
+        )
+        scope, params = _scope(clients)
         rows = (
             self._conn()
-            .execute(
-                "SELECT id, at, actor, client, asset, action, outcome, detail FROM audit_events "
-                "WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            )
+            .execute(f"{sql}{scope} ORDER BY id LIMIT ?", (after_id, *params, limit))
             .fetchall()
         )
         return [
@@ -427,9 +457,74 @@ class SQLiteStore(Store):
                 asset=r["asset"],
                 detail=json.loads(r["detail"]),
                 id=r["id"],
+                prev_hash=r["prev_hash"],
+                hash=r["hash"],
             )
             for r in rows
         ]
+
+    def audit_high_water(self) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'")
+            .fetchone()
+        )
+        return 0 if row is None else row[0]
+
+    def audit_backlog(self, after_id: int, clients: frozenset[str] | None) -> int:
+        scope, params = _scope(clients)
+        return (
+            self._conn()
+            .execute(f"SELECT COUNT(*) FROM audit_events WHERE id > ?{scope}", (after_id, *params))
+            .fetchone()[0]
+        )
+
+    def audit_skip(self, after_id: int, count: int, clients: frozenset[str] | None) -> int:
+        scope, params = _scope(clients)
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT id FROM audit_events WHERE id > ?{scope} ORDER BY id LIMIT 1 OFFSET ?",
+                (after_id, *params, count - 1),
+            )
+            .fetchone()
+        )
+        return after_id if row is None else row[0]
+
+    def siem_cursor(self, destination: str) -> tuple[int, int]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT last_id, dropped FROM siem_cursors WHERE destination = ?", (destination,)
+            )
+            .fetchone()
+        )
+        return (0, 0) if row is None else (row[0], row[1])
+
+    def set_siem_cursor(self, destination: str, last_id: int, dropped: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO siem_cursors(destination, last_id, dropped) VALUES (?, ?, ?) "
+                "ON CONFLICT(destination) "
+                "DO UPDATE SET last_id = excluded.last_id, dropped = excluded.dropped",
+                (destination, last_id, dropped),
+            )
+
+    def siem_lease(self, destination: str, owner: str, now: float, seconds: float) -> bool:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO siem_cursors(destination, last_id, dropped) "
+                "VALUES (?, 0, 0)",
+                (destination,),
+            )
+            return (
+                conn.execute(
+                    "UPDATE siem_cursors SET lease_owner = ?, lease_until = ? "
+                    "WHERE destination = ? AND (lease_owner = ? OR lease_until < ?)",
+                    (owner, now + seconds, destination, owner, now),
+                ).rowcount
+                == 1
+            )
 
     def sla_counts(self) -> dict[tuple[str, str, str], int]:
         rows = (
