@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_host_collector.py
 	$(BIN)/python benchmarks/bench_agent.py
 	$(BIN)/python benchmarks/bench_sla.py
+	$(BIN)/python benchmarks/bench_siem.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
