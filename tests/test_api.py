@@ -46,13 +46,17 @@ def test_push_samples_roles(api, who, status):
     assert push(api, [sample()], who).status_code == status
 
 
-def test_no_token_and_wrong_token_are_401(api, caplog):
+def test_no_token_and_wrong_token_are_401(api, bridge, caplog):
     r = api.post("/api/v1/samples", json={"samples": []})
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     r = api.get("/api/v1/tickets", headers={"Authorization": "Bearer not-a-token-XYZ"})
     assert r.status_code == 401
     assert "token refused" in caplog.text
     assert "not-a-token-XYZ" not in caplog.text  # the secret never reaches a log
+    [refused] = [e for e in bridge.store.audit_events() if e.action == "token.refused"]
+    assert (refused.actor, refused.outcome) == ("unknown", "failure")
+    assert refused.detail["path"] == "/api/v1/tickets"
+    assert "not-a-token-XYZ" not in str(refused.detail)  # nor an audit event
 
 
 @pytest.mark.parametrize(
