@@ -225,8 +225,11 @@ def unescaped(text: str, char: str) -> list[int]:
 
 def parse_cef(record: str) -> tuple[list[str], list[tuple[str, str]]]:
     """Seven header fields (decoded) and the extension pairs (decoded, in order)."""
-    if not record.startswith("CEF:0|") or record.count("CEF:0|") != 1:
-        raise Malformed("not exactly one CEF:0| header at the start")
+    # The text "CEF:0|" may appear again when a value ends in "CEF:0" just before a delimiter
+    # (an outcome of "CEF:0", say); what keeps fields from being forged is that the record
+    # starts with the header and has exactly seven unescaped pipes, checked next.
+    if not record.startswith("CEF:0|"):
+        raise Malformed("no CEF:0| header at the start")
     pipes = unescaped(record, "|")
     if len(pipes) != 7:
         raise Malformed(f"{len(pipes)} unescaped pipes")
