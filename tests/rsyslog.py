@@ -42,8 +42,14 @@ input(type="imudp" port="{udp}" ruleset="siem")
 
 
 class Rsyslog:
-    def __init__(self, directory: Path, tls: tuple[Path, Path, Path] | None = None) -> None:
-        """``tls``: (CA, server certificate chain, server key) makes the TCP input TLS-only."""
+    def __init__(
+        self,
+        directory: Path,
+        tls: tuple[Path, Path, Path] | None = None,
+        require_client_cert: bool = False,
+    ) -> None:
+        """``tls``: (CA, server certificate chain, server key) makes the TCP input TLS-only;
+        ``require_client_cert`` accepts only clients with a certificate from that CA."""
         self.binary = need_binary("rsyslogd")
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -56,8 +62,9 @@ class Rsyslog:
                 f' defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}"'
                 f' defaultNetstreamDriverKeyFile="{key}"'
             )
+            auth = "x509/certvalid" if require_client_cert else "anon"
             tls_input = (
-                ' streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon"'
+                f' streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="{auth}"'
             )
         self.config = directory / "rsyslog.conf"
         self.config.write_text(

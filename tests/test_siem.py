@@ -257,6 +257,50 @@ def test_tls_with_a_wrong_ca_is_refused(store, tls_rsyslog, forwarders, tmp_path
     assert store.siem_cursor("soc")[0] == 0  # nothing counted as delivered
 
 
+def test_tls_with_a_client_certificate_when_the_siem_asks_for_one(store, tmp_path, forwarders):
+    ca = trustme.CA()
+    d = tmp_path / "mtls"
+    d.mkdir()
+    ca.cert_pem.write_to_path(d / "ca.pem")
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(d / "server.pem")
+    server.private_key_pem.write_to_path(d / "server-key.pem")
+    client = ca.issue_cert("dyzur-bridge.example.pl")
+    client.cert_chain_pems[0].write_to_path(d / "client.pem")
+    client.private_key_pem.write_to_path(d / "client-key.pem")
+    r = Rsyslog(
+        tmp_path / "rsyslog-mtls",
+        tls=(d / "ca.pem", d / "server.pem", d / "server-key.pem"),
+        require_client_cert=True,
+    )
+    r.start()
+    try:
+        events = add(store, 3)
+        url = f"tls://127.0.0.1:{r.tcp_port}"
+        _, without = forwarders(store, Destination.from_url("anon", url, ca_file=d / "ca.pem"))
+        wait_for(
+            lambda: without.siem_failures.labels("anon")._value.get() >= 1,
+            timeout=20,
+            what="the SIEM to refuse a client without a certificate",
+        )
+        assert store.siem_cursor("anon")[0] == 0
+        forwarders(
+            store,
+            Destination.from_url(
+                "mtls",
+                url,
+                ca_file=d / "ca.pem",
+                client_cert=d / "client.pem",
+                client_key=d / "client-key.pem",
+            ),
+        )
+        wait_for(lambda: len(ids(r)) >= 3, timeout=20, what="events with a client certificate")
+        assert first_occurrences(ids(r)) == [e.id for e in events]
+        assert store.siem_cursor("anon")[0] == 0  # still refused
+    finally:
+        r.stop()
+
+
 # --- the chain ---------------------------------------------------------------------------
 
 
