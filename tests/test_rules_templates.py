@@ -190,6 +190,18 @@ def test_every_builtin_rule_renders_without_falling_back(lang):
     assert try_render(fs, a, lang)[0] == expected[lang]
 
 
+@pytest.mark.parametrize("lang", ["pl", "en"])
+@pytest.mark.parametrize("pack", ["ups", "storage"])
+def test_every_ups_and_storage_rule_renders_without_falling_back(pack, lang):
+    for rule in load_rule_files([f"builtin:{pack}"]):
+        labels = {"asset": "ups-sw-01", "line": "1", "storage": "/vol/amms", "device": "disk 3"}
+        value = rule.condition.threshold if rule.condition else 0.0
+        a = dataclasses.replace(alert(value=value), rule=rule.name, labels=labels)
+        title, description = try_render(rule, a, lang)  # raises instead of falling back
+        assert "ups-sw-01" in title and "\n" not in title, rule.name
+        assert len(description) > len(title), rule.name
+
+
 def test_polish_texts_use_diacritics():
     rules = load_rule_files(["builtin:hosts"])
     polish = " ".join(r.title.pl + r.description.pl for r in rules)
