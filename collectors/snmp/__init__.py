@@ -1,0 +1,22 @@
+"""The SNMP collector (``kind: snmp``): UPS units and storage arrays over SNMP v2c/v3,
+described by profiles (YAML data files in ``profiles/``). Needs ``pip install 'dyzur[snmp]'``."""
+
+from collectors.snmp.collector import SnmpCollector
+from collectors.snmp.options import SnmpOptions, parse_options
+from collectors.snmp.poller import Device, PollResult, Secret, poll_all, poll_device
+from collectors.snmp.profile import Profile, ProfileError, load_profile, resolve_profile
+
+__all__ = [
+    "Device",
+    "PollResult",
+    "Profile",
+    "ProfileError",
+    "Secret",
+    "SnmpCollector",
+    "SnmpOptions",
+    "load_profile",
+    "parse_options",
+    "poll_all",
+    "poll_device",
+    "resolve_profile",
+]
