@@ -12,6 +12,7 @@ from collectors.base import Collector, CollectorConfigError
 # it. A new built-in source is one module (or sub-package) and one line here.
 BUILTIN: dict[str, str] = {
     "host": "collectors.host:HostCollector [agent]",
+    "snmp": "collectors.snmp:SnmpCollector [agent,snmp]",
 }
 ENTRY_POINT_GROUP = "dyzur.collectors"
 
