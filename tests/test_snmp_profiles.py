@@ -40,7 +40,7 @@ _LAUNCH = (
 )
 
 
-def _need_snmpsim() -> None:
+def need_snmpsim() -> None:
     try:
         import snmpsim  # noqa: F401
     except ImportError:
@@ -136,7 +136,7 @@ class SnmpSim:
 
 @pytest.fixture(scope="session")
 def snmpsim() -> Iterator[SnmpSim]:
-    _need_snmpsim()
+    need_snmpsim()
     sim = SnmpSim()
     yield sim
     sim.stop()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pyasn1.type import univ
+from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_HMAC96_SHA,
     USM_AUTH_HMAC192_SHA256,
@@ -198,11 +199,14 @@ class _Session:
         self.answered = False
 
     async def open(self) -> None:
-        self.target = await UdpTransportTarget.create(
-            (self.device.host, self.device.port),
-            timeout=self.device.timeout,
-            retries=self.device.retries,
-        )
+        try:
+            self.target = await UdpTransportTarget.create(
+                (self.device.host, self.device.port),
+                timeout=self.device.timeout,
+                retries=self.device.retries,
+            )
+        except PySnmpError:  # the host name does not resolve
+            raise DeviceDown(f"cannot resolve {self.device.host}") from None
 
     def close(self) -> None:
         self.engine.close_dispatcher()
