@@ -120,6 +120,11 @@ class SnmpSim:
                 raise AssertionError(f"snmpsim did not answer in {timeout:g}s:\n{self.output()}")
             time.sleep(0.2)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the simulator has used (from /proc; for the benchmark)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
 

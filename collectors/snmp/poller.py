@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -178,21 +179,42 @@ class _NoMibCompiler:
         return dict.fromkeys(names, "missing")
 
 
+_mib_view: view.MibViewController | None = None
+_mib_view_lock = threading.Lock()
+
+
+def _shared_mib_view() -> view.MibViewController:
+    """One MIB view for every engine: loading the base MIBs costs tens of ms each time, and
+    with numeric OIDs nothing is loaded after the first resolution."""
+    global _mib_view
+    with _mib_view_lock:
+        if _mib_view is None:
+            mib_builder = builder.MibBuilder()
+            mib_builder.set_mib_compiler(
+                _NoMibCompiler(), mib_builder.get_mib_sources()[0].full_path()
+            )
+            mib_view = view.MibViewController(mib_builder)
+            ObjectType(ObjectIdentity("1.3.6.1.2.1.1.1.0")).resolve_with_mib(mib_view)
+            _mib_view = mib_view
+        return _mib_view
+
+
 def offline_engine() -> SnmpEngine:
     """An SnmpEngine whose hlapi never compiles or downloads a MIB."""
     engine = SnmpEngine()
-    mib_builder = builder.MibBuilder()
-    mib_builder.set_mib_compiler(_NoMibCompiler(), mib_builder.get_mib_sources()[0].full_path())
-    engine.cache["mibViewController"] = view.MibViewController(mib_builder)
+    engine.cache["mibViewController"] = _shared_mib_view()
     return engine
 
 
 class _Session:
     """The engine, target and credentials of one device's poll."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, engine: SnmpEngine | None) -> None:
         self.device = device
-        self.engine = offline_engine()
+        # SNMPv3 gets an engine of its own: USM users are kept per engine by name, and two
+        # devices may have the same user name with different keys.
+        self.own_engine = engine is None or device.version == "3"
+        self.engine = offline_engine() if self.own_engine else engine
         self.auth = device.auth_data()
         self.context = ContextData(contextName=device.context) if device.context else ContextData()
         self.target: UdpTransportTarget | None = None
@@ -209,7 +231,8 @@ class _Session:
             raise DeviceDown(f"cannot resolve {self.device.host}") from None
 
     def close(self) -> None:
-        self.engine.close_dispatcher()
+        if self.own_engine:
+            self.engine.close_dispatcher()
 
     def _failed(self, indication: object) -> None:
         if not self.answered:
@@ -335,9 +358,12 @@ def _table_samples(
             _samples_of(spec, row, labels, now, out, skipped)
 
 
-async def poll_device(device: Device, now: float) -> PollResult:
-    """Poll one device with all its profiles. Never raises for what the device answers."""
-    session = _Session(device)
+async def poll_device(device: Device, now: float, engine: SnmpEngine | None = None) -> PollResult:
+    """Poll one device with all its profiles. Never raises for what the device answers.
+
+    ``engine``: an SnmpEngine shared by the SNMPv2c polls of one round (see poll_all); the
+    caller closes it. Without it (and for SNMPv3) the poll has an engine of its own."""
+    session = _Session(device, engine)
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     try:
@@ -375,13 +401,14 @@ async def poll_all(
 ) -> list[PollResult]:
     """Poll every device, at most ``concurrency`` at a time; results in the devices' order."""
     semaphore = asyncio.Semaphore(concurrency)
+    shared = offline_engine() if any(d.version == "2c" for d in devices) else None
 
     async def one(device: Device) -> PollResult:
         async with semaphore:
             if observer:
                 observer("start", device.asset)
             try:
-                return await poll_device(device, now)
+                return await poll_device(device, now, shared)
             except Exception as exc:  # a pysnmp bug must not take the other devices down
                 log.error("SNMP poll of %s failed: %s", device.asset, type(exc).__name__)
                 up = Sample(UP_METRIC, {"asset": device.asset}, 0.0, now)
@@ -390,4 +417,8 @@ async def poll_all(
                 if observer:
                     observer("done", device.asset)
 
-    return list(await asyncio.gather(*(one(d) for d in devices)))
+    try:
+        return list(await asyncio.gather(*(one(d) for d in devices)))
+    finally:
+        if shared is not None:
+            shared.close_dispatcher()
