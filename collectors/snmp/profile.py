@@ -30,9 +30,10 @@ Format (see README.md for the full description)::
             scale: 1            # optional multiplier, applied after map/one_of
             range: [0, null]    # optional: a result outside is garbage and skipped
 
-A metric may also have ``map: {code: value}`` with ``default`` (for codes not in the map;
-without it an unmapped code skips the metric), and ``name_label`` + ``names`` to add a label
-with an enumeration's name (``source: battery``). Standard library and PyYAML only.
+A metric may also have fixed ``labels: {line: "1"}``, ``map: {code: value}`` with
+``default`` (for codes not in the map; without it an unmapped code skips the metric), and
+``name_label`` + ``names`` to add a label with an enumeration's name (``source: battery``).
+Standard library and PyYAML only.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ METRIC_KEYS = (
     "name_label",
     "names",
     "range",
+    "labels",
 )
 
 _BINOPS: dict[type, Callable[[float, float], float]] = {
@@ -159,6 +161,8 @@ class MetricSpec:
     names: Mapping[int | str, str] = field(default_factory=dict)
     #: (low, high), either None: a result outside is a garbage answer and is skipped.
     range: tuple[float | None, float | None] = (None, None)
+    #: Fixed labels, e.g. {line: "1"} for a single-phase UPS's scalar input voltage.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def compute(self, values: Mapping[str, Value]) -> tuple[float, dict[str, str]]:
         """The value and the extra labels; raise NotANumber when it cannot be computed."""
@@ -166,7 +170,7 @@ class MetricSpec:
         if not math.isfinite(raw):
             raise NotANumber(f"{self.value.source} is {raw}")
         code: int | float = int(raw) if raw == int(raw) else raw
-        labels: dict[str, str] = {}
+        labels: dict[str, str] = dict(self.labels)
         if self.name_label:
             labels[self.name_label] = self.names.get(code, str(code))  # type: ignore[arg-type]
         if self.one_of is not None:
@@ -350,7 +354,17 @@ class _Loader:
                     f"{path}.range", f"expected [low, high] (numbers or null), got {r!r}"
                 )
             bounds = (None if r[0] is None else float(r[0]), None if r[1] is None else float(r[1]))
+        fixed: dict[str, str] = {}
+        for label, text in self.mapping(f"{path}.labels", m.get("labels", {})).items():
+            if not isinstance(label, str) or not LABEL_RE.match(label):
+                raise self.error(f"{path}.labels.{label}", "expected a label name")
+            if label in RESERVED_LABELS:
+                raise self.error(f"{path}.labels.{label}", f"{label!r} is set by the collector")
+            if isinstance(text, bool) or not isinstance(text, str | int):
+                raise self.error(f"{path}.labels.{label}", f"expected a string, got {text!r}")
+            fixed[label] = str(text)
         return MetricSpec(
+            labels=fixed,
             range=bounds,
             metric=name,
             value=value,
