@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -301,3 +302,19 @@ def test_poll_device_never_raises_for_an_unresolvable_host():
     result = asyncio.run(poll_device(options.devices[0], 0.0))
     assert not result.up
     assert [(s.metric, s.value) for s in result.samples] == [("dyzur_snmp_up", 0.0)]
+
+
+def test_the_sample_options_are_valid():
+    import yaml
+
+    sample = yaml.safe_load(
+        (Path(__file__).parents[1] / "collectors" / "snmp" / "sample.yaml").read_text()
+    )
+    options = parse_options(sample)
+    assert [d.asset for d in options.devices] == [
+        "ups-szpital-a-serwerownia",
+        "ups-szpital-a-blok-operacyjny",
+        "macierz-szpital-a",
+        "srv-amms-a1",
+    ]
+    assert options.devices[2].version == "3"
