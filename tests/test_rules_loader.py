@@ -416,7 +416,7 @@ def test_unknown_builtin_pack():
     with pytest.raises(RuleFileError) as info:
         load_rule_files(["builtin:routers"])
     assert str(info.value) == (
-        "builtin:routers: no built-in rule pack 'routers' (available: hosts, storage, ups)"
+        "builtin:routers: no built-in rule pack 'routers' (available: amms, hosts, storage, ups)"
     )
 
 

@@ -6,10 +6,11 @@ from collectors import Sample
 from rules.engine import Engine
 from rules.loader import load_rule_files
 from rules.model import AlertState
+from rules.templates import try_render
 
 
 def engine() -> Engine:
-    return Engine(load_rule_files(["builtin:ups", "builtin:storage"]))
+    return Engine(load_rule_files(["builtin:ups", "builtin:storage", "builtin:amms"]))
 
 
 def feed(e: Engine, metric: str, values: list[tuple[float, float]], **labels) -> list:
@@ -53,3 +54,31 @@ def test_storage_usage_escalates_and_failed_disks_open_a_usterka():
         AlertState.FIRING,
         "usterka",
     )
+
+
+def test_an_amms_check_on_production_is_a_usterka_then_an_awaria_when_critical():
+    e = engine()
+    states = [(0, 1), (300, 1), (360, 2), (660, 2)]  # WARNING 5 min, then CRITICAL 5 min
+    got = feed(e, "dyzur_check_state", states, check="amms_service", environment="prod")
+    assert [(g[2], g[3]) for g in got if g[1] is AlertState.FIRING] == [
+        ("usterka", False),
+        ("awaria", True),
+    ]
+    [alert] = [a for a in e.alerts() if a.rule == "amms_check_prod"]
+    title, _ = try_render(e.rules["amms_check_prod"], alert, "pl")
+    assert title == "AMMS ups-1: kontrola amms_service w stanie CRITICAL"
+
+
+def test_an_amms_check_on_test_stays_a_usterka():
+    e = engine()
+    states = [(0, 2), (300, 2), (600, 2)]
+    got = feed(e, "dyzur_check_state", states, check="amms_service", environment="test")
+    assert [(g[0], g[2]) for g in got if g[1] is AlertState.FIRING] == [
+        ("amms_check_test", "usterka")
+    ]
+
+
+def test_a_changed_ssh_host_key_is_an_awaria_at_once():
+    e = engine()
+    got = feed(e, "dyzur_ssh_host_key_mismatch", [(0, 1)])
+    assert got == [("ssh_host_key_changed", AlertState.FIRING, "awaria", False)]

@@ -191,10 +191,16 @@ def test_every_builtin_rule_renders_without_falling_back(lang):
 
 
 @pytest.mark.parametrize("lang", ["pl", "en"])
-@pytest.mark.parametrize("pack", ["ups", "storage"])
-def test_every_ups_and_storage_rule_renders_without_falling_back(pack, lang):
+@pytest.mark.parametrize("pack", ["ups", "storage", "amms"])
+def test_every_ups_storage_and_amms_rule_renders_without_falling_back(pack, lang):
     for rule in load_rule_files([f"builtin:{pack}"]):
-        labels = {"asset": "ups-sw-01", "line": "1", "storage": "/vol/amms", "device": "disk 3"}
+        labels = {
+            "asset": "ups-sw-01",
+            "line": "1",
+            "storage": "/vol/amms",
+            "device": "disk 3",
+            "check": "amms_service",
+        }
         value = rule.condition.threshold if rule.condition else 0.0
         a = dataclasses.replace(alert(value=value), rule=rule.name, labels=labels)
         title, description = try_render(rule, a, lang)  # raises instead of falling back
