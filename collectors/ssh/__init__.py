@@ -1,0 +1,1 @@
+"""Agentless checks over SSH (AMMS hosts)."""
