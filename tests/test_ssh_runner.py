@@ -1,0 +1,488 @@
+"""The SSH runner against a real OpenSSH server (tests/sshd.py): host keys verified, connection
+reuse, timeouts, bounded concurrency, a jump host, TCP_NODELAY, key types, the agent."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+paramiko = pytest.importorskip("paramiko")
+
+from collectors.ssh.known_hosts import KnownHosts, fetch_host_key, fingerprint, record, trust  # noqa: E402
+from collectors.ssh.runner import (  # noqa: E402
+    UNKNOWN_EXIT,
+    CommandEvent,
+    HostKeyMismatch,
+    SshAuthFailed,
+    SshCredentials,
+    SshKeyError,
+    SshRunner,
+    SshTarget,
+    SshUnreachable,
+    UnknownHostKey,
+)
+from tests.conftest import free_port, need_binary  # noqa: E402
+from tests.sshd import Sshd, keygen, ssh_keygen_fingerprint  # noqa: E402
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    server = Sshd(tmp_path / "sshd")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client_key(tmp_path: Path, sshd: Sshd) -> Path:
+    key = keygen(tmp_path / "id_ed25519", "ed25519")
+    sshd.authorize(Path(f"{key}.pub"))
+    sshd.start()
+    return key
+
+
+@pytest.fixture
+def known(tmp_path: Path) -> KnownHosts:
+    return KnownHosts(tmp_path / "dyzur_known_hosts")
+
+
+def trusted(known: KnownHosts, server: Sshd) -> KnownHosts:
+    key, _fp, _already = trust(known, "127.0.0.1", server.port)
+    record(known, "127.0.0.1", server.port, key)
+    return known
+
+
+def target(server: Sshd, **kw) -> SshTarget:
+    return SshTarget("127.0.0.1", server.port, **kw)
+
+
+def runner(known: KnownHosts, key: Path, **kw) -> SshRunner:
+    return SshRunner(known, SshCredentials(key_file=key), **kw)
+
+
+# --- known_hosts ------------------------------------------------------------------------------
+
+
+def test_known_hosts_file_format_and_mode(tmp_path: Path, sshd: Sshd) -> None:
+    sshd.start()
+    kh = KnownHosts(tmp_path / "kh")
+    key = fetch_host_key("127.0.0.1", sshd.port, timeout=10)
+    kh.add("127.0.0.1", sshd.port, key)
+    kh.add("example.org", 22, key)
+    text = (tmp_path / "kh").read_text()
+    assert f"[127.0.0.1]:{sshd.port} ssh-ed25519 " in text
+    assert "\nexample.org ssh-ed25519 " in text
+    assert stat.S_IMODE((tmp_path / "kh").stat().st_mode) == 0o600
+    assert kh.lookup("127.0.0.1", sshd.port) == [key]
+    assert kh.lookup("example.org", 22) == [key]
+    assert kh.lookup("127.0.0.1", 22) == []
+    # OpenSSH itself finds the entry
+    found = subprocess.run(
+        [need_binary("ssh-keygen"), "-F", f"[127.0.0.1]:{sshd.port}", "-f", str(tmp_path / "kh")],
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0 and key.get_base64() in found.stdout
+    # Re-recording replaces the host's key rather than adding a second one
+    other = paramiko.Ed25519Key.from_private_key_file(str(keygen(tmp_path / "other")))
+    kh.add("127.0.0.1", sshd.port, other)
+    assert kh.lookup("127.0.0.1", sshd.port) == [other]
+    assert kh.lookup("example.org", 22) == [key]
+
+
+def test_known_hosts_reads_hashed_openssh_entries(tmp_path: Path, sshd: Sshd) -> None:
+    sshd.start()
+    key = fetch_host_key("127.0.0.1", sshd.port)
+    hashed = paramiko.HostKeys.hash_host(f"[127.0.0.1]:{sshd.port}")
+    (tmp_path / "kh").write_text(f"# comment\n{hashed} {key.get_name()} {key.get_base64()}\n")
+    assert KnownHosts(tmp_path / "kh").lookup("127.0.0.1", sshd.port) == [key]
+
+
+def test_trust_reports_fingerprint_and_whether_known(known: KnownHosts, sshd: Sshd) -> None:
+    sshd.start()
+    key, fp, already = trust(known, "127.0.0.1", sshd.port)
+    assert fp == ssh_keygen_fingerprint(sshd.host_key_pub)
+    assert fp == fingerprint(key) == key.fingerprint
+    assert not already
+    record(known, "127.0.0.1", sshd.port, key)
+    assert trust(known, "127.0.0.1", sshd.port)[2] is True
+
+
+# --- host keys --------------------------------------------------------------------------------
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    events: list[CommandEvent] = []
+    with (
+        runner(known, client_key, on_command=events.append) as r,
+        pytest.raises(UnknownHostKey) as exc,
+    ):
+        r.run(target(sshd), "echo hi", timeout=10)
+    assert exc.value.fingerprint == ssh_keygen_fingerprint(sshd.host_key_pub)
+    assert exc.value.port == sshd.port
+    assert exc.value.fingerprint in str(exc.value)
+    assert known.lookup("127.0.0.1", sshd.port) == []  # nothing recorded behind our back
+    assert sshd.accepted_logins() == 0
+    assert (
+        len(events) == 1
+        and events[0].exit_code is None
+        and "unknown SSH host key" in events[0].error
+    )
+
+
+def test_trusted_host_runs_command(known: KnownHosts, sshd: Sshd, client_key: Path) -> None:
+    trusted(known, sshd)
+    events: list[CommandEvent] = []
+    with runner(known, client_key, on_command=events.append) as r:
+        res = r.run(target(sshd), "echo out; echo err >&2; printf 'zażółć\\n'; exit 2", timeout=10)
+    assert res.exit_code == 2
+    assert res.stdout == "out\nzażółć\n"
+    assert res.stderr == "err\n"
+    assert not res.timed_out
+    assert events == [
+        CommandEvent("127.0.0.1", sshd.port, sshd.user, events[0].command, 2, events[0].duration)
+    ]
+    assert events[0].command.startswith("echo out")
+
+
+def test_changed_host_key_is_refused(known: KnownHosts, sshd: Sshd, client_key: Path) -> None:
+    trusted(known, sshd)
+    old_fp = ssh_keygen_fingerprint(sshd.host_key_pub)
+    sshd.restart(new_host_key_type="ed25519")
+    new_fp = ssh_keygen_fingerprint(sshd.host_key_pub)
+    assert old_fp != new_fp
+    with runner(known, client_key) as r, pytest.raises(HostKeyMismatch) as exc:
+        r.run(target(sshd), "echo hi", timeout=10)
+    assert (exc.value.expected_fp, exc.value.got_fp) == (old_fp, new_fp)
+    assert sshd.accepted_logins() == 0
+
+
+def test_changed_host_key_of_another_type_is_refused(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    trusted(known, sshd)
+    old_fp = ssh_keygen_fingerprint(sshd.host_key_pub)
+    sshd.restart(new_host_key_type="rsa")
+    with runner(known, client_key) as r, pytest.raises(HostKeyMismatch) as exc:
+        r.run(target(sshd), "echo hi", timeout=10)
+    assert exc.value.expected_fp == old_fp
+    assert exc.value.got_fp == ssh_keygen_fingerprint(sshd.host_key_pub)
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+def test_connection_is_reused_and_reopened_after_a_drop(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    trusted(known, sshd)
+    with runner(known, client_key) as r:
+        t = target(sshd)
+        assert r.run(t, "echo 1", timeout=10).stdout == "1\n"
+        first = r.connection(t)
+        assert r.run(t, "echo 2", timeout=10).stdout == "2\n"
+        assert r.connection(t) is first
+        assert r.connections_opened == 1
+        assert sshd.accepted_logins() == 1
+        # the connection drops: the next command reconnects
+        first.close()
+        assert r.run(t, "echo 3", timeout=10).stdout == "3\n"
+        assert r.connection(t) is not first
+        assert r.connections_opened == 2
+        assert sshd.accepted_logins() == 2
+
+
+def test_tcp_nodelay_is_set(known: KnownHosts, sshd: Sshd, client_key: Path) -> None:
+    trusted(known, sshd)
+    with runner(known, client_key) as r:
+        sock = r.connection(target(sshd)).sock
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_unreachable_port(known: KnownHosts, tmp_path: Path) -> None:
+    key = keygen(tmp_path / "k")
+    with runner(known, key) as r, pytest.raises(SshUnreachable) as exc:
+        r.run(SshTarget("127.0.0.1", free_port()), "true", timeout=5)
+    assert exc.value.host == "127.0.0.1"
+    assert "refused" in exc.value.reason.lower()
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def test_command_timeout_kills_and_gives_unknown(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    trusted(known, sshd)
+    events: list[CommandEvent] = []
+    with runner(known, client_key, on_command=events.append) as r:
+        t = target(sshd)
+        res = r.run(t, "echo started; exec sleep 31", timeout=0.5)
+        assert res.exit_code == UNKNOWN_EXIT
+        assert res.timed_out
+        assert res.stdout == "started\n"
+        assert "timed out" in res.stderr and "killed" in res.stderr
+        assert events[-1].timed_out and events[-1].exit_code == UNKNOWN_EXIT
+        # the connection survives the timeout
+        assert r.run(t, "echo alive", timeout=10).stdout == "alive\n"
+        assert r.connections_opened == 1
+        if sshd.user == "root":
+            # OpenSSH runs root sessions without privilege separation and then refuses to
+            # deliver signals: the KILL request must have arrived, but the process lives on
+            # until it writes to its closed output. (dyzur should log in as a plain user.)
+            assert "session_signal_req" in sshd.log()
+        else:
+            for _ in range(1000):
+                if "sleep 31" not in r.run(t, "ps -eo args", timeout=10).stdout:
+                    break
+            else:
+                pytest.fail("the timed-out command is still running")
+
+
+def test_output_is_capped_and_decoded_with_replacement(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    trusted(known, sshd)
+    with runner(known, client_key, output_cap=1000) as r:
+        res = r.run(
+            target(sshd), "head -c 5000 /dev/zero | tr '\\0' x; printf '\\377' >&2", timeout=10
+        )
+    assert res.exit_code == 0
+    assert res.stdout == "x" * 1000
+    assert res.truncated
+    assert res.stderr == "\ufffd"
+
+
+def test_concurrency_is_bounded(
+    known: KnownHosts, sshd: Sshd, client_key: Path, tmp_path: Path
+) -> None:
+    """Each command registers itself in a directory on the server while it runs and records how
+    many were registered; the runner's own in-flight counter is checked through on_command."""
+    trusted(known, sshd)
+    flight = tmp_path / "flight"
+    flight.mkdir()
+    counts = tmp_path / "counts"
+    limit = 2
+    lock = threading.Lock()
+    in_flight = 0
+    peak = 0
+
+    class CountingSlots:
+        def __init__(self, inner: threading.BoundedSemaphore) -> None:
+            self.inner = inner
+
+        def __enter__(self) -> None:
+            nonlocal in_flight, peak
+            self.inner.acquire()
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+
+        def __exit__(self, *exc: object) -> None:
+            nonlocal in_flight
+            with lock:
+                in_flight -= 1
+            self.inner.release()
+
+    with runner(known, client_key, max_parallel=limit) as r:
+        r._slots = CountingSlots(r._slots)  # type: ignore[assignment]
+        cmd = f"touch {flight}/$$; ls {flight} | wc -l >> {counts}; sleep 0.3; rm {flight}/$$"
+        results: list[int] = []
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(r.run(target(sshd), cmd, timeout=30).exit_code)
+            )
+            for _ in range(8)
+        ]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert results == [0] * 8
+    seen = [int(x) for x in counts.read_text().split()]
+    assert len(seen) == 8
+    assert max(seen) <= limit
+    assert peak <= limit
+    assert peak >= 1
+
+
+def test_concurrency_across_hosts(known: KnownHosts, tmp_path: Path) -> None:
+    """Three hosts (three sshd), limit 1: commands never overlap anywhere."""
+    key = keygen(tmp_path / "id")
+    flight = tmp_path / "flight"
+    flight.mkdir()
+    counts = tmp_path / "counts"
+    servers = [Sshd(tmp_path / f"s{i}") for i in range(3)]
+    try:
+        for s in servers:
+            s.authorize(Path(f"{key}.pub"))
+            s.start()
+            trusted(known, s)
+        cmd = f"touch {flight}/$$; ls {flight} | wc -l >> {counts}; sleep 0.2; rm {flight}/$$"
+        with runner(known, key, max_parallel=1) as r:
+            threads = [
+                threading.Thread(target=r.run, args=(target(s), cmd, 30))
+                for s in servers
+                for _ in range(2)
+            ]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            assert r.connections_opened == 3
+        seen = [int(x) for x in counts.read_text().split()]
+        assert seen == [1] * 6
+    finally:
+        for s in servers:
+            s.stop()
+
+
+# --- jump host --------------------------------------------------------------------------------
+
+
+def test_jump_host(known: KnownHosts, tmp_path: Path) -> None:
+    key = keygen(tmp_path / "id")
+    jump = Sshd(tmp_path / "jump")
+    dest = Sshd(tmp_path / "dest")
+    try:
+        for s in (jump, dest):
+            s.authorize(Path(f"{key}.pub"))
+            s.start()
+        trusted(known, jump)
+        via = SshTarget("127.0.0.1", dest.port, jump=SshTarget("127.0.0.1", jump.port))
+        with runner(known, key) as r:
+            # the target's own host key is verified even through the jump host
+            with pytest.raises(UnknownHostKey) as exc:
+                r.run(via, "echo hi", timeout=10)
+            assert exc.value.fingerprint == ssh_keygen_fingerprint(dest.host_key_pub)
+            trusted(known, dest)
+            res = r.run(via, "echo through", timeout=10)
+            assert (res.exit_code, res.stdout) == (0, "through\n")
+            assert isinstance(r.connection(via).sock, paramiko.Channel)
+            assert r.run(via, "echo again", timeout=10).stdout == "again\n"
+        assert jump.accepted_logins() == 1
+        assert dest.accepted_logins() == 1
+        # the destination saw the connection coming from the jump host's forwarding
+        assert "Accepted publickey" in dest.log()
+    finally:
+        jump.stop()
+        dest.stop()
+
+
+# --- client keys ------------------------------------------------------------------------------
+
+
+def test_rsa_client_key(known: KnownHosts, sshd: Sshd, tmp_path: Path) -> None:
+    key = keygen(tmp_path / "id_rsa", "rsa")
+    sshd.authorize(Path(f"{key}.pub"))
+    sshd.start()
+    trusted(known, sshd)
+    with runner(known, key) as r:
+        assert r.run(target(sshd), "echo rsa", timeout=10).stdout == "rsa\n"
+
+
+def test_rsa_host_key(known: KnownHosts, tmp_path: Path) -> None:
+    key = keygen(tmp_path / "id")
+    server = Sshd(tmp_path / "rsa-host", host_key_type="rsa")
+    try:
+        server.authorize(Path(f"{key}.pub"))
+        server.start()
+        _k, fp, _ = trust(known, "127.0.0.1", server.port)
+        assert fp == ssh_keygen_fingerprint(server.host_key_pub)
+        trusted(known, server)
+        with runner(known, key) as r:
+            assert r.run(target(server), "echo ok", timeout=10).stdout == "ok\n"
+    finally:
+        server.stop()
+
+
+def test_encrypted_key_with_passphrase(known: KnownHosts, sshd: Sshd, tmp_path: Path) -> None:
+    secret = "correct horse battery staple"
+    key = keygen(tmp_path / "id_enc", "ed25519", passphrase=secret)
+    sshd.authorize(Path(f"{key}.pub"))
+    sshd.start()
+    trusted(known, sshd)
+    creds = SshCredentials(key_file=key, passphrase=secret)
+    assert secret not in repr(creds)
+    with SshRunner(known, creds) as r:
+        assert secret not in repr(r)
+        assert r.run(target(sshd), "echo enc", timeout=10).stdout == "enc\n"
+    with pytest.raises(SshKeyError) as exc:
+        SshRunner(known, SshCredentials(key_file=key))
+    assert "passphrase" in str(exc.value)
+    with pytest.raises(SshKeyError) as exc:
+        SshRunner(known, SshCredentials(key_file=key, passphrase="wrong-" + secret))
+    assert secret not in str(exc.value)
+    assert exc.value.__cause__ is None
+
+
+def test_wrong_client_key_is_a_clear_error_without_key_material(
+    known: KnownHosts,
+    sshd: Sshd,
+    client_key: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    trusted(known, sshd)
+    wrong = keygen(tmp_path / "id_wrong", "ed25519")
+    caplog.set_level("DEBUG")
+    events: list[CommandEvent] = []
+    with runner(known, wrong, on_command=events.append) as r, pytest.raises(SshAuthFailed) as exc:
+        r.run(target(sshd), "echo hi", timeout=10)
+    message = str(exc.value)
+    assert sshd.user in message and "refused" in message
+    assert isinstance(exc.value, SshUnreachable)
+    private = wrong.read_text()
+    public_b64 = Path(f"{wrong}.pub").read_text().split()[1]
+    body = "".join(private.splitlines()[1:-1])
+    for text in (message, caplog.text, repr(exc.value), events[0].error or ""):
+        assert body[:40] not in text
+        assert public_b64 not in text
+        assert "PRIVATE KEY" not in text
+
+
+def test_credentials_need_a_key_or_the_agent() -> None:
+    with pytest.raises(ValueError):
+        SshCredentials()
+
+
+def test_ssh_agent(
+    known: KnownHosts, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a real ssh-agent started for the test (skipped without ssh-agent/ssh-add)."""
+    agent_bin = need_binary("ssh-agent")
+    add_bin = need_binary("ssh-add")
+    key = keygen(tmp_path / "id_agent")
+    sshd.authorize(Path(f"{key}.pub"))
+    sshd.start()
+    trusted(known, sshd)
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(
+        [agent_bin, "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(500):
+            if sock.exists():
+                break
+            threading.Event().wait(0.01)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run([add_bin, str(key)], check=True, env=env, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        with SshRunner(known, SshCredentials(use_agent=True)) as r:
+            assert r.run(target(sshd), "echo agent", timeout=10).stdout == "agent\n"
+        # an empty agent: a clear authentication error
+        subprocess.run([add_bin, "-D"], check=True, env=env, capture_output=True)
+        with SshRunner(known, SshCredentials(use_agent=True)) as r, pytest.raises(SshAuthFailed):
+            r.run(target(sshd), "echo agent", timeout=10)
+    finally:
+        agent.terminate()
+        agent.wait()
