@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port, need_binary
 
 SSHD = "/usr/sbin/sshd"
@@ -100,7 +102,12 @@ class Sshd:
         return path
 
     def start(self) -> Sshd:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        try:  # sshd insists on its privilege separation directory
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        except PermissionError:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip("sshd needs /run/sshd, which this user cannot create")
         config = self._config()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

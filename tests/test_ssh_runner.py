@@ -262,6 +262,23 @@ def test_output_is_capped_and_decoded_with_replacement(
     assert res.stderr == "\ufffd"
 
 
+def test_output_beyond_the_channel_window_does_not_stall(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    """Several MiB on both streams: the runner keeps draining past the cap, so the command ends."""
+    trusted(known, sshd)
+    with runner(known, client_key) as r:
+        res = r.run(
+            target(sshd),
+            "head -c 4000000 /dev/zero; head -c 4000000 /dev/zero >&2; echo done >&2; exit 1",
+            timeout=60,
+        )
+    assert res.exit_code == 1
+    assert not res.timed_out
+    assert res.truncated
+    assert len(res.stdout) == len(res.stderr) == 64 * 1024
+
+
 def test_concurrency_is_bounded(
     known: KnownHosts, sshd: Sshd, client_key: Path, tmp_path: Path
 ) -> None:

@@ -353,7 +353,8 @@ class SshRunner:
         if self.keepalive:
             transport.set_keepalive(self.keepalive)
         self._socks[t] = sock
-        self.connections_opened += 1
+        with self._lock:
+            self.connections_opened += 1
         log.info("SSH connection to %s as %s opened", t, user)
         return client
 
@@ -363,7 +364,9 @@ class SshRunner:
         if isinstance(e, SshError):
             return e
         if isinstance(e, paramiko.BadHostKeyException):
-            expected = known[0] if known else e.expected_key
+            # paramiko compared against the recorded key of the server key's type (or the
+            # first recorded key when the server no longer offers that type)
+            expected = e.expected_key if e.expected_key is not None else known[0]
             return HostKeyMismatch(t.host, t.port, fingerprint(expected), fingerprint(e.key))
         if isinstance(e, paramiko.AuthenticationException):
             how = "key file" if self._pkey is not None else "SSH agent"
@@ -404,7 +407,11 @@ class SshRunner:
     def run(self, target: SshTarget | str, command: str, timeout: float = 60.0) -> CommandResult:
         """Run ``command`` on ``target``. Raises :class:`SshUnreachable` (or its subclass
         :class:`SshAuthFailed`), :class:`UnknownHostKey` or :class:`HostKeyMismatch` when there
-        is no connection; a command that ran always gives a :class:`CommandResult`."""
+        is no connection; a command that ran always gives a :class:`CommandResult`.
+
+        ``on_command`` is called once per call, after the command ended or could not start
+        (``exit_code`` None and ``error`` set); an exception it raises propagates to the caller,
+        since a command that cannot be audited should not pass silently."""
         t = self._target(target)
         user = self._user(t)
         with self._slots:
