@@ -386,8 +386,13 @@ def test_jump_host(known: KnownHosts, tmp_path: Path) -> None:
             assert (res.exit_code, res.stdout) == (0, "through\n")
             assert isinstance(r.connection(via).sock, paramiko.Channel)
             assert r.run(via, "echo again", timeout=10).stdout == "again\n"
-        assert jump.accepted_logins() == 1
-        assert dest.accepted_logins() == 1
+            assert jump.accepted_logins() == 1
+            assert dest.accepted_logins() == 1
+            # the jump host's connection drops: both connections are reopened
+            r.connection(via.jump).close()
+            assert r.run(via, "echo back", timeout=10).stdout == "back\n"
+        assert jump.accepted_logins() == 2
+        assert dest.accepted_logins() == 2
         # the destination saw the connection coming from the jump host's forwarding
         assert "Accepted publickey" in dest.log()
     finally:
