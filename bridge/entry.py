@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # name -> "module:function(argv) -> exit status"
-COMMANDS = {"agent": "agents.cli:main"}
+COMMANDS = {"agent": "agents.cli:main", "ssh": "agents.ssh_trust:main"}
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from collectors.base import Collector, CollectorConfigError
 BUILTIN: dict[str, str] = {
     "host": "collectors.host:HostCollector [agent]",
     "snmp": "collectors.snmp:SnmpCollector [agent,snmp]",
+    "ssh": "collectors.ssh.collector:SshCollector [agent,ssh]",
 }
 ENTRY_POINT_GROUP = "dyzur.collectors"
 

@@ -1,0 +1,158 @@
+"""The ssh collector against a real sshd and real Nagios plugins: host keys verified and
+recorded by `dyzur ssh trust`, checks turned into samples, a changed key into an Awaria."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collectors.ssh.collector import SshCollector
+from collectors.ssh.runner import CommandEvent
+from rules.engine import Engine
+from rules.loader import load_rule_files
+from tests.conftest import free_port
+from tests.processes import ROOT
+from tests.sshd import Sshd, keygen, ssh_keygen_fingerprint
+
+PLUGINS = Path("/usr/lib/nagios/plugins")
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    server = Sshd(tmp_path / "sshd")
+    client_key = keygen(tmp_path / "id_ed25519")
+    server.authorize(Path(f"{client_key}.pub"))
+    server.start()
+    server.client_key = client_key
+    yield server
+    server.stop()
+
+
+def profile(tmp_path: Path, sshd: Sshd, closed_port: int) -> Path:
+    if not (PLUGINS / "check_dummy").exists():
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("monitoring-plugins-basic is required under CI")
+        pytest.skip("monitoring-plugins-basic not installed")
+    path = tmp_path / "amms-test.yaml"
+    path.write_text(
+        f"""
+checks:
+  - name: amms_processes
+    command: {PLUGINS}/check_dummy 0 "2 processes"
+  - name: db_tablespace
+    command: printf 'WARNING - tablespace USERS 91%%|USERS=91%%;85;95\\n'; exit 1
+  - name: db_listener
+    tcp_port: {sshd.port}
+  - name: db_listener_closed
+    tcp_port: {closed_port}
+version_command: echo 7.3.1
+"""
+    )
+    return path
+
+
+def collector(tmp_path, sshd, events=None) -> SshCollector:
+    return SshCollector.from_options(
+        "amms",
+        {
+            "known_hosts": str(tmp_path / "known_hosts"),
+            "key_file": str(sshd.client_key),
+            "hosts": [
+                {
+                    "asset": "amms-a-prod",
+                    "host": "127.0.0.1",
+                    "port": sshd.port,
+                    "environment": "prod",
+                    "profile": str(profile(tmp_path, sshd, free_port())),
+                }
+            ],
+        },
+        on_command=(events.append if events is not None else None),
+    )
+
+
+def values(samples) -> dict:
+    return {
+        (s.metric, s.labels.get("check", ""), s.labels.get("version", "")): s.value for s in samples
+    }
+
+
+def trust(tmp_path, sshd, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "ssh", "trust", f"127.0.0.1:{sshd.port}",
+         "--known-hosts", str(tmp_path / "known_hosts"), *extra],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, input="n\n",
+    )  # fmt: skip
+
+
+def test_an_unknown_host_key_refuses_the_connection(tmp_path, sshd):
+    got = values(collector(tmp_path, sshd).collect(1000.0))
+    assert got[("dyzur_ssh_up", "", "")] == 0.0
+    assert got[("dyzur_ssh_host_key_unknown", "", "")] == 1.0
+    assert ("dyzur_check_state", "amms_processes", "") not in got  # nothing ran
+    assert sshd.accepted_logins() == 0
+
+
+def test_trusted_host_checks_become_samples_on_one_connection(tmp_path, sshd):
+    r = trust(tmp_path, sshd)  # answered "n": shown, not recorded
+    assert r.returncode == 1 and ssh_keygen_fingerprint(sshd.host_key_pub) in r.stdout
+    assert "not recorded" in r.stdout
+    r = trust(tmp_path, sshd, "--yes")
+    assert r.returncode == 0 and "recorded" in r.stdout
+    events: list[CommandEvent] = []
+    samples = collector(tmp_path, sshd, events).collect(1000.0)
+    got = values(samples)
+    assert got[("dyzur_ssh_up", "", "")] == 1.0
+    assert got[("dyzur_check_state", "amms_processes", "")] == 0.0
+    assert got[("dyzur_check_state", "db_tablespace", "")] == 1.0
+    [perf] = [s for s in samples if s.metric == "dyzur_check_perfdata"]
+    assert (perf.labels["label"], perf.labels["unit"], perf.value) == ("USERS", "percent", 91.0)
+    assert got[("dyzur_check_state", "db_listener", "")] == 0.0
+    assert got[("dyzur_check_state", "db_listener_closed", "")] == 2.0
+    assert got[("dyzur_amms_version_info", "", "7.3.1")] == 1.0
+    assert all(s.labels["asset"] == "amms-a-prod" for s in samples)
+    assert all(s.labels["environment"] == "prod" for s in samples)
+    assert sshd.accepted_logins() == 1  # every command on one reused connection
+    # Every command run is handed over for the audit trail: host, user, command, exit code.
+    assert [(e.host, e.exit_code) for e in events] == [
+        ("127.0.0.1", 0),
+        ("127.0.0.1", 1),
+        ("127.0.0.1", 0),
+    ]
+    assert "check_dummy 0" in events[0].command
+
+
+def test_a_changed_host_key_is_refused_and_opens_an_awaria(tmp_path, sshd):
+    assert trust(tmp_path, sshd, "--yes").returncode == 0
+    sshd.restart(new_host_key_type="ed25519")
+    samples = collector(tmp_path, sshd).collect(1000.0)
+    got = values(samples)
+    assert got[("dyzur_ssh_host_key_mismatch", "", "")] == 1.0
+    assert got[("dyzur_ssh_up", "", "")] == 0.0
+    assert sshd.accepted_logins() == 0  # refused before authenticating
+    engine = Engine(load_rule_files(["builtin:amms"]))
+    fired = [t for t in engine.evaluate(samples, 1000.0) if t.alert.rule == "ssh_host_key_changed"]
+    assert [(t.state.value, t.alert.category) for t in fired] == [("firing", "awaria")]
+    r = trust(tmp_path, sshd)
+    assert "WARNING: this differs from the key recorded" in r.stderr
+
+
+def test_options_errors_name_the_field(tmp_path):
+    from collectors import CollectorConfigError
+
+    with pytest.raises(CollectorConfigError, match=r"hosts\.0\.environment: test or prod"):
+        SshCollector.from_options(
+            "amms",
+            {
+                "known_hosts": str(tmp_path / "kh"),
+                "key_file": str(tmp_path / "none"),
+                "hosts": [{"asset": "a", "host": "h", "environment": "staging"}],
+            },
+        )
+    with pytest.raises(CollectorConfigError, match="key_file: a key file, or use_agent"):
+        SshCollector.from_options("amms", {"known_hosts": "kh", "hosts": []})
