@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from agents.config import AgentConfig
 from agents.metrics import AgentMetrics
@@ -44,7 +45,7 @@ class Agent:
         self._wake = threading.Event()
         self._bridge_failing = False
         self._rejection_reasons: frozenset[str] = frozenset()
-        self._output: Callable[[str, list[Sample], float, bool], None] | None = None
+        self._output: Callable[..., None] | None = None
 
     # --- samples -> spool ------------------------------------------------------------------
 
@@ -85,15 +86,32 @@ class Agent:
             )
         return out
 
-    def _keep(self, collector: str, samples: list[Sample], now: float, up: bool) -> None:
+    def _keep(
+        self,
+        collector: str,
+        samples: list[Sample],
+        now: float,
+        up: bool,
+        events: list[dict[str, Any]] | None = None,
+    ) -> None:
         if up:
             self.metrics.latest.update(collector, samples)
         if self._output is not None:
-            self._output(collector, samples, now, up)
+            self._output(collector, samples, now, up, events or [])
             return
         assert self.spool is not None
         encoded = self.encode(collector, samples, now, up)
-        self.spool.put(json.dumps(encoded, separators=(",", ":")).encode(), len(encoded))
+        body = json.dumps(encoded, separators=(",", ":"))
+        if events:
+            # Audit events (SSH commands run, ...) travel in the same numbered batch: exactly once.
+            body = (
+                '{"samples":'
+                + body
+                + ',"events":'
+                + json.dumps(events, separators=(",", ":"))
+                + "}"
+            )
+        self.spool.put(body.encode(), len(encoded))
         self.metrics.collected.inc(len(encoded))
         self._wake.set()
 
@@ -224,6 +242,10 @@ class Agent:
             self.close()
         return 0 if ok else 1
 
-    def _print(self, collector: str, samples: list[Sample], now: float, up: bool) -> None:
+    def _print(
+        self, collector: str, samples: list[Sample], now: float, up: bool, events: list
+    ) -> None:
         for s in self.encode(collector, samples, now, up):
             sys.stdout.write(format_sample(s["metric"], s["labels"], s["value"]) + "\n")
+        for event in events:
+            sys.stdout.write(f"# audit {json.dumps(event, ensure_ascii=False)}\n")

@@ -75,8 +75,14 @@ class BridgeClient:
             self._conn = None
 
     def push(self, agent_id: str, batch: SpooledBatch, dropped: int) -> PushResult:
-        head = json.dumps({"id": agent_id, "seq": batch.seq, "dropped": dropped})
-        body = b'{"agent":' + head.encode() + b',"samples":' + batch.body + b"}"
+        head = (
+            b'{"agent":'
+            + json.dumps({"id": agent_id, "seq": batch.seq, "dropped": dropped}).encode()
+        )
+        if batch.body.startswith(b"{"):  # {"samples": [...], "events": [...]}
+            body = head + b"," + batch.body[1:]
+        else:  # a plain array of samples
+            body = head + b',"samples":' + batch.body + b"}"
         try:
             conn = self._connection()
             conn.request("POST", self._path, body, self._headers)

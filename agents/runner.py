@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from agents.config import CollectorSpec
 from agents.metrics import AgentMetrics
@@ -21,8 +22,8 @@ from collectors import Collector, Sample
 
 log = logging.getLogger(__name__)
 
-# (collector name, samples, when, whether the run worked)
-Sink = Callable[[str, list[Sample], float, bool], None]
+# (collector name, samples, when, whether the run worked, audit events the run recorded)
+Sink = Callable[[str, list[Sample], float, bool, list[dict[str, Any]]], None]
 
 
 class CollectorRunner:
@@ -61,12 +62,13 @@ class CollectorRunner:
         finally:
             self.metrics.collector_duration.labels(name).set(time.perf_counter() - started)
         self._set_state(True, "")
-        self.sink(name, samples, now, True)
+        self.sink(name, samples, now, True, self.collector.drain_events())
         return True
 
     def _failed(self, now: float, reason: str) -> bool:
         self._set_state(False, reason)
-        self.sink(self.spec.name, [], now, False)  # the bridge hears of it too
+        # The bridge hears of it too, with whatever the collector recorded before failing.
+        self.sink(self.spec.name, [], now, False, self.collector.drain_events())
         return False
 
     def _set_state(self, up: bool, reason: str) -> None:

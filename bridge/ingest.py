@@ -12,13 +12,13 @@ import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.auth import Principal, Role
-from bridge.clock import Clock
+from bridge.clock import Clock, to_datetime
 from bridge.lifecycle import Change, LifecycleError, TicketLifecycle
 from bridge.metrics import BridgeMetrics
-from bridge.models import Asset
+from bridge.models import Asset, AuditEvent
 from collectors import Sample
 from rules.engine import Engine
 from rules.model import AlertState, Transition
@@ -31,6 +31,14 @@ class IncomingSample(Protocol):
     labels: Mapping[str, str]
     value: float
     timestamp: float | None
+
+
+class IncomingEvent(Protocol):
+    action: str
+    outcome: str
+    asset: str
+    at: float
+    detail: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,7 @@ class Ingestor:
         samples: Sequence[IncomingSample],
         principal: Principal,
         origin: BatchOrigin | None = None,
+        events: Sequence[IncomingEvent] = (),
     ) -> IngestResult:
         """Check each sample; evaluate the good ones. A bad sample never spoils the batch.
 
@@ -98,13 +107,14 @@ class Ingestor:
         lost answer) is acknowledged as a duplicate and not evaluated again.
         """
         with self.metrics.ingest_seconds.time():
-            return self._ingest(samples, principal, origin)
+            return self._ingest(samples, principal, origin, events)
 
     def _ingest(
         self,
         samples: Sequence[IncomingSample],
         principal: Principal,
         origin: BatchOrigin | None,
+        events: Sequence[IncomingEvent],
     ) -> IngestResult:
         now = self.clock.time()
         latest_allowed = now + self.max_clock_skew
@@ -144,6 +154,7 @@ class Ingestor:
         with self._lock:
             if origin is not None and not self._claim(origin, samples):
                 return IngestResult(duplicate=True)
+            self._audit_events(events, principal, scope)
             before = self.engine.evaluations
             transitions = self.engine.evaluate(good, now)
             self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
@@ -152,6 +163,30 @@ class Ingestor:
         for r in rejected:
             self.metrics.samples_rejected.labels(r.reason).inc()
         return result
+
+    def _audit_events(
+        self, events: Sequence[IncomingEvent], principal: Principal, scope: str | None
+    ) -> None:
+        """An agent's audit events join the audit trail, as done by that agent."""
+        for e in events:
+            asset = self.assets.get(e.asset)
+            client = asset.client if asset is not None else None
+            if scope is not None and client != scope:
+                log.warning(
+                    "agent %s sent an audit event for %r, not its own", principal.name, e.asset
+                )
+                continue
+            self.lifecycle.store.append_audit(
+                AuditEvent(
+                    to_datetime(e.at),
+                    f"agent:{principal.name}",
+                    e.action,
+                    e.outcome,
+                    client,
+                    e.asset,
+                    dict(e.detail),
+                )
+            )
 
     def _claim(self, origin: BatchOrigin, samples: Sequence[IncomingSample]) -> bool:
         asset = samples[0].labels.get("asset", "") if samples else ""

@@ -38,3 +38,9 @@ class Collector(ABC):
     @abstractmethod
     def collect(self, now: float) -> list[Sample]:
         """Measure now; ``now`` (epoch seconds) is the timestamp of every returned sample."""
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Audit events recorded since the last call (each SSH command run, a refused host
+        key, ...), as dicts with ``action``, ``outcome``, ``asset``, ``at`` and ``detail``.
+        The agent sends them to the bridge with the samples; most collectors have none."""
+        return []

@@ -326,3 +326,23 @@ def test_a_busy_store_answers_503_and_the_retry_is_taken(loaded, tmp_path, clock
         r = client.post("/api/v1/samples", json=numbered(1, 0.95), headers=auth("agent"))
         assert r.status_code == 200 and r.json()["accepted"] == 1
     bridge.close()
+
+
+def test_an_agents_audit_events_join_the_trail_once(api, bridge):
+    event = {
+        "action": "ssh.command",
+        "outcome": "success",
+        "asset": "srv-a1",
+        "at": 1795424400.5,
+        "detail": {"host": "10.0.0.5", "user": "dyzur", "command": "check_procs", "exit_code": 0},
+    }
+    body = {**numbered(1, 0.5), "events": [event, {**event, "asset": "srv-b1"}]}
+    for _ in range(2):  # the retry of the same numbered batch adds nothing
+        assert api.post("/api/v1/samples", json=body, headers=auth("agent-a")).status_code == 200
+    [stored] = [e for e in bridge.store.audit_events() if e.action == "ssh.command"]
+    # agent-a may speak only for szpital-a: the event about klinika-b's asset was dropped
+    assert (stored.actor, stored.client, stored.asset) == ("agent:agent-a", "szpital-a", "srv-a1")
+    assert stored.detail["command"] == "check_procs" and stored.detail["exit_code"] == 0
+    bad = {**numbered(2, 0.5), "events": [{**event, "action": "Drop Table"}]}
+    r = api.post("/api/v1/samples", json=bad, headers=auth("agent-a"))
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.0.action"

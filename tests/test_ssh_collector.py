@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from collectors.ssh.collector import SshCollector
-from collectors.ssh.runner import CommandEvent
 from rules.engine import Engine
 from rules.loader import load_rule_files
 from tests.conftest import free_port
@@ -56,7 +55,7 @@ version_command: echo 7.3.1
     return path
 
 
-def collector(tmp_path, sshd, events=None) -> SshCollector:
+def collector(tmp_path, sshd) -> SshCollector:
     return SshCollector.from_options(
         "amms",
         {
@@ -72,7 +71,6 @@ def collector(tmp_path, sshd, events=None) -> SshCollector:
                 }
             ],
         },
-        on_command=(events.append if events is not None else None),
     )
 
 
@@ -104,8 +102,8 @@ def test_trusted_host_checks_become_samples_on_one_connection(tmp_path, sshd):
     assert "not recorded" in r.stdout
     r = trust(tmp_path, sshd, "--yes")
     assert r.returncode == 0 and "recorded" in r.stdout
-    events: list[CommandEvent] = []
-    samples = collector(tmp_path, sshd, events).collect(1000.0)
+    ssh = collector(tmp_path, sshd)
+    samples = ssh.collect(1000.0)
     got = values(samples)
     assert got[("dyzur_ssh_up", "", "")] == 1.0
     assert got[("dyzur_check_state", "amms_processes", "")] == 0.0
@@ -118,19 +116,28 @@ def test_trusted_host_checks_become_samples_on_one_connection(tmp_path, sshd):
     assert all(s.labels["asset"] == "amms-a-prod" for s in samples)
     assert all(s.labels["environment"] == "prod" for s in samples)
     assert sshd.accepted_logins() == 1  # every command on one reused connection
-    # Every command run is handed over for the audit trail: host, user, command, exit code.
-    assert [(e.host, e.exit_code) for e in events] == [
-        ("127.0.0.1", 0),
-        ("127.0.0.1", 1),
-        ("127.0.0.1", 0),
+    # Every command run becomes an audit event for the bridge: host, user, command, exit code.
+    events = ssh.drain_events()
+    assert [(e["action"], e["asset"], e["detail"]["exit_code"]) for e in events] == [
+        ("ssh.command", "amms-a-prod", 0),
+        ("ssh.command", "amms-a-prod", 1),
+        ("ssh.command", "amms-a-prod", 0),
     ]
-    assert "check_dummy 0" in events[0].command
+    assert "check_dummy 0" in events[0]["detail"]["command"] and events[0]["detail"]["user"]
+    assert ssh.drain_events() == []  # handed over once
 
 
 def test_a_changed_host_key_is_refused_and_opens_an_awaria(tmp_path, sshd):
     assert trust(tmp_path, sshd, "--yes").returncode == 0
     sshd.restart(new_host_key_type="ed25519")
-    samples = collector(tmp_path, sshd).collect(1000.0)
+    ssh = collector(tmp_path, sshd)
+    samples = ssh.collect(1000.0)
+    events = ssh.drain_events()
+    [event] = [e for e in events if e["action"] == "ssh.host_key_mismatch"]
+    assert event["outcome"] == "failure"
+    # The command that could not run is on the record too, as a failure.
+    assert {e["outcome"] for e in events if e["action"] == "ssh.command"} == {"failure"}
+    assert event["detail"]["presented"] == ssh_keygen_fingerprint(sshd.host_key_pub)
     got = values(samples)
     assert got[("dyzur_ssh_host_key_mismatch", "", "")] == 1.0
     assert got[("dyzur_ssh_up", "", "")] == 0.0

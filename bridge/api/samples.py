@@ -52,7 +52,9 @@ async def push_samples(
     origin = None
     if batch.agent is not None:
         origin = BatchOrigin(batch.agent.id, batch.agent.seq, batch.agent.dropped)
-    result = await run_in_threadpool(bridge.ingestor.ingest, batch.samples, principal, origin)
+    result = await run_in_threadpool(
+        bridge.ingestor.ingest, batch.samples, principal, origin, batch.events
+    )
     return IngestResponse(
         accepted=result.accepted,
         rejected=[

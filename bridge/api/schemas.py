@@ -51,11 +51,27 @@ class BatchOriginIn(BaseModel):
     )
 
 
+DetailValue = str | int | float | bool | None
+
+
+class AgentEventIn(BaseModel):
+    """An audit event an agent recorded (an SSH command it ran, a refused host key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")
+    outcome: str = Field(pattern=r"^(success|failure)$")
+    asset: str = Field(min_length=1, max_length=200)
+    at: float = Field(strict=True, description="seconds since the Unix epoch")
+    detail: dict[str, DetailValue] = Field(default_factory=dict, max_length=32)
+
+
 class SampleBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     samples: list[SampleIn] = Field(max_length=100_000)
     agent: BatchOriginIn | None = None
+    events: list[AgentEventIn] = Field(default_factory=list, max_length=10_000)
 
 
 class RejectedSample(BaseModel):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,14 +118,45 @@ class SshCollector(Collector):
         self.hosts = hosts
         self.runner = runner
         self.concurrency = concurrency
+        self._assets = {(h.target.host, h.target.port): h.asset for h in hosts}
+        self._events: list[dict[str, Any]] = []
+        self._events_lock = threading.Lock()
+        runner.on_command = self._command_run
+
+    def _record(self, action: str, outcome: str, asset: str, **detail: Any) -> None:
+        event = {
+            "action": action,
+            "outcome": outcome,
+            "asset": asset,
+            "at": time.time(),
+            "detail": detail,
+        }
+        with self._events_lock:
+            self._events.append(event)
+
+    def _command_run(self, event: CommandEvent) -> None:
+        """Every command run over SSH becomes an audit event (host, user, command, exit code)."""
+        _log_command(event)
+        self._record(
+            "ssh.command",
+            "success" if event.exit_code is not None and not event.error else "failure",
+            self._assets.get((event.host, event.port), event.host),
+            host=event.host,
+            port=event.port,
+            user=event.user,
+            command=event.command,
+            exit_code=event.exit_code,
+            timed_out=event.timed_out,
+            error=event.error,
+        )
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        with self._events_lock:
+            events, self._events = self._events, []
+        return events
 
     @classmethod
-    def from_options(
-        cls,
-        name: str,
-        options: Mapping[str, Any],
-        on_command: Callable[[CommandEvent], None] | None = None,
-    ) -> SshCollector:
+    def from_options(cls, name: str, options: Mapping[str, Any]) -> SshCollector:
         options = dict(options or {})
         allowed = {"known_hosts", "user", "key_file", "use_agent", "jump", "concurrency", "hosts"}
         unknown = set(options) - allowed
@@ -161,7 +194,6 @@ class SshCollector(Collector):
                 credentials,
                 user=user,
                 max_parallel=concurrency,
-                on_command=on_command or _log_command,
             )
         except (OSError, ValueError, SshError) as exc:
             raise CollectorConfigError(f"key_file: {exc}") from None
@@ -190,10 +222,27 @@ class SshCollector(Collector):
             except HostKeyMismatch as exc:
                 log.error("%s: %s", host.asset, exc)
                 mismatch, up = 1.0, 0.0
+                self._record(
+                    "ssh.host_key_mismatch",
+                    "failure",
+                    host.asset,
+                    host=exc.host,
+                    port=exc.port,
+                    expected=exc.expected_fp,
+                    presented=exc.got_fp,
+                )
                 continue
             except UnknownHostKey as exc:
                 log.error("%s: %s (record it with: dyzur ssh trust)", host.asset, exc)
                 unknown, up = 1.0, 0.0
+                self._record(
+                    "ssh.host_key_unknown",
+                    "failure",
+                    host.asset,
+                    host=exc.host,
+                    port=exc.port,
+                    presented=exc.fingerprint,
+                )
                 continue
             except (SshUnreachable, SshError) as exc:
                 log.warning("%s: %s", host.asset, exc)
