@@ -163,3 +163,65 @@ def test_options_errors_name_the_field(tmp_path):
         )
     with pytest.raises(CollectorConfigError, match="key_file: a key file, or use_agent"):
         SshCollector.from_options("amms", {"known_hosts": "kh", "hosts": []})
+
+
+def test_the_agent_runs_the_checks_and_the_bridge_records_every_command(tmp_path, sshd):
+    import yaml
+
+    from bridge.store.sqlite import SQLiteStore
+    from tests.conftest import TOKENS, config_data
+    from tests.processes import RunningBridge
+
+    assert trust(tmp_path, sshd, "--yes").returncode == 0
+    data = config_data("sqlite:///var/dyzur.db")
+    data["rule_files"] = ["builtin:amms"]
+    data["assets"].append({"id": "amms-a-prod", "client": "szpital-a", "kind": "amms"})
+    (tmp_path / "dyzur.yaml").write_text(yaml.safe_dump(data))
+    port = free_port()
+    (tmp_path / "agent.token").write_text(TOKENS["agent-a"])
+    options = {
+        "known_hosts": str(tmp_path / "known_hosts"),
+        "key_file": str(sshd.client_key),
+        "hosts": [
+            {
+                "asset": "amms-a-prod",
+                "host": "127.0.0.1",
+                "port": sshd.port,
+                "environment": "prod",
+                "profile": str(profile(tmp_path, sshd, free_port())),
+            }
+        ],
+    }
+    (tmp_path / "agent.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "asset": "srv-a1",
+                "bridge": {"url": f"http://127.0.0.1:{port}", "token_file": "agent.token"},
+                "spool": {"path": "spool.db"},
+                "metrics": {"listen": "off"},
+                "collectors": [{"name": "amms", "kind": "ssh", "options": options}],
+            }
+        )
+    )
+    bridge = RunningBridge(tmp_path / "dyzur.yaml", port)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "agents", "--config", str(tmp_path / "agent.yaml"), "--once"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+    finally:
+        bridge.stop()
+    store = SQLiteStore(tmp_path / "var/dyzur.db")
+    commands = [e for e in store.audit_events() if e.action == "ssh.command"]
+    store.close()
+    assert [(e.actor, e.client, e.asset, e.detail["exit_code"]) for e in commands] == [
+        ("agent:agent-a", "szpital-a", "amms-a-prod", 0),
+        ("agent:agent-a", "szpital-a", "amms-a-prod", 1),
+        ("agent:agent-a", "szpital-a", "amms-a-prod", 0),
+    ]
+    secret = Path(sshd.client_key).read_text().splitlines()[1]  # a line of the private key
+    assert secret not in r.stderr and secret not in bridge.output()
