@@ -24,6 +24,8 @@ from rules.engine import Engine
 from rules.model import AlertState, Transition
 
 log = logging.getLogger(__name__)
+# The ssh collector reports the deployed AMMS version as this metric with a `version` label.
+VERSION_METRIC = "dyzur_amms_version_info"
 
 
 class IncomingSample(Protocol):
@@ -124,6 +126,7 @@ class Ingestor:
         rejected = result.rejected
         good: list[Sample] = []
         append = good.append
+        versions: list[tuple[str, str]] = []
         isfinite = math.isfinite
         for index, s in enumerate(samples):
             value = s.value
@@ -150,11 +153,14 @@ class Ingestor:
                 rejected.append(Rejection(index, "future_timestamp", "timestamp is in the future"))
                 continue
             append(Sample(s.metric, s.labels, value, ts))
+            if s.metric == VERSION_METRIC:
+                versions.append((asset_id, s.labels.get("version", "")))
         result.accepted = len(good)
         with self._lock:
             if origin is not None and not self._claim(origin, samples):
                 return IngestResult(duplicate=True)
             self._audit_events(events, principal, scope)
+            self._record_versions(versions)
             before = self.engine.evaluations
             transitions = self.engine.evaluate(good, now)
             self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
@@ -163,6 +169,24 @@ class Ingestor:
         for r in rejected:
             self.metrics.samples_rejected.labels(r.reason).inc()
         return result
+
+    def _record_versions(self, versions: list[tuple[str, str]]) -> None:
+        """The deployed AMMS version is kept on the asset, so update plans know what runs where;
+        a change of version is an audit event."""
+        store = self.lifecycle.store
+        for asset, version in versions:
+            if version and store.set_asset_fact(asset, "amms_version", version, self.clock.now()):
+                store.append_audit(
+                    AuditEvent(
+                        self.clock.now(),
+                        "dyzur",
+                        "asset.version_seen",
+                        "success",
+                        self.assets[asset].client,
+                        asset,
+                        {"amms_version": version},
+                    )
+                )
 
     def _audit_events(
         self, events: Sequence[IncomingEvent], principal: Principal, scope: str | None

@@ -346,3 +346,27 @@ def test_an_agents_audit_events_join_the_trail_once(api, bridge):
     bad = {**numbered(2, 0.5), "events": [{**event, "action": "Drop Table"}]}
     r = api.post("/api/v1/samples", json=bad, headers=auth("agent-a"))
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.0.action"
+
+
+def test_the_deployed_amms_version_is_kept_on_the_asset(api, bridge):
+    def version(v: str) -> dict:
+        return {
+            "metric": "dyzur_amms_version_info",
+            "labels": {"asset": "srv-a1", "environment": "prod", "version": v},
+            "value": 1.0,
+        }
+
+    for v in ("7.3.1", "7.3.1", "7.4.0"):
+        assert push(api, [version(v)]).status_code == 200
+    assets = {a["id"]: a for a in api.get("/api/v1/assets", headers=auth("engineer")).json()}
+    assert assets["srv-a1"]["amms_version"] == "7.4.0"
+    assert assets["srv-b1"]["amms_version"] is None
+    seen = [
+        e.detail["amms_version"]
+        for e in bridge.store.audit_events()
+        if e.action == "asset.version_seen"
+    ]
+    assert seen == ["7.3.1", "7.4.0"]  # a change, not every report
+    mine = api.get("/api/v1/assets", headers=auth("client-b")).json()
+    assert {a["client"] for a in mine} == {"klinika-b"}
+    assert api.get("/api/v1/assets", headers=auth("agent")).status_code == 403

@@ -160,3 +160,10 @@ def test_agent_batches_are_claimed_once_in_order(store):
     assert (ag1.duplicates, ag1.gaps, ag1.dropped_reported) == (2, 2, 300)
     assert ag1.first_seen == at and ag1.last_seen == at + timedelta(minutes=1)
     assert (ag2.agent_id, ag2.asset, ag2.batches) == ("ag2", "srv-b1", 1)
+
+
+def test_asset_facts_keep_the_latest_value_and_say_when_it_changed(store):
+    assert store.set_asset_fact("amms-1", "amms_version", "7.3.1", START)
+    assert not store.set_asset_fact("amms-1", "amms_version", "7.3.1", START)
+    assert store.set_asset_fact("amms-1", "amms_version", "7.4.0", START)
+    assert store.asset_facts() == {"amms-1": {"amms_version": "7.4.0"}}

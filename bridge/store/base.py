@@ -140,3 +140,11 @@ class Store(ABC):
     @abstractmethod
     def tickets_opened_between(self, client: str, start: datetime, end: datetime) -> list[Ticket]:
         """A client's tickets opened in [start, end), oldest first (for reports)."""
+
+    @abstractmethod
+    def set_asset_fact(self, asset: str, key: str, value: str, at: datetime) -> bool:
+        """Keep the latest value of a fact about an asset; True when it changed."""
+
+    @abstractmethod
+    def asset_facts(self) -> dict[str, dict[str, str]]:
+        """asset -> {key: value}."""

@@ -97,6 +97,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_by_client ON audit_events(client, id);
     -- How far each SIEM destination got, and what its full queue cost while it was away.
+    -- What dyzur learnt about an asset (e.g. the deployed AMMS version), latest value per key.
+    CREATE TABLE asset_facts (
+        asset      TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (asset, key)
+    );
     CREATE TABLE siem_cursors (
         destination TEXT PRIMARY KEY,
         last_id     INTEGER NOT NULL,
@@ -549,3 +557,25 @@ class SQLiteStore(Store):
             .fetchall()
         )
         return [_row_to_ticket(r) for r in rows]
+
+    # --- asset facts -------------------------------------------------------------------------
+
+    def set_asset_fact(self, asset: str, key: str, value: str, at: datetime) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT value FROM asset_facts WHERE asset = ? AND key = ?", (asset, key)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO asset_facts VALUES (?, ?, ?, ?) ON CONFLICT(asset, key) "
+                "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (asset, key, value, at.timestamp()),
+            )
+            return row is None or row[0] != value
+
+    def asset_facts(self) -> dict[str, dict[str, str]]:
+        facts: dict[str, dict[str, str]] = {}
+        for asset, key, value in self._conn().execute(
+            "SELECT asset, key, value FROM asset_facts ORDER BY asset, key"
+        ):
+            facts.setdefault(asset, {})[key] = value
+        return facts
