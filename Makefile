@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_sla.py
 	$(BIN)/python benchmarks/bench_siem.py
 	$(BIN)/python benchmarks/bench_snmp.py
+	$(BIN)/python benchmarks/bench_ssh.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
