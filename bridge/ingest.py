@@ -79,6 +79,7 @@ class Ingestor:
     ) -> None:
         self.engine = engine
         self.lifecycle = lifecycle
+        self.store = lifecycle.store
         self.assets = assets
         self.clock = clock
         self.metrics = metrics
@@ -173,12 +174,12 @@ class Ingestor:
     def _record_versions(self, versions: list[tuple[str, str]]) -> None:
         """The deployed AMMS version is kept on the asset, so update plans know what runs where;
         a change of version is an audit event."""
-        store = self.lifecycle.store
+        now = self.clock.now()
         for asset, version in versions:
-            if version and store.set_asset_fact(asset, "amms_version", version, self.clock.now()):
-                store.append_audit(
+            if version and self.store.set_asset_fact(asset, "amms_version", version, now):
+                self.store.append_audit(
                     AuditEvent(
-                        self.clock.now(),
+                        now,
                         "dyzur",
                         "asset.version_seen",
                         "success",
@@ -200,7 +201,7 @@ class Ingestor:
                     "agent %s sent an audit event for %r, not its own", principal.name, e.asset
                 )
                 continue
-            self.lifecycle.store.append_audit(
+            self.store.append_audit(
                 AuditEvent(
                     to_datetime(e.at),
                     f"agent:{principal.name}",
@@ -214,7 +215,7 @@ class Ingestor:
 
     def _claim(self, origin: BatchOrigin, samples: Sequence[IncomingSample]) -> bool:
         asset = samples[0].labels.get("asset", "") if samples else ""
-        claimed = self.lifecycle.store.record_batch(
+        claimed = self.store.record_batch(
             origin.agent_id, asset, origin.seq, len(samples), origin.dropped, self.clock.now()
         )
         self.metrics.agent_batches.labels("accepted" if claimed else "duplicate").inc()

@@ -31,7 +31,6 @@ from collectors.ssh.runner import (
     SshError,
     SshRunner,
     SshTarget,
-    SshUnreachable,
     UnknownHostKey,
 )
 
@@ -244,7 +243,7 @@ class SshCollector(Collector):
                     presented=exc.fingerprint,
                 )
                 continue
-            except (SshUnreachable, SshError) as exc:
+            except SshError as exc:  # unreachable, authentication refused, ...
                 log.warning("%s: %s", host.asset, exc)
                 up = 0.0
                 continue
