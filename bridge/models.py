@@ -102,6 +102,15 @@ class Client(_Strict):
     contract: Contract = Contract()
 
 
+class SshAddress(_Strict):
+    """Where dyzur reaches an asset over SSH to run an update plan's runbook."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(22, ge=1, le=65535)
+    # Default: ssh.user of the bridge's config.
+    user: str | None = Field(None, min_length=1, max_length=64)
+
+
 class Asset(_Strict):
     """Something watched; belongs to one client."""
 
@@ -113,6 +122,8 @@ class Asset(_Strict):
     name: str | None = None
     # Whether the asset pushes samples itself; only such assets can go "silent".
     reports: bool = True
+    # For update plans: how the bridge reaches it over SSH (AMMS hosts).
+    ssh: SshAddress | None = None
 
 
 @dataclass(slots=True)
@@ -210,3 +221,151 @@ class AuditEvent:
 def ticket_number(year: int, sequence: int) -> str:
     """Human-readable, stable ticket number, e.g. DZ-2026-000123."""
     return f"DZ-{year}-{sequence:06d}"
+
+
+@dataclass(slots=True)
+class MaintenanceWindow:
+    """An okno serwisowe: while one of its occurrences runs, alerts of the covered assets open
+    no tickets. ``start``/``end`` are the first occurrence; ``rrule`` (RFC 5545, without
+    DTSTART) repeats it at the same Europe/Warsaw wall-clock times."""
+
+    id: str
+    client: str
+    start: datetime
+    end: datetime
+    reason: str
+    # The covered assets: listed, or chosen by a selector such as {"environment": "test"}.
+    assets: list[str] = field(default_factory=list)
+    selector: dict[str, str] = field(default_factory=dict)
+    rrule: str | None = None
+    ticket: str | None = None  # a linked ticket, if the engineer gave one
+    plan: str | None = None  # the update plan whose stage this window is
+    created_by: str = "dyzur"
+    created_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = None
+
+
+class SuppressedState(StrEnum):
+    FIRING = "firing"  # still firing: its ticket opens when the window ends
+    RECOVERED = "recovered"  # fired and recovered inside the window: only logged
+    RELEASED = "released"  # still firing when the window ended: its ticket was opened
+
+
+@dataclass(slots=True)
+class SuppressedAlert:
+    """An alert that fired while its asset was in a maintenance window, recorded against it."""
+
+    fingerprint: str
+    window: str
+    client: str
+    asset: str
+    rule: str
+    category: Category
+    labels: dict[str, str]
+    value: float | None
+    fired_at: datetime
+    until: datetime  # end of the window occurrence: the ticket opens then if still firing
+    state: SuppressedState = SuppressedState.FIRING
+    recovered_at: datetime | None = None
+    ticket: str | None = None  # the ticket opened when the window ended
+    id: int | None = None
+
+
+class StageState(StrEnum):
+    PLANNED = "planned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NOT_RUN = "not_run"  # production after a failed or unapproved test stage, or a missed window
+
+
+class GateState(StrEnum):
+    """Whether production may follow the test stage."""
+
+    WAITING = "waiting"  # the test stage has not passed its runbook yet
+    SOAKING = "soaking"  # runbook passed; watching the test assets for alerts until soak_until
+    HELD = "held"  # an engineer stopped it; only an approval lets production run
+    PASSED = "passed"  # post-checks OK and the soak quiet, or approved by an engineer
+    FAILED = "failed"  # the test stage failed or an alert fired during the soak
+    NOT_REQUIRED = "not_required"  # a client without a test environment (explicit flag)
+
+
+class PlanStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"  # the production window passed without production running
+
+
+Phase = Literal["pre_check", "update", "post_check"]
+PHASES: tuple[Phase, ...] = ("pre_check", "update", "post_check")
+
+
+@dataclass(frozen=True, slots=True)
+class RunbookStep:
+    """One command of a runbook; ``{version}``, ``{asset}`` and ``{environment}`` are filled in."""
+
+    phase: Phase
+    command: str
+    timeout: float = 600.0
+
+
+@dataclass(slots=True)
+class UpdateStage:
+    environment: Environment
+    window: str  # the maintenance window the stage runs in
+    start: datetime
+    end: datetime
+    assets: list[str]
+    state: StageState = StageState.PLANNED
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    failure: str | None = None
+    failure_ticket: str | None = None
+
+
+@dataclass(slots=True)
+class UpdatePlan:
+    """An AMMS update for one client: the test stage first, production only after its gate."""
+
+    id: str
+    client: str
+    target_version: str
+    runbook: list[RunbookStep]
+    stages: list[UpdateStage]  # test then prod, or prod alone (without_test_stage)
+    soak: float  # seconds the test assets must stay quiet after the test stage
+    ticket: str  # the aktualizacja ticket of the plan
+    created_by: str
+    created_at: datetime
+    without_test_stage: bool = False
+    status: PlanStatus = PlanStatus.ACTIVE
+    gate: GateState = GateState.WAITING
+    gate_by: str | None = None
+    gate_at: datetime | None = None
+    gate_reason: str | None = None
+    soak_until: datetime | None = None
+
+    def stage(self, environment: str) -> UpdateStage | None:
+        return next((s for s in self.stages if s.environment == environment), None)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """What one runbook command did on one asset (kept for the plan and its tickets)."""
+
+    plan: str
+    environment: str
+    asset: str
+    phase: str
+    command: str
+    exit_code: int | None  # None: it never ran (no connection, refused host key)
+    output: str  # the tail of stdout and stderr
+    digest: str  # sha256 of the whole output
+    started_at: datetime
+    duration: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.error is None

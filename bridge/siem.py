@@ -154,7 +154,7 @@ class DestinationWorker:
     def step(self) -> bool:
         """One round of work; True when there may be more to do at once."""
         d, store = self.destination, self.store
-        if not store.siem_lease(d.name, self.owner, self.clock.time(), LEASE_SECONDS):
+        if not store.lease(f"siem:{d.name}", self.owner, self.clock.time(), LEASE_SECONDS):
             return False  # another bridge worker forwards this destination
         self._confirm()
         backlog = store.audit_backlog(self.committed, d.clients)

@@ -16,9 +16,15 @@ from bridge.models import (
     AgentStream,
     AuditEvent,
     Category,
+    MaintenanceWindow,
+    PlanStatus,
+    StepRecord,
+    SuppressedAlert,
+    SuppressedState,
     Ticket,
     TicketStatus,
     TimelineEntry,
+    UpdatePlan,
 )
 
 
@@ -129,11 +135,6 @@ class Store(ABC):
     def set_siem_cursor(self, destination: str, last_id: int, dropped: int) -> None: ...
 
     @abstractmethod
-    def siem_lease(self, destination: str, owner: str, now: float, seconds: float) -> bool:
-        """Take or extend the right to forward to a SIEM, so that of several bridge workers
-        only one sends each destination's events. True while ``owner`` holds it."""
-
-    @abstractmethod
     def sla_counts(self) -> dict[tuple[str, str, str], int]:
         """Open tickets at risk or breached: (client, category, sla_state) -> count."""
 
@@ -148,3 +149,58 @@ class Store(ABC):
     @abstractmethod
     def asset_facts(self) -> dict[str, dict[str, str]]:
         """asset -> {key: value}."""
+
+    @abstractmethod
+    def next_sequence(self, name: str) -> int:
+        """The next number of a named counter (window and plan ids): 1, 2, 3, ... never reused."""
+
+    @abstractmethod
+    def lease(self, name: str, owner: str, now: float, seconds: float) -> bool:
+        """Take or extend the right to do one job (forward to a SIEM, run an update plan), so
+        that of several bridge workers only one does it. True while ``owner`` holds it."""
+
+    @abstractmethod
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+    @abstractmethod
+    def save_window(self, window: MaintenanceWindow) -> None:
+        """Insert or replace a maintenance window (windows are cancelled, never deleted)."""
+
+    @abstractmethod
+    def windows(self, client: str | None = None) -> list[MaintenanceWindow]:
+        """Every window (of one client, if given), by start."""
+
+    @abstractmethod
+    def save_suppressed(self, alert: SuppressedAlert) -> SuppressedAlert:
+        """Insert (setting ``id``) or update an alert recorded against a window."""
+
+    @abstractmethod
+    def suppressed_alerts(
+        self,
+        *,
+        fingerprint: str | None = None,
+        window: str | None = None,
+        state: SuppressedState | None = None,
+        until_before: datetime | None = None,
+    ) -> list[SuppressedAlert]:
+        """Alerts recorded against windows, oldest first, filtered by what is given."""
+
+    @abstractmethod
+    def save_plan(self, plan: UpdatePlan) -> None: ...
+
+    @abstractmethod
+    def get_plan(self, plan_id: str) -> UpdatePlan | None: ...
+
+    @abstractmethod
+    def plans(
+        self, client: str | None = None, status: PlanStatus | None = None
+    ) -> list[UpdatePlan]:
+        """Update plans by id, filtered by what is given."""
+
+    @abstractmethod
+    def append_step(self, step: StepRecord) -> None:
+        """Keep what one runbook command did."""
+
+    @abstractmethod
+    def steps(self, plan: str) -> list[StepRecord]:
+        """A plan's runbook steps in the order they ran."""

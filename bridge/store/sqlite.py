@@ -16,12 +16,19 @@ from bridge.models import (
     AgentStream,
     AuditEvent,
     Category,
+    MaintenanceWindow,
+    PlanStatus,
     SlaState,
+    StepRecord,
+    SuppressedAlert,
+    SuppressedState,
     Ticket,
     TicketStatus,
     TimelineEntry,
+    UpdatePlan,
 )
 from bridge.store.base import Store, StoreError, TicketFilter
+from bridge.store.codec import plan_from_json, plan_to_json
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
 # Statements are split on ";", so none may appear inside a statement or a comment.
@@ -112,6 +119,78 @@ MIGRATIONS: tuple[str, ...] = (
         lease_owner TEXT NOT NULL DEFAULT '',
         lease_until REAL NOT NULL DEFAULT 0
     );
+    """,
+    """
+    -- SIEM forwarding now takes its lease from the general leases table.
+    ALTER TABLE siem_cursors DROP COLUMN lease_owner;
+    ALTER TABLE siem_cursors DROP COLUMN lease_until;
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        last INTEGER NOT NULL
+    );
+    CREATE TABLE leases (
+        name  TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    CREATE TABLE windows (
+        id           TEXT PRIMARY KEY,
+        client       TEXT NOT NULL,
+        start_at     REAL NOT NULL,
+        end_at       REAL NOT NULL,
+        reason       TEXT NOT NULL,
+        assets       TEXT NOT NULL,
+        selector     TEXT NOT NULL,
+        rrule        TEXT,
+        ticket       TEXT,
+        plan         TEXT,
+        created_by   TEXT NOT NULL,
+        created_at   REAL,
+        cancelled_at REAL,
+        cancelled_by TEXT
+    );
+    CREATE INDEX windows_by_client ON windows(client, start_at);
+    CREATE TABLE suppressed_alerts (
+        id           INTEGER PRIMARY KEY,
+        fingerprint  TEXT NOT NULL,
+        window_id    TEXT NOT NULL,
+        client       TEXT NOT NULL,
+        asset        TEXT NOT NULL,
+        rule         TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        labels       TEXT NOT NULL,
+        value        REAL,
+        fired_at     REAL NOT NULL,
+        until        REAL NOT NULL,
+        state        TEXT NOT NULL,
+        recovered_at REAL,
+        ticket       TEXT
+    );
+    -- One firing record per alert, like one open ticket per alert.
+    CREATE UNIQUE INDEX suppressed_one_firing ON suppressed_alerts(fingerprint)
+        WHERE state = 'firing';
+    CREATE INDEX suppressed_by_window ON suppressed_alerts(window_id, id);
+    CREATE TABLE update_plans (
+        id     TEXT PRIMARY KEY,
+        client TEXT NOT NULL,
+        status TEXT NOT NULL,
+        data   TEXT NOT NULL
+    );
+    CREATE TABLE update_steps (
+        id          INTEGER PRIMARY KEY,
+        plan        TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        asset       TEXT NOT NULL,
+        phase       TEXT NOT NULL,
+        command     TEXT NOT NULL,
+        exit_code   INTEGER,
+        output      TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        duration    REAL NOT NULL,
+        error       TEXT
+    );
+    CREATE INDEX update_steps_by_plan ON update_steps(plan, id);
     """,
 )
 
@@ -518,22 +597,6 @@ class SQLiteStore(Store):
                 (destination, last_id, dropped),
             )
 
-    def siem_lease(self, destination: str, owner: str, now: float, seconds: float) -> bool:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO siem_cursors(destination, last_id, dropped) "
-                "VALUES (?, 0, 0)",
-                (destination,),
-            )
-            return (
-                conn.execute(
-                    "UPDATE siem_cursors SET lease_owner = ?, lease_until = ? "
-                    "WHERE destination = ? AND (lease_owner = ? OR lease_until < ?)",
-                    (owner, now + seconds, destination, owner, now),
-                ).rowcount
-                == 1
-            )
-
     def sla_counts(self) -> dict[tuple[str, str, str], int]:
         rows = (
             self._conn()
@@ -579,3 +642,231 @@ class SQLiteStore(Store):
         ):
             facts.setdefault(asset, {})[key] = value
         return facts
+
+    # --- counters and leases ------------------------------------------------------------------
+
+    def next_sequence(self, name: str) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                "INSERT INTO counters(name, last) VALUES (?, 1) "
+                "ON CONFLICT(name) DO UPDATE SET last = last + 1 RETURNING last",
+                (name,),
+            ).fetchone()[0]
+
+    def lease(self, name: str, owner: str, now: float, seconds: float) -> bool:
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    "INSERT INTO leases(name, owner, until) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                    "WHERE leases.owner = excluded.owner OR leases.until < ?",
+                    (name, owner, now + seconds, now),
+                ).rowcount
+                == 1
+            )
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    # --- maintenance windows -----------------------------------------------------------------
+
+    _WINDOW_COLUMNS = (
+        "id, client, start_at, end_at, reason, assets, selector, rrule, ticket, plan, created_by, "
+        "created_at, cancelled_at, cancelled_by"
+    )
+
+    def save_window(self, window: MaintenanceWindow) -> None:
+        w = window
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO windows({self._WINDOW_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    w.id,
+                    w.client,
+                    w.start.timestamp(),
+                    w.end.timestamp(),
+                    w.reason,
+                    json.dumps(w.assets),
+                    json.dumps(w.selector, sort_keys=True),
+                    w.rrule,
+                    w.ticket,
+                    w.plan,
+                    w.created_by,
+                    _epoch(w.created_at),
+                    _epoch(w.cancelled_at),
+                    w.cancelled_by,
+                ),
+            )
+
+    def windows(self, client: str | None = None) -> list[MaintenanceWindow]:
+        sql = f"SELECT {self._WINDOW_COLUMNS} FROM windows"
+        params: tuple = ()
+        if client is not None:
+            sql, params = sql + " WHERE client = ?", (client,)
+        rows = self._conn().execute(sql + " ORDER BY start_at, id", params).fetchall()
+        return [
+            MaintenanceWindow(
+                id=r["id"],
+                client=r["client"],
+                start=to_datetime(r["start_at"]),
+                end=to_datetime(r["end_at"]),
+                reason=r["reason"],
+                assets=json.loads(r["assets"]),
+                selector=json.loads(r["selector"]),
+                rrule=r["rrule"],
+                ticket=r["ticket"],
+                plan=r["plan"],
+                created_by=r["created_by"],
+                created_at=_dt(r["created_at"]),
+                cancelled_at=_dt(r["cancelled_at"]),
+                cancelled_by=r["cancelled_by"],
+            )
+            for r in rows
+        ]
+
+    def save_suppressed(self, alert: SuppressedAlert) -> SuppressedAlert:
+        a = alert
+        values = (
+            a.fingerprint,
+            a.window,
+            a.client,
+            a.asset,
+            a.rule,
+            a.category.value,
+            json.dumps(a.labels, sort_keys=True),
+            a.value if a.value is None or a.value == a.value else None,
+            a.fired_at.timestamp(),
+            a.until.timestamp(),
+            a.state.value,
+            _epoch(a.recovered_at),
+            a.ticket,
+        )
+        columns = (
+            "fingerprint, window_id, client, asset, rule, category, labels, value, fired_at, "
+            "until, state, recovered_at, ticket"
+        )
+        with self._write() as conn:
+            if a.id is None:
+                a.id = conn.execute(
+                    f"INSERT INTO suppressed_alerts({columns}) VALUES ({', '.join('?' * 13)})",
+                    values,
+                ).lastrowid
+            else:
+                assignments = ", ".join(f"{c.strip()} = ?" for c in columns.split(","))
+                conn.execute(
+                    f"UPDATE suppressed_alerts SET {assignments} WHERE id = ?", (*values, a.id)
+                )
+        return a
+
+    def suppressed_alerts(
+        self,
+        *,
+        fingerprint: str | None = None,
+        window: str | None = None,
+        state: SuppressedState | None = None,
+        until_before: datetime | None = None,
+    ) -> list[SuppressedAlert]:
+        where, params = [], []
+        for column, value in (
+            ("fingerprint", fingerprint),
+            ("window_id", window),
+            ("state", state),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        if until_before is not None:
+            where.append("until <= ?")
+            params.append(until_before.timestamp())
+        sql = "SELECT * FROM suppressed_alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn().execute(sql + " ORDER BY id", params).fetchall()
+        return [
+            SuppressedAlert(
+                fingerprint=r["fingerprint"],
+                window=r["window_id"],
+                client=r["client"],
+                asset=r["asset"],
+                rule=r["rule"],
+                category=Category(r["category"]),
+                labels=json.loads(r["labels"]),
+                value=r["value"],
+                fired_at=to_datetime(r["fired_at"]),
+                until=to_datetime(r["until"]),
+                state=SuppressedState(r["state"]),
+                recovered_at=_dt(r["recovered_at"]),
+                ticket=r["ticket"],
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    # --- update plans ------------------------------------------------------------------------
+
+    def save_plan(self, plan: UpdatePlan) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO update_plans(id, client, status, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, data = excluded.data",
+                (plan.id, plan.client, plan.status.value, plan_to_json(plan)),
+            )
+
+    def get_plan(self, plan_id: str) -> UpdatePlan | None:
+        row = (
+            self._conn()
+            .execute("SELECT data FROM update_plans WHERE id = ?", (plan_id,))
+            .fetchone()
+        )
+        return None if row is None else plan_from_json(row[0])
+
+    def plans(
+        self, client: str | None = None, status: PlanStatus | None = None
+    ) -> list[UpdatePlan]:
+        where, params = [], []
+        for column, value in (("client", client), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        sql = "SELECT data FROM update_plans"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn().execute(sql + " ORDER BY id", params).fetchall()
+        return [plan_from_json(r[0]) for r in rows]
+
+    def append_step(self, step: StepRecord) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO update_steps(plan, environment, asset, phase, command, exit_code, "
+                "output, digest, started_at, duration, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    step.plan,
+                    step.environment,
+                    step.asset,
+                    step.phase,
+                    step.command,
+                    step.exit_code,
+                    step.output,
+                    step.digest,
+                    step.started_at.timestamp(),
+                    step.duration,
+                    step.error,
+                ),
+            )
+
+    def steps(self, plan: str) -> list[StepRecord]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT plan, environment, asset, phase, command, exit_code, output, digest, "
+                "started_at, duration, error FROM update_steps WHERE plan = ? ORDER BY id",
+                (plan,),
+            )
+            .fetchall()
+        )
+        return [
+            StepRecord(**{**dict(r), "started_at": to_datetime(r["started_at"])}) for r in rows
+        ]
