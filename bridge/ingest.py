@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from bridge.auth import Principal, Role
 from bridge.clock import Clock, to_datetime
-from bridge.lifecycle import Change, LifecycleError, TicketLifecycle
+from bridge.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
 from bridge.metrics import BridgeMetrics
 from bridge.models import Asset, AuditEvent
 from collectors import Sample
@@ -222,9 +222,14 @@ class Ingestor:
         return claimed
 
     def tick(self) -> list[Change]:
-        """Time-driven work: absence rules, and transitions waiting for a retry."""
+        """Time-driven work: absence rules, transitions waiting for a retry, and alerts still
+        firing when their maintenance window ended."""
         with self._lock:
-            return self._apply(self.engine.tick(self.clock.time()))
+            changes = self._apply(self.engine.tick(self.clock.time()))
+            for change in self.lifecycle.release_windows(self.engine.rules):
+                self._count(change)
+                changes.append(change)
+            return changes
 
     def _apply(self, transitions: Sequence[Transition]) -> list[Change]:
         """Apply transitions in order; on a store failure keep the rest queued, in order."""
@@ -251,12 +256,17 @@ class Ingestor:
             if self._failing:
                 log.warning("alert transitions are being applied again")
                 self._failing = False
-            if change is not None:
+            if isinstance(change, Suppression):
+                self.metrics.alerts_in_windows.labels(change.action).inc()
+            elif change is not None:
                 changes.append(change)
-                self.metrics.ticket_changes.labels(change.action).inc()
-                if change.action == "opened":
-                    self.metrics.tickets_opened.labels(change.ticket.category.value).inc()
+                self._count(change)
         return changes
+
+    def _count(self, change: Change) -> None:
+        self.metrics.ticket_changes.labels(change.action).inc()
+        if change.action == "opened":
+            self.metrics.tickets_opened.labels(change.ticket.category.value).inc()
 
     def alert_counts(self) -> dict[AlertState, int]:
         with self._lock:

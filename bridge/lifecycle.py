@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from bridge.clock import WARSAW, Clock, local_iso, local_time
 from bridge.models import (
@@ -20,6 +21,8 @@ from bridge.models import (
     Client,
     Contract,
     SlaState,
+    SuppressedAlert,
+    SuppressedState,
     Ticket,
     TicketStatus,
     TimelineEntry,
@@ -28,6 +31,7 @@ from bridge.models import (
 from bridge.sla import ServiceCalendar, reaction_time
 from bridge.store import Store
 from bridge.texts import category_name, format_value, timeline_text
+from bridge.windows import Muting
 from rules.model import Alert, AlertState, Rule, Transition
 from rules.templates import render
 
@@ -50,6 +54,20 @@ class Change:
     action: str  # opened, refired, reopened, escalated, recovered, resolved
 
 
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """What the lifecycle did with an alert of an asset in a maintenance window: no ticket."""
+
+    alert: SuppressedAlert
+    action: str  # suppressed (recorded against the window), recovered (inside the window)
+
+
+class Muter(Protocol):
+    """Whatever mutes alerts answers one question, and knows nothing of tickets."""
+
+    def muting(self, asset: str, at: datetime) -> Muting | None: ...
+
+
 class TicketLifecycle:
     def __init__(
         self,
@@ -67,6 +85,8 @@ class TicketLifecycle:
         self.reopen_period = timedelta(seconds=reopen_period)
         self.at_risk_share = at_risk_share
         self._calendars: dict[str, ServiceCalendar] = {}
+        # Maintenance windows; set by the bridge (None: nothing is ever muted).
+        self.muter: Muter | None = None
 
     # --- the record of a change: ticket, timeline and audit event in one transaction ------
 
@@ -127,7 +147,7 @@ class TicketLifecycle:
 
     # --- alerts -> tickets -----------------------------------------------------------------
 
-    def apply(self, transition: Transition, rule: Rule) -> Change | None:
+    def apply(self, transition: Transition, rule: Rule) -> Change | Suppression | None:
         """Act on one engine transition; returns what changed, or None when nothing did."""
         if transition.state is AlertState.FIRING:
             return self._on_firing(transition, rule)
@@ -141,78 +161,202 @@ class TicketLifecycle:
             raise LifecycleError(f"alert {alert.rule} names unknown asset {alert.asset!r}")
         return self.clients[asset.client]
 
-    def _on_firing(self, transition: Transition, rule: Rule) -> Change:
+    def _on_firing(self, transition: Transition, rule: Rule) -> Change | Suppression:
         alert = transition.alert
+        with self.store.alert_lock(alert.fingerprint):
+            return self._fire(alert, rule, transition.escalated, self.clock.now())
+
+    def _fire(
+        self, alert: Alert, rule: Rule, escalated: bool, now: datetime
+    ) -> Change | Suppression:
+        """Inside the alert's lock: refire or escalate its open ticket; else, if its asset is
+        in a maintenance window, record it against the window; else reopen or open a ticket."""
         client = self._client_of(alert)
         lang = client.contract.language
         category = Category(alert.category)
-        now = self.clock.now()
         value = format_value(alert.value)
-        with self.store.alert_lock(alert.fingerprint):
-            latest = self.store.latest_ticket_for_alert(alert.fingerprint)
-            if latest is not None and latest.is_open:
-                latest.fire_count += 0 if transition.escalated else 1
-                latest.last_value = alert.value
-                latest.updated_at = now
-                if category.severity > latest.category.severity:
-                    old = latest.category
-                    latest.category = category
-                    self._start_clock(latest, now)
-                    text = timeline_text(
-                        lang,
-                        "escalated",
-                        old=category_name(lang, old),
-                        new=category_name(lang, category),
-                        value=value,
-                    )
-                    return self._record(latest, "escalated", text, now)
-                text = timeline_text(lang, "refired", count=latest.fire_count, value=value)
-                return self._record(latest, "refired", text, now)
-            if (
-                latest is not None
-                and latest.resolved_at is not None
-                and now - latest.resolved_at <= self.reopen_period
-            ):
-                latest.status = TicketStatus.OPEN
-                latest.resolved_at = None
-                latest.fire_count += 1
-                latest.last_value = alert.value
-                latest.updated_at = now
-                if category.severity > latest.category.severity:
-                    latest.category = category
-                    self._start_clock(latest, now)
-                text = timeline_text(lang, "reopened", value=value)
-                return self._record(latest, "reopened", text, now)
+        latest = self.store.latest_ticket_for_alert(alert.fingerprint)
+        if latest is not None and latest.is_open:
+            latest.fire_count += 0 if escalated else 1
+            latest.last_value = alert.value
+            latest.updated_at = now
+            if category.severity > latest.category.severity:
+                old = latest.category
+                latest.category = category
+                self._start_clock(latest, now)
+                text = timeline_text(
+                    lang,
+                    "escalated",
+                    old=category_name(lang, old),
+                    new=category_name(lang, category),
+                    value=value,
+                )
+                return self._record(latest, "escalated", text, now)
+            text = timeline_text(lang, "refired", count=latest.fire_count, value=value)
+            return self._record(latest, "refired", text, now)
+        muting = self.muter.muting(alert.asset or "", now) if self.muter is not None else None
+        if muting is not None:
+            return self._suppress(alert, client, category, muting, now)
+        if (
+            latest is not None
+            and latest.resolved_at is not None
+            and now - latest.resolved_at <= self.reopen_period
+        ):
+            latest.status = TicketStatus.OPEN
+            latest.resolved_at = None
+            latest.fire_count += 1
+            latest.last_value = alert.value
+            latest.updated_at = now
+            if category.severity > latest.category.severity:
+                latest.category = category
+                self._start_clock(latest, now)
+            text = timeline_text(lang, "reopened", value=value)
+            change = self._record(latest, "reopened", text, now)
+        else:
             title, description = render(rule, alert, lang)
-            year = now.astimezone(WARSAW).year  # numbers follow the hospitals' calendar
-            ticket = Ticket(
-                number=ticket_number(year, self.store.next_ticket_sequence(year)),
-                client=client.id,
-                asset=alert.asset or "",
-                rule=alert.rule,
-                fingerprint=alert.fingerprint,
-                category=category,
-                status=TicketStatus.OPEN,
-                title=title,
-                description=description,
-                opened_at=now,
-                updated_at=now,
-                labels=dict(alert.labels),
-                last_value=alert.value,
+            ticket = self._new_ticket(
+                client.id, alert.asset or "", alert.rule, alert.fingerprint, category, now
             )
+            ticket.title, ticket.description = title, description
+            ticket.labels = dict(alert.labels)
+            ticket.last_value = alert.value
             self._start_clock(ticket, now)
             text = timeline_text(lang, "opened", rule=rule.name, value=value)
             if ticket.reaction_due is not None:
                 text += " " + timeline_text(lang, "due", due=local_time(ticket.reaction_due))
-            return self._record(ticket, "opened", text, now, new=True)
+            change = self._record(ticket, "opened", text, now, new=True)
+        self._release_suppressed(change.ticket, lang, now)
+        return change
 
-    def _on_recovered(self, transition: Transition, rule: Rule) -> Change | None:
+    def _new_ticket(
+        self, client: str, asset: str, rule: str, fingerprint: str, category: Category, now
+    ) -> Ticket:
+        year = now.astimezone(WARSAW).year  # numbers follow the hospitals' calendar
+        return Ticket(
+            number=ticket_number(year, self.store.next_ticket_sequence(year)),
+            client=client,
+            asset=asset,
+            rule=rule,
+            fingerprint=fingerprint,
+            category=category,
+            status=TicketStatus.OPEN,
+            title="",
+            description="",
+            opened_at=now,
+            updated_at=now,
+        )
+
+    # --- maintenance windows ---------------------------------------------------------------
+
+    def _suppress(
+        self, alert: Alert, client: Client, category: Category, muting: Muting, now: datetime
+    ) -> Suppression:
+        """Record the alert against the window instead of opening a ticket."""
+        found = self.store.suppressed_alerts(
+            fingerprint=alert.fingerprint, state=SuppressedState.FIRING
+        )
+        if found:  # escalated, or fired again, while still muted
+            record = found[0]
+            if category.severity > record.category.severity:
+                record.category = category
+            record.value = alert.value
+            record.window, record.until = muting.window, muting.until
+            self.store.save_suppressed(record)
+            return Suppression(record, "suppressed")
+        record = self.store.save_suppressed(
+            SuppressedAlert(
+                fingerprint=alert.fingerprint,
+                window=muting.window,
+                client=client.id,
+                asset=alert.asset or "",
+                rule=alert.rule,
+                category=category,
+                labels=dict(alert.labels),
+                value=alert.value,
+                fired_at=now,
+                until=muting.until,
+            )
+        )
+        self._audit_suppressed("window.alert_suppressed", record, now)
+        return Suppression(record, "suppressed")
+
+    def _audit_suppressed(self, action: str, record: SuppressedAlert, now: datetime) -> None:
+        detail = {
+            "window": record.window,
+            "rule": record.rule,
+            "category": record.category.value,
+            "fired_at": local_iso(record.fired_at),
+        }
+        if record.ticket:
+            detail["ticket"] = record.ticket
+        self.store.append_audit(
+            AuditEvent(now, "dyzur", action, "success", record.client, record.asset, detail)
+        )
+
+    def _release_suppressed(self, ticket: Ticket, lang: str, now: datetime) -> None:
+        """The alert now has its ticket: its record in a window is settled, and the ticket
+        says since when the alert has been firing."""
+        for record in self.store.suppressed_alerts(
+            fingerprint=ticket.fingerprint, state=SuppressedState.FIRING
+        ):
+            record.state = SuppressedState.RELEASED
+            record.ticket = ticket.number
+            self.store.save_suppressed(record)
+            text = timeline_text(
+                lang, "window_ended", window=record.window, since=local_time(record.fired_at)
+            )
+            self.store.update_ticket(ticket, TimelineEntry(now, "window_ended", text))
+            self._audit_suppressed("window.alert_released", record, now)
+
+    def release_windows(self, rules: Mapping[str, Rule]) -> list[Change]:
+        """Alerts still firing when their window ended open their tickets now; run by the
+        ticker. An alert whose asset went straight into another window moves to it."""
+        now = self.clock.now()
+        changes = []
+        for due in self.store.suppressed_alerts(state=SuppressedState.FIRING, until_before=now):
+            with self.store.alert_lock(due.fingerprint):
+                found = self.store.suppressed_alerts(
+                    fingerprint=due.fingerprint, state=SuppressedState.FIRING
+                )
+                if not found or found[0].until > now:
+                    continue  # settled or moved meanwhile
+                record = found[0]
+                muting = self.muter.muting(record.asset, now) if self.muter is not None else None
+                if muting is not None:
+                    record.window, record.until = muting.window, muting.until
+                    self.store.save_suppressed(record)
+                    continue
+                rule = rules.get(record.rule)
+                if rule is None or record.asset not in self.assets:
+                    log.error(
+                        "alert %s of window %s cannot open a ticket: rule or asset is gone",
+                        record.rule,
+                        record.window,
+                    )
+                    record.state = SuppressedState.RELEASED
+                    self.store.save_suppressed(record)
+                    self._audit_suppressed("window.alert_dropped", record, now)
+                    continue
+                alert = _firing_alert(
+                    record.rule,
+                    record.fingerprint,
+                    record.labels,
+                    record.category,
+                    record.value,
+                    record.fired_at,
+                )
+                change = self._fire(alert, rule, False, now)
+                if isinstance(change, Change):
+                    changes.append(change)
+        return changes
+
+    def _on_recovered(self, transition: Transition, rule: Rule) -> Change | Suppression | None:
         alert = transition.alert
         now = self.clock.now()
         with self.store.alert_lock(alert.fingerprint):
             ticket = self.store.latest_ticket_for_alert(alert.fingerprint)
             if ticket is None or not ticket.is_open:
-                return None
+                return self._recovered_in_window(alert, now)
             lang = self._language(ticket.client)
             ticket.last_value = alert.value
             ticket.updated_at = now
@@ -224,6 +368,27 @@ class TicketLifecycle:
             ticket.status = TicketStatus.RESOLVED
             ticket.resolved_at = now
             return self._record(ticket, "resolved", timeline_text(lang, "resolved"), now)
+
+    def _recovered_in_window(self, alert: Alert, now: datetime) -> Suppression | None:
+        """An alert that fired and recovered inside its window is only logged."""
+        found = self.store.suppressed_alerts(
+            fingerprint=alert.fingerprint, state=SuppressedState.FIRING
+        )
+        if not found:
+            return None
+        record = found[0]
+        record.state = SuppressedState.RECOVERED
+        record.recovered_at = now
+        record.value = alert.value
+        self.store.save_suppressed(record)
+        log.info(
+            "alert %s on %s fired and recovered inside window %s: no ticket",
+            record.rule,
+            record.asset,
+            record.window,
+        )
+        self._audit_suppressed("window.alert_recovered", record, now)
+        return Suppression(record, "recovered")
 
     def _language(self, client_id: str) -> str:
         return self._contract(client_id).language
@@ -306,17 +471,34 @@ class TicketLifecycle:
     # --- restart ---------------------------------------------------------------------------
 
     def firing_alerts(self) -> list[Alert]:
-        """The alerts behind open tickets, to put back into the engine after a restart."""
-        return [
-            Alert(
-                rule=t.rule,
-                fingerprint=t.fingerprint,
-                labels=dict(t.labels),
-                state=AlertState.FIRING,
-                category=t.category.value,
-                value=t.last_value if t.last_value is not None else float("nan"),
-                active_since=t.opened_at.timestamp(),
-                fired_at=t.opened_at.timestamp(),
-            )
+        """The alerts behind open tickets and those firing inside a window, to put back into
+        the engine after a restart (so a recovery is seen, and no second firing is)."""
+        muted = [
+            _firing_alert(r.rule, r.fingerprint, r.labels, r.category, r.value, r.fired_at)
+            for r in self.store.suppressed_alerts(state=SuppressedState.FIRING)
+        ]
+        return muted + [
+            _firing_alert(t.rule, t.fingerprint, t.labels, t.category, t.last_value, t.opened_at)
             for t in self.store.open_tickets()
         ]
+
+
+def _firing_alert(
+    rule: str,
+    fingerprint: str,
+    labels: Mapping[str, str],
+    category: Category,
+    value: float | None,
+    since: datetime,
+) -> Alert:
+    """A firing alert rebuilt from what the store kept of it."""
+    return Alert(
+        rule=rule,
+        fingerprint=fingerprint,
+        labels=dict(labels),
+        state=AlertState.FIRING,
+        category=category.value,
+        value=value if value is not None else float("nan"),
+        active_since=since.timestamp(),
+        fired_at=since.timestamp(),
+    )

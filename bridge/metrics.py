@@ -75,6 +75,13 @@ class BridgeMetrics:
             "Alert transitions that could not be applied to a ticket at once (kept for retry).",
             registry=r,
         )
+        self.alerts_in_windows = Counter(
+            "dyzur_window_alerts",
+            "Alerts of assets in a maintenance window: suppressed (recorded, no ticket), "
+            "recovered (inside the window, only logged).",
+            ["action"],
+            registry=r,
+        )
         self.sla_events = Counter(
             "dyzur_sla_events", "SLA warnings: sla_at_risk, sla_breached.", ["event"], registry=r
         )

@@ -9,6 +9,7 @@ from bridge.clock import Clock
 from bridge.config import LoadedConfig, siem_destinations
 from bridge.ingest import Ingestor
 from bridge.lifecycle import TicketLifecycle
+from bridge.maintenance import Maintenance
 from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent, Ticket
 from bridge.siem import Forwarder
@@ -36,6 +37,8 @@ class Bridge:
             self.config.reopen_period,
             self.config.sla.at_risk_share,
         )
+        self.maintenance = Maintenance(self.store, loaded.clients, loaded.assets, self.clock)
+        self.lifecycle.muter = self.maintenance
         self.ingestor = Ingestor(
             self.engine,
             self.lifecycle,

@@ -35,6 +35,8 @@ TIMELINE = {
         "due": "Termin reakcji: {due}.",
         "sla_at_risk": "Ryzyko przekroczenia czasu reakcji: brak reakcji, termin {due}.",
         "sla_breached": "Przekroczono czas reakcji: brak reakcji do {due}.",
+        "window_ended": "Alert aktywny od {since} w oknie serwisowym {window}; okno zakończone, "
+        "alert nadal aktywny.",
     },
     "en": {
         "opened": "Ticket opened automatically by rule {rule} (value {value}).",
@@ -49,6 +51,8 @@ TIMELINE = {
         "due": "Response due by {due}.",
         "sla_at_risk": "SLA at risk: no response yet, due by {due}.",
         "sla_breached": "SLA breached: no response by {due}.",
+        "window_ended": "Alert firing since {since} inside maintenance window {window}; the "
+        "window ended with the alert still firing.",
     },
 }
 

@@ -658,7 +658,8 @@ class SQLiteStore(Store):
             return (
                 conn.execute(
                     "INSERT INTO leases(name, owner, until) VALUES (?, ?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                    "ON CONFLICT(name) "
+                    "DO UPDATE SET owner = excluded.owner, until = excluded.until "
                     "WHERE leases.owner = excluded.owner OR leases.until < ?",
                     (name, owner, now + seconds, now),
                 ).rowcount
@@ -867,6 +868,4 @@ class SQLiteStore(Store):
             )
             .fetchall()
         )
-        return [
-            StepRecord(**{**dict(r), "started_at": to_datetime(r["started_at"])}) for r in rows
-        ]
+        return [StepRecord(**{**dict(r), "started_at": to_datetime(r["started_at"])}) for r in rows]

@@ -1,0 +1,226 @@
+"""Planning maintenance windows: validation, conflicts, cancellation, and the muting question.
+
+Windows live in the store; each bridge process keeps a schedule built from them and rebuilds
+it after its own changes and every few seconds (to see other workers' plans).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from bridge.clock import WARSAW, Clock, local_iso
+from bridge.models import (
+    Asset,
+    AuditEvent,
+    Client,
+    MaintenanceWindow,
+    SuppressedState,
+)
+from bridge.store import Store
+from bridge.windows import (
+    CONFLICT_HORIZON,
+    Muting,
+    Occurrences,
+    WindowSchedule,
+    covered_assets,
+    find_conflict,
+    validate_rrule,
+)
+
+MAX_WINDOW = timedelta(days=7)
+REFRESH_SECONDS = 5.0
+# The store's lock that serialises "check for conflicts, then save" across workers.
+PLANNING_LOCK = "maintenance-windows"
+
+
+class WindowError(ValueError):
+    """A window that cannot be planned; the message names the field."""
+
+
+class WindowConflict(WindowError):
+    def __init__(self, message: str, other: MaintenanceWindow) -> None:
+        super().__init__(message)
+        self.other = other
+
+
+class WindowNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    client: str
+    start: datetime
+    end: datetime
+    reason: str
+    assets: list[str] = field(default_factory=list)
+    selector: dict[str, str] = field(default_factory=dict)
+    rrule: str | None = None
+    ticket: str | None = None
+
+
+class Maintenance:
+    def __init__(
+        self,
+        store: Store,
+        clients: Mapping[str, Client],
+        assets: Mapping[str, Asset],
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.assets = assets
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._schedule: WindowSchedule | None = None
+        self._loaded_at = 0.0
+
+    # --- the muting question ---------------------------------------------------------------
+
+    def schedule(self) -> WindowSchedule:
+        with self._lock:
+            if self._schedule is None or time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+                self._schedule = WindowSchedule(self.store.windows(), self.assets)
+                self._loaded_at = time.monotonic()
+            return self._schedule
+
+    def _changed(self) -> None:
+        with self._lock:
+            self._schedule = None
+
+    def muting(self, asset: str, at: datetime) -> Muting | None:
+        return self.schedule().muting(asset, at)
+
+    # --- planning --------------------------------------------------------------------------
+
+    def check(self, request: WindowRequest, plan: str | None = None) -> MaintenanceWindow:
+        """The window a request describes, validated (not saved; no conflict check yet)."""
+        r = request
+        client = self.clients.get(r.client)
+        if client is None:
+            raise WindowError(f"client: unknown client {r.client!r}")
+        for field_name, when in (("start", r.start), ("end", r.end)):
+            if when.tzinfo is None:
+                raise WindowError(f"{field_name}: needs a UTC offset or Europe/Warsaw")
+        # In UTC from here: Warsaw-zoned datetimes subtract and compare by wall clock.
+        r = replace(r, start=r.start.astimezone(UTC), end=r.end.astimezone(UTC))
+        if r.end <= r.start:
+            raise WindowError("end: the window ends before it starts")
+        if r.end - r.start > MAX_WINDOW:
+            raise WindowError("end: a window may last at most 7 days")
+        if r.end <= self.clock.now():
+            raise WindowError("end: the window is already over")
+        if not r.reason.strip():
+            raise WindowError("reason: say why (it is shown to the hospital)")
+        if r.assets and r.selector:
+            raise WindowError("assets: give a list of assets or a selector, not both")
+        for asset_id in r.assets:
+            asset = self.assets.get(asset_id)
+            if asset is None or asset.client != r.client:
+                raise WindowError(f"assets: {asset_id!r} is not an asset of {r.client}")
+        if r.rrule:
+            try:
+                validate_rrule(r.rrule, r.start)
+            except ValueError as exc:
+                raise WindowError(str(exc)) from None
+        if r.ticket is not None:
+            ticket = self.store.get_ticket(r.ticket)
+            if ticket is None or ticket.client != r.client:
+                raise WindowError(f"ticket: no ticket {r.ticket} of {r.client}")
+        window = MaintenanceWindow(
+            id="",
+            client=r.client,
+            start=r.start,
+            end=r.end,
+            reason=r.reason.strip(),
+            assets=list(r.assets),
+            selector=dict(r.selector),
+            rrule=r.rrule or None,
+            ticket=r.ticket,
+            plan=plan,
+        )
+        if not covered_assets(window, self.assets):
+            what = ", ".join(f"{k}={v}" for k, v in r.selector.items()) or "(nothing)"
+            raise WindowError(f"selector: {what} matches no asset of {r.client}")
+        own = Occurrences(window).first_overlap_with_itself(r.start + CONFLICT_HORIZON)
+        if own is not None:
+            raise WindowError(
+                f"rrule: the occurrence of {local_iso(own[0])} begins before the one before "
+                "it ended"
+            )
+        return window
+
+    def plan(
+        self, request: WindowRequest, actor: str, plan: str | None = None
+    ) -> MaintenanceWindow:
+        """Plan a window; refused with WindowConflict naming the other window when it would
+        overlap one of the same asset."""
+        window = self.check(request, plan)
+        now = self.clock.now()
+        with self.store.alert_lock(PLANNING_LOCK):
+            conflict = find_conflict(window, self.store.windows(window.client), self.assets)
+            if conflict is not None:
+                other = conflict.other
+                raise WindowConflict(
+                    f"overlaps window {other.id} ({other.reason}) on "
+                    f"{', '.join(conflict.assets)}: {local_iso(conflict.start)} to "
+                    f"{local_iso(conflict.end)}",
+                    other,
+                )
+            year = window.start.astimezone(WARSAW).year
+            window.id = f"OS-{year}-{self.store.next_sequence(f'window-{year}'):04d}"
+            window.created_by = actor
+            window.created_at = now
+            self.store.save_window(window)
+            self._audit("window.planned", window, actor, now)
+        self._changed()
+        return window
+
+    def get(self, window_id: str) -> MaintenanceWindow:
+        for window in self.store.windows():
+            if window.id == window_id:
+                return window
+        raise WindowNotFound(window_id)
+
+    def cancel(self, window_id: str, actor: str) -> MaintenanceWindow:
+        """Cancel a window: a running occurrence ends now, and alerts still firing in it open
+        their tickets at the next tick. Cancelling twice changes nothing."""
+        now = self.clock.now()
+        with self.store.alert_lock(PLANNING_LOCK):
+            window = self.get(window_id)
+            if window.cancelled_at is not None:
+                return window
+            window.cancelled_at = now
+            window.cancelled_by = actor
+            self.store.save_window(window)
+            for record in self.store.suppressed_alerts(
+                window=window.id, state=SuppressedState.FIRING
+            ):
+                record.until = min(record.until, now)
+                self.store.save_suppressed(record)
+            self._audit("window.cancelled", window, actor, now)
+        self._changed()
+        return window
+
+    def _audit(self, action: str, window: MaintenanceWindow, actor: str, now: datetime) -> None:
+        detail = {
+            "window": window.id,
+            "start": local_iso(window.start),
+            "end": local_iso(window.end),
+            "assets": ",".join(covered_assets(window, self.assets)),
+            "rrule": window.rrule,
+            "reason": window.reason,
+        }
+        if window.plan:
+            detail["plan"] = window.plan
+        self.store.append_audit(
+            AuditEvent(now, actor, action, "success", window.client, None, detail)
+        )
+
+    def next_occurrence(self, window: MaintenanceWindow, after: datetime):
+        """The occurrence running at or next after ``after``, or None."""
+        return next(Occurrences(window).between(after, after + CONFLICT_HORIZON), None)
