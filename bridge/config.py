@@ -53,6 +53,24 @@ class SiemConfig(_Strict):
     max_queue: int = Field(100_000, ge=1)
 
 
+class SshSettings(_Strict):
+    """How the bridge runs update runbooks over SSH (the ssh collector's runner and trust)."""
+
+    # dyzur's known_hosts, relative to this file; record keys with `dyzur ssh trust`.
+    known_hosts: str
+    # A private key (ed25519 or RSA, without a passphrase; keep it 0600) or the SSH agent.
+    key_file: str | None = None
+    use_agent: bool = False
+    # The login of assets whose ssh: has no user.
+    user: str | None = None
+    connect_timeout: Duration = 10.0
+
+
+class UpdateSettings(_Strict):
+    # How long the test assets must stay free of awaria/usterka alerts after the test stage.
+    soak: Duration = 1800.0
+
+
 class TokenConfig(_Strict):
     """A bearer token, stored only as its SHA-256 hash (``dyzur token new`` makes one)."""
 
@@ -78,6 +96,8 @@ class Config(_Strict):
     public_metrics: bool = False
     sla: SlaSettings = SlaSettings()
     siem: list[SiemConfig] = []
+    ssh: SshSettings | None = None
+    updates: UpdateSettings = UpdateSettings()
     rule_files: list[str] = ["builtin:hosts"]
     clients: list[Client] = []
     assets: list[Asset] = []
@@ -170,6 +190,11 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
                 problems.append(f"siem.{i}.{name}: no such file {str(base_dir / value)!r}")
         if dest.client_key and not dest.client_cert:
             problems.append(f"siem.{i}.client_key: needs client_cert")
+    if config.ssh is not None:
+        if config.ssh.key_file is None and not config.ssh.use_agent:
+            problems.append("ssh.key_file: a key file, or use_agent: true")
+        if config.ssh.key_file and not (base_dir / config.ssh.key_file).is_file():
+            problems.append(f"ssh.key_file: no such file {str(base_dir / config.ssh.key_file)!r}")
     names: set[str] = set()
     hashes: set[str] = set()
     for i, token in enumerate(config.tokens):

@@ -429,6 +429,49 @@ class TicketLifecycle:
             self._record(ticket, "resolved", text, now, actor)
             return ticket
 
+    def open_ticket(
+        self,
+        *,
+        client: str,
+        asset: str,
+        rule: str,
+        fingerprint: str,
+        category: Category,
+        title: str,
+        description: str,
+        text: str,
+        actor: str = "dyzur",
+        labels: Mapping[str, str] | None = None,
+        due: datetime | None = None,
+    ) -> Ticket:
+        """A ticket that no alert opened (an update plan, a failed update stage). ``due``
+        replaces the contract's reaction clock (aktualizacja: the agreed start)."""
+        with self.store.alert_lock(fingerprint):
+            now = self.clock.now()
+            ticket = self._new_ticket(client, asset, rule, fingerprint, category, now)
+            ticket.title, ticket.description = title, description
+            ticket.labels = dict(labels or {})
+            if due is not None:
+                ticket.reaction_due = due.astimezone(UTC)
+            else:
+                self._start_clock(ticket, now)
+            if ticket.reaction_due is not None:
+                text += " " + timeline_text(
+                    self._language(client), "due", due=local_time(ticket.reaction_due)
+                )
+            self._record(ticket, "opened", text, now, actor, new=True)
+            return ticket
+
+    def note(self, number: str, kind: str, text: str, actor: str = "dyzur") -> Ticket:
+        """Add a line to a ticket's timeline (an update plan's progress)."""
+        ticket = self._get(number)
+        with self.store.alert_lock(ticket.fingerprint):
+            ticket = self._get(number)
+            now = self.clock.now()
+            ticket.updated_at = now
+            self._record(ticket, kind, text, now, actor)
+            return ticket
+
     def check_deadlines(self) -> list[Change]:
         """Warn once when a ticket without response reaches its at-risk time, and once when
         its deadline passes. Run periodically by the bridge."""

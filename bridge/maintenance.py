@@ -159,26 +159,37 @@ class Maintenance:
     ) -> MaintenanceWindow:
         """Plan a window; refused with WindowConflict naming the other window when it would
         overlap one of the same asset."""
-        window = self.check(request, plan)
+        return self.plan_all([request], actor, plan)[0]
+
+    def plan_all(
+        self, requests: list[WindowRequest], actor: str, plan: str | None = None
+    ) -> list[MaintenanceWindow]:
+        """Plan several windows at once (an update plan's stages): all of them or none."""
+        windows = [self.check(r, plan) for r in requests]
         now = self.clock.now()
         with self.store.alert_lock(PLANNING_LOCK):
-            conflict = find_conflict(window, self.store.windows(window.client), self.assets)
-            if conflict is not None:
-                other = conflict.other
-                raise WindowConflict(
-                    f"overlaps window {other.id} ({other.reason}) on "
-                    f"{', '.join(conflict.assets)}: {local_iso(conflict.start)} to "
-                    f"{local_iso(conflict.end)}",
-                    other,
-                )
-            year = window.start.astimezone(WARSAW).year
-            window.id = f"OS-{year}-{self.store.next_sequence(f'window-{year}'):04d}"
-            window.created_by = actor
-            window.created_at = now
-            self.store.save_window(window)
-            self._audit("window.planned", window, actor, now)
+            for window in windows:
+                self._refuse_conflict(window)
+            for window in windows:
+                year = window.start.astimezone(WARSAW).year
+                window.id = f"OS-{year}-{self.store.next_sequence(f'window-{year}'):04d}"
+                window.created_by = actor
+                window.created_at = now
+                self.store.save_window(window)
+                self._audit("window.planned", window, actor, now)
         self._changed()
-        return window
+        return windows
+
+    def _refuse_conflict(self, window: MaintenanceWindow) -> None:
+        conflict = find_conflict(window, self.store.windows(window.client), self.assets)
+        if conflict is not None:
+            other = conflict.other
+            raise WindowConflict(
+                f"overlaps window {other.id} ({other.reason}) on "
+                f"{', '.join(conflict.assets)}: {local_iso(conflict.start)} to "
+                f"{local_iso(conflict.end)}",
+                other,
+            )
 
     def get(self, window_id: str) -> MaintenanceWindow:
         for window in self.store.windows():

@@ -14,6 +14,9 @@ from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent, Ticket
 from bridge.siem import Forwarder
 from bridge.store import Store, open_store
+from bridge.updates import Updates
+from collectors.ssh.known_hosts import KnownHosts
+from collectors.ssh.runner import SshCredentials, SshRunner
 from rules.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,16 @@ class Bridge:
             self.metrics,
             self.config.max_clock_skew,
         )
+        self.updates = Updates(
+            self.store,
+            self.lifecycle,
+            self.maintenance,
+            loaded.clients,
+            loaded.assets,
+            self.clock,
+            self._ssh_runner if self.config.ssh is not None else None,
+            self.config.updates.soak,
+        )
         self.forwarder = Forwarder(
             siem_destinations(self.config, loaded.base_dir), self.store, self.clock, self.metrics
         )
@@ -69,6 +82,20 @@ class Bridge:
         self.store.append_audit(AuditEvent(self.clock.now(), actor, action, outcome, detail=detail))
         self.forwarder.wake.set()
 
+    def _ssh_runner(self) -> SshRunner:
+        """A runner for one update stage, with the bridge's key and known_hosts."""
+        ssh = self.config.ssh
+        assert ssh is not None
+        base = self.loaded.base_dir
+        return SshRunner(
+            KnownHosts(base / ssh.known_hosts),
+            SshCredentials(
+                key_file=base / ssh.key_file if ssh.key_file else None, use_agent=ssh.use_agent
+            ),
+            user=ssh.user,
+            connect_timeout=ssh.connect_timeout,
+        )
+
     def start_ticker(self) -> None:
         """Evaluate time-driven rules (absence) and retries every ``tick_interval``, and
         forward audit events to the SIEMs."""
@@ -83,6 +110,7 @@ class Bridge:
         """Time-driven work: absence rules, retries, and reaction deadlines."""
         self.ingestor.tick()
         self.check_deadlines()
+        self.updates.tick()
 
     def check_deadlines(self) -> None:
         for change in self.lifecycle.check_deadlines():
