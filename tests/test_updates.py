@@ -331,3 +331,77 @@ def test_a_stage_interrupted_by_a_restart_fails_and_production_never_runs(
         assert open_tickets(second, Category.USTERKA)[0].rule == "amms_update_failed"
     finally:
         second.close()
+
+
+# --- over HTTP ---------------------------------------------------------------------------------
+
+
+def _body(hosts: Path, **change) -> dict:
+    host = f"{hosts}/{{asset}}"
+    return {
+        "client": "szpital-a",
+        "target_version": "5.3.0",
+        "test_window": {"start": "2026-11-23T11:00:00", "end": "2026-11-23T13:00:00"},
+        "prod_window": {"start": "2026-11-23T23:00:00+01:00", "end": "2026-11-24T03:00:00+01:00"},
+        "runbook": {
+            "pre_checks": [f"test -d {host}"],
+            "update": [{"command": f"echo {{version}} > {host}/version", "timeout": "5m"}],
+            "post_checks": [f"grep -qx {{version}} {host}/version"],
+        },
+        "soak": "15m",
+        **change,
+    }
+
+
+def test_the_updates_api(api, bridge, clock, hosts):
+    from tests.conftest import auth
+
+    r = api.post("/api/v1/updates", json=_body(hosts), headers=auth("client-a"))
+    assert r.status_code == 403
+    r = api.post("/api/v1/updates", json=_body(hosts), headers=auth("engineer"))
+    assert r.status_code == 201, r.text
+    p = r.json()
+    assert p["stages"][0]["start"] == "2026-11-23T11:00:00+01:00" and p["soak_seconds"] == 900
+    assert [s["phase"] for s in p["runbook"]] == ["pre_check", "update", "post_check"]
+    r = api.post(f"/api/v1/updates/{p['id']}/approve", headers=auth("engineer"))
+    assert r.status_code == 409 and "test stage is planned" in r.json()["detail"]
+    r = api.post(
+        f"/api/v1/updates/{p['id']}/hold", json={"reason": "RODO"}, headers=auth("engineer")
+    )
+    assert r.status_code == 200 and r.json()["gate"] == "held"
+    at(bridge, clock, TEST_WINDOW.start)
+    shown = api.get(f"/api/v1/updates/{p['id']}", headers=auth("client-a")).json()
+    assert [s["exit_code"] for s in shown["steps"]] == [0, 0, 0]
+    assert shown["stages"][0]["state"] == "succeeded"
+    assert api.get(f"/api/v1/updates/{p['id']}", headers=auth("client-b")).status_code == 404
+    assert api.get("/api/v1/updates", headers=auth("client-b")).json() == []
+    r = api.post(f"/api/v1/updates/{p['id']}/approve", headers=auth("client-a"))
+    assert r.status_code == 403
+    r = api.post(f"/api/v1/updates/{p['id']}/approve", headers=auth("engineer"))
+    assert r.status_code == 200 and r.json()["gate"] == "passed"
+    # the stages are in the calendar feed
+    from icalendar import Calendar
+
+    feed = api.get("/api/v1/calendar.ics", headers=auth("client-a")).content
+    uids = {str(e["UID"]) for e in Calendar.from_ical(feed).walk("VEVENT")}
+    assert uids == {f"{p['id']}-test@dyzur", f"{p['id']}-prod@dyzur"}
+
+
+def test_bad_update_plans_get_a_4xx_naming_the_field(api, hosts):
+    from tests.conftest import auth
+
+    cases = [
+        (_body(hosts, runbook={"update": []}), "body.runbook.update"),
+        (_body(hosts, soak="forever"), "body.soak"),
+        (_body(hosts, target_version="../../etc"), "target_version"),
+        (_body(hosts, selector="colour=red"), "selector"),
+        (_body(hosts, client="klinika-b", test_window=None), "test_window"),
+        (_body(hosts, extra=1), "body.extra"),
+    ]
+    for body, field in cases:
+        r = api.post("/api/v1/updates", json=body, headers=auth("engineer"))
+        assert r.status_code == 422, (body, r.text)
+        assert field in r.text
+    assert api.get("/api/v1/updates", headers=auth("engineer")).json() == []
+    r = api.post("/api/v1/updates/AK-2026-0099/approve", headers=auth("engineer"))
+    assert r.status_code == 404

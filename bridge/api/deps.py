@@ -12,7 +12,9 @@ from bridge.auth import Principal, Role
 from bridge.service import Bridge
 
 log = logging.getLogger("dyzur.auth")
-_bearer = HTTPBearer(auto_error=False, description="A token from dyzur.yaml (`dyzur token new`)")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="A token from dyzur.yaml (`dyzur token new`)"
+)
 
 
 def get_bridge(request: Request) -> Bridge:
@@ -21,7 +23,7 @@ def get_bridge(request: Request) -> Bridge:
 
 def get_principal(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     bridge: Bridge = Depends(get_bridge),
 ) -> Principal:
     challenge = {"WWW-Authenticate": "Bearer"}
@@ -64,7 +66,7 @@ def require(*roles: Role) -> Callable[..., Principal]:
 
 def metrics_access(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     bridge: Bridge = Depends(get_bridge),
 ) -> None:
     """/metrics needs an engineer or admin token unless the config makes it public."""

@@ -1,0 +1,281 @@
+"""Staged AMMS updates: plan, list, status, and the engineer's approve or hold of the gate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
+
+from bridge.api.deps import get_bridge, require
+from bridge.api.windows import client_scope, in_warsaw
+from bridge.auth import Principal, Role
+from bridge.clock import local_iso
+from bridge.maintenance import WindowConflict, WindowError
+from bridge.models import Duration, RunbookStep, StepRecord, UpdatePlan, UpdateStage
+from bridge.service import Bridge
+from bridge.updates import GateRefused, PlanNotFound, StageWindow, UpdateError, UpdateRequest
+from bridge.windows import parse_selector
+
+router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
+readers = require(Role.ENGINEER, Role.CLIENT)
+engineers = require(Role.ENGINEER)
+
+Command = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+
+
+class StepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: Command
+    timeout: Duration = Field(600.0, description="seconds, or 30s, 10m, 1h")
+
+
+class RunbookIn(BaseModel):
+    """Commands run over SSH on every asset of a stage; {version}, {asset} and {environment}
+    are filled in. A command is a string or {command, timeout}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pre_checks: list[Command | StepIn] = Field(default_factory=list, max_length=100)
+    update: list[Command | StepIn] = Field(min_length=1, max_length=100)
+    post_checks: list[Command | StepIn] = Field(default_factory=list, max_length=100)
+
+    def steps(self) -> list[RunbookStep]:
+        steps = []
+        for phase, items in (
+            ("pre_check", self.pre_checks),
+            ("update", self.update),
+            ("post_check", self.post_checks),
+        ):
+            for item in items:
+                step = item if isinstance(item, StepIn) else StepIn(command=item)
+                steps.append(RunbookStep(phase, step.command, step.timeout))  # type: ignore[arg-type]
+        return steps
+
+
+class WindowTimes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+
+    def stage(self) -> StageWindow:
+        return StageWindow(in_warsaw(self.start), in_warsaw(self.end))
+
+
+class UpdateIn(BaseModel):
+    """An AMMS update to plan. Times are ISO 8601; without an offset they are Europe/Warsaw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client: str = Field(max_length=64)
+    target_version: str = Field(max_length=64)
+    test_window: WindowTimes | None = None
+    prod_window: WindowTimes
+    runbook: RunbookIn
+    soak: Duration | None = Field(None, description="default: updates.soak of the config")
+    without_test_stage: bool = Field(
+        False, description="the client has no test environment: production alone"
+    )
+    selector: str = Field("kind=amms", max_length=200, description="the assets it updates")
+
+
+class GateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=500)
+
+
+class StageOut(BaseModel):
+    environment: str
+    window: str
+    start: str
+    end: str
+    assets: list[str]
+    state: str
+    started_at: str | None
+    finished_at: str | None
+    failure: str | None
+    failure_ticket: str | None
+
+    @classmethod
+    def of(cls, s: UpdateStage) -> StageOut:
+        return cls(
+            environment=s.environment,
+            window=s.window,
+            start=local_iso(s.start) or "",
+            end=local_iso(s.end) or "",
+            assets=s.assets,
+            state=s.state.value,
+            started_at=local_iso(s.started_at),
+            finished_at=local_iso(s.finished_at),
+            failure=s.failure,
+            failure_ticket=s.failure_ticket,
+        )
+
+
+class StepOut(BaseModel):
+    environment: str
+    asset: str
+    phase: str
+    command: str
+    exit_code: int | None
+    error: str | None
+    output: str
+    output_sha256: str
+    started_at: str
+    duration: float
+
+    @classmethod
+    def of(cls, s: StepRecord) -> StepOut:
+        return cls(
+            environment=s.environment,
+            asset=s.asset,
+            phase=s.phase,
+            command=s.command,
+            exit_code=s.exit_code,
+            error=s.error,
+            output=s.output,
+            output_sha256=s.digest,
+            started_at=local_iso(s.started_at) or "",
+            duration=round(s.duration, 3),
+        )
+
+
+class PlanOut(BaseModel):
+    """A plan; times are ISO 8601 in Europe/Warsaw with their UTC offset."""
+
+    id: str
+    client: str
+    target_version: str
+    status: str
+    gate: str
+    gate_by: str | None
+    gate_at: str | None
+    gate_reason: str | None
+    soak_seconds: float
+    soak_until: str | None
+    without_test_stage: bool
+    ticket: str
+    created_by: str
+    created_at: str
+    stages: list[StageOut]
+    runbook: list[dict[str, str | float]]
+    steps: list[StepOut] | None = None
+
+    @classmethod
+    def of(cls, p: UpdatePlan, steps: list[StepRecord] | None = None) -> PlanOut:
+        return cls(
+            id=p.id,
+            client=p.client,
+            target_version=p.target_version,
+            status=p.status.value,
+            gate=p.gate.value,
+            gate_by=p.gate_by,
+            gate_at=local_iso(p.gate_at),
+            gate_reason=p.gate_reason,
+            soak_seconds=p.soak,
+            soak_until=local_iso(p.soak_until),
+            without_test_stage=p.without_test_stage,
+            ticket=p.ticket,
+            created_by=p.created_by,
+            created_at=local_iso(p.created_at) or "",
+            stages=[StageOut.of(s) for s in p.stages],
+            runbook=[
+                {"phase": s.phase, "command": s.command, "timeout": s.timeout} for s in p.runbook
+            ],
+            steps=None if steps is None else [StepOut.of(s) for s in steps],
+        )
+
+
+def _visible(bridge: Bridge, plan_id: str, principal: Principal) -> UpdatePlan:
+    plan = bridge.store.get_plan(plan_id)
+    if plan is None or not principal.can_see(plan.client):
+        raise HTTPException(404, f"no update plan {plan_id}")
+    return plan
+
+
+@router.post("", status_code=201, response_model=PlanOut)
+def plan_update(
+    body: UpdateIn, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
+):
+    """Plan an update: the windows, the aktualizacja ticket, the runbook."""
+    try:
+        request = UpdateRequest(
+            client=body.client,
+            target_version=body.target_version,
+            runbook=body.runbook.steps(),
+            prod_window=body.prod_window.stage(),
+            test_window=body.test_window.stage() if body.test_window else None,
+            soak=body.soak,
+            without_test_stage=body.without_test_stage,
+            selector=parse_selector(body.selector),
+        )
+        plan = bridge.updates.plan(request, principal.name)
+    except WindowConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except (UpdateError, WindowError, ValueError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return PlanOut.of(plan)
+
+
+@router.get("", response_model=list[PlanOut])
+def list_updates(
+    client: str | None = None,
+    principal: Principal = Depends(readers),
+    bridge: Bridge = Depends(get_bridge),
+) -> list[PlanOut]:
+    """Update plans (a client token: its own hospital's only)."""
+    return [PlanOut.of(p) for p in bridge.store.plans(client_scope(principal, client))]
+
+
+@router.get("/{plan_id}", response_model=PlanOut)
+def get_update(
+    plan_id: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
+) -> PlanOut:
+    """A plan's status with every runbook step it ran (command, exit code, output tail)."""
+    plan = _visible(bridge, plan_id, principal)
+    return PlanOut.of(plan, bridge.store.steps(plan_id))
+
+
+async def _gate(bridge: Bridge, plan_id: str, action) -> PlanOut:
+    try:
+        plan = await run_in_threadpool(action)
+    except PlanNotFound:
+        raise HTTPException(404, f"no update plan {plan_id}") from None
+    except GateRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return PlanOut.of(plan)
+
+
+@router.post("/{plan_id}/approve", response_model=PlanOut)
+async def approve(
+    plan_id: str,
+    body: GateIn | None = None,
+    principal: Principal = Depends(engineers),
+    bridge: Bridge = Depends(get_bridge),
+) -> PlanOut:
+    """Open the gate by hand (after a test stage whose runbook passed)."""
+    return await _gate(
+        bridge,
+        plan_id,
+        lambda: bridge.updates.approve(plan_id, principal.name, body.reason if body else ""),
+    )
+
+
+@router.post("/{plan_id}/hold", response_model=PlanOut)
+async def hold(
+    plan_id: str,
+    body: GateIn | None = None,
+    principal: Principal = Depends(engineers),
+    bridge: Bridge = Depends(get_bridge),
+) -> PlanOut:
+    """Keep production from starting until an engineer approves."""
+    return await _gate(
+        bridge,
+        plan_id,
+        lambda: bridge.updates.hold(plan_id, principal.name, body.reason if body else ""),
+    )

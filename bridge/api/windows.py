@@ -1,0 +1,258 @@
+"""Maintenance windows (okna serwisowe): plan, list, show, cancel; and the calendar feed."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from bridge.api.deps import bearer_scheme, get_bridge, get_principal, require
+from bridge.auth import Principal, Role
+from bridge.calendar_feed import build_calendar
+from bridge.clock import WARSAW, local_iso
+from bridge.maintenance import WindowConflict, WindowError, WindowNotFound, WindowRequest
+from bridge.models import MaintenanceWindow, SuppressedAlert
+from bridge.service import Bridge
+from bridge.windows import Occurrences, covered_assets, parse_selector
+
+router = APIRouter(prefix="/api/v1", tags=["maintenance windows"])
+readers = require(Role.ENGINEER, Role.CLIENT)
+engineers = require(Role.ENGINEER)
+
+
+def in_warsaw(when: datetime) -> datetime:
+    """A time without an offset is what a person in Poland means: Europe/Warsaw."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=WARSAW)
+
+
+def client_scope(principal: Principal, client: str | None) -> str | None:
+    """The client a listing is limited to: a client token's own, whatever it asks for."""
+    if principal.role is Role.CLIENT:
+        if client is not None and client != principal.client:
+            raise HTTPException(403, "a client token sees only its own client")
+        return principal.client
+    return client
+
+
+class WindowIn(BaseModel):
+    """A window to plan. Times are ISO 8601; without an offset they are Europe/Warsaw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client: str = Field(max_length=64)
+    start: datetime
+    end: datetime
+    reason: str = Field(min_length=1, max_length=500)
+    assets: list[str] = Field(default_factory=list, max_length=1000)
+    selector: str | None = Field(
+        None, max_length=200, description="instead of assets, e.g. environment=test"
+    )
+    rrule: str | None = Field(
+        None, max_length=500, description="RFC 5545, e.g. FREQ=WEEKLY;INTERVAL=2;BYDAY=TU"
+    )
+    ticket: str | None = Field(None, max_length=32, description="a linked ticket number")
+
+
+class SuppressedOut(BaseModel):
+    rule: str
+    asset: str
+    category: str
+    state: str
+    fired_at: str
+    recovered_at: str | None
+    ticket: str | None
+
+    @classmethod
+    def of(cls, a: SuppressedAlert) -> SuppressedOut:
+        return cls(
+            rule=a.rule,
+            asset=a.asset,
+            category=a.category.value,
+            state=a.state.value,
+            fired_at=local_iso(a.fired_at) or "",
+            recovered_at=local_iso(a.recovered_at),
+            ticket=a.ticket,
+        )
+
+
+class WindowOut(BaseModel):
+    """A window; times are ISO 8601 in Europe/Warsaw with their UTC offset."""
+
+    id: str
+    client: str
+    start: str
+    end: str
+    reason: str
+    assets: list[str]
+    selector: str | None
+    rrule: str | None
+    ticket: str | None
+    plan: str | None
+    created_by: str
+    created_at: str | None
+    cancelled_at: str | None
+    cancelled_by: str | None
+    active: bool
+    next_start: str | None = Field(description="the occurrence running now or next")
+    next_end: str | None
+    alerts: list[SuppressedOut] | None = None
+
+    @classmethod
+    def of(cls, bridge: Bridge, w: MaintenanceWindow, with_alerts: bool = False) -> WindowOut:
+        now = bridge.clock.now()
+        occurrence = bridge.maintenance.next_occurrence(w, now)
+        alerts = None
+        if with_alerts:
+            alerts = [SuppressedOut.of(a) for a in bridge.store.suppressed_alerts(window=w.id)]
+        return cls(
+            id=w.id,
+            client=w.client,
+            start=local_iso(w.start) or "",
+            end=local_iso(w.end) or "",
+            reason=w.reason,
+            assets=covered_assets(w, bridge.loaded.assets),
+            selector=",".join(f"{k}={v}" for k, v in w.selector.items()) or None,
+            rrule=w.rrule,
+            ticket=w.ticket,
+            plan=w.plan,
+            created_by=w.created_by,
+            created_at=local_iso(w.created_at),
+            cancelled_at=local_iso(w.cancelled_at),
+            cancelled_by=w.cancelled_by,
+            active=Occurrences(w).at(now) is not None,
+            next_start=local_iso(occurrence[0]) if occurrence else None,
+            next_end=local_iso(occurrence[1]) if occurrence else None,
+            alerts=alerts,
+        )
+
+
+def _visible(bridge: Bridge, window_id: str, principal: Principal) -> MaintenanceWindow:
+    try:
+        window = bridge.maintenance.get(window_id)
+    except WindowNotFound:
+        window = None
+    if window is None or not principal.can_see(window.client):
+        raise HTTPException(404, f"no window {window_id}")
+    return window
+
+
+@router.post(
+    "/windows",
+    status_code=201,
+    response_model=WindowOut,
+    responses={409: {"description": "overlaps another window of the same asset"}},
+)
+def plan_window(
+    body: WindowIn,
+    principal: Principal = Depends(engineers),
+    bridge: Bridge = Depends(get_bridge),
+):
+    """Plan a window; refused with 409 naming the other window if it overlaps one."""
+    try:
+        selector = parse_selector(body.selector) if body.selector else {}
+        request = WindowRequest(
+            client=body.client,
+            start=in_warsaw(body.start),
+            end=in_warsaw(body.end),
+            reason=body.reason,
+            assets=body.assets,
+            selector=selector,
+            rrule=body.rrule,
+            ticket=body.ticket,
+        )
+        window = bridge.maintenance.plan(request, principal.name)
+    except WindowConflict as exc:
+        return JSONResponse({"detail": str(exc), "conflicts_with": exc.other.id}, 409)
+    except (WindowError, ValueError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return WindowOut.of(bridge, window)
+
+
+@router.get("/windows", response_model=list[WindowOut])
+def list_windows(
+    client: str | None = None,
+    include_cancelled: bool = False,
+    principal: Principal = Depends(readers),
+    bridge: Bridge = Depends(get_bridge),
+) -> list[WindowOut]:
+    """Windows by start (a client token: its own hospital's only)."""
+    scope = client_scope(principal, client)
+    return [
+        WindowOut.of(bridge, w)
+        for w in bridge.store.windows(scope)
+        if include_cancelled or w.cancelled_at is None
+    ]
+
+
+@router.get("/windows/{window_id}", response_model=WindowOut)
+def get_window(
+    window_id: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
+) -> WindowOut:
+    """One window with the alerts recorded against it."""
+    return WindowOut.of(bridge, _visible(bridge, window_id, principal), with_alerts=True)
+
+
+@router.post("/windows/{window_id}/cancel", response_model=WindowOut)
+def cancel_window(
+    window_id: str,
+    principal: Principal = Depends(engineers),
+    bridge: Bridge = Depends(get_bridge),
+) -> WindowOut:
+    """Cancel a window; alerts still firing in it open their tickets at the next tick."""
+    _visible(bridge, window_id, principal)
+    return WindowOut.of(bridge, bridge.maintenance.cancel(window_id, principal.name))
+
+
+def calendar_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    bridge: Bridge = Depends(get_bridge),
+) -> Principal:
+    """Bearer, or HTTP Basic with the token as password: calendar programs (Thunderbird,
+    Outlook) subscribe with a user name and password, not with a bearer header."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return get_principal(request, credentials, bridge)
+    try:
+        token = base64.b64decode(value, validate=True).decode().partition(":")[2]
+    except (binascii.Error, UnicodeDecodeError):
+        token = ""
+    principal = bridge.loaded.tokens.authenticate(token) if token else None
+    if principal is None:
+        source = request.client.host if request.client else "?"
+        bridge.audit("token.refused", actor="unknown", outcome="failure", method="GET",
+                     path=request.url.path, source=source)  # fmt: skip
+        raise HTTPException(401, "invalid token", {"WWW-Authenticate": 'Basic realm="dyzur"'})
+    return principal
+
+
+@router.get("/calendar.ics", response_class=Response)
+async def calendar(
+    principal: Principal = Depends(calendar_principal), bridge: Bridge = Depends(get_bridge)
+) -> Response:
+    """Windows and update stages as iCalendar: every client for engineers, one for a client
+    token."""
+    if principal.role not in (Role.ENGINEER, Role.ADMIN, Role.CLIENT):
+        raise HTTPException(403, f"role {principal.role.value!r} may not do this")
+    scope = principal.client if principal.role is Role.CLIENT else None
+
+    def build() -> bytes:
+        return build_calendar(
+            bridge.store.windows(scope),
+            bridge.store.plans(scope),
+            bridge.loaded.clients,
+            bridge.clock.now(),
+        )
+
+    body = await run_in_threadpool(build)
+    return Response(
+        body,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": 'inline; filename="dyzur.ics"'},
+    )

@@ -1,0 +1,123 @@
+"""The windows API and the calendar feed over HTTP: roles, Warsaw times, conflicts, errors."""
+
+from __future__ import annotations
+
+import base64
+
+from icalendar import Calendar
+
+from tests.conftest import TOKENS, auth
+
+WINDOW = {
+    "client": "szpital-a",
+    "start": "2026-11-24T22:00:00",  # no offset: Europe/Warsaw
+    "end": "2026-11-25T02:00:00",
+    "reason": "aktualizacja bazy danych",
+    "assets": ["srv-a1"],
+}
+
+
+def test_an_engineer_plans_a_window_shown_in_warsaw_time(api):
+    r = api.post("/api/v1/windows", json=WINDOW, headers=auth("engineer"))
+    assert r.status_code == 201, r.text
+    w = r.json()
+    assert w["id"] == "OS-2026-0001" and w["created_by"] == "jan.kowalski"
+    assert w["start"] == "2026-11-24T22:00:00+01:00" and w["end"] == "2026-11-25T02:00:00+01:00"
+    assert w["assets"] == ["srv-a1"] and w["active"] is False
+    assert w["next_start"] == w["start"]
+    shown = api.get(f"/api/v1/windows/{w['id']}", headers=auth("engineer")).json()
+    assert shown["alerts"] == []
+
+
+def test_an_overlapping_window_gets_409_naming_the_other(api):
+    first = api.post("/api/v1/windows", json=WINDOW, headers=auth("engineer")).json()
+    again = {**WINDOW, "start": "2026-11-25T01:00:00+01:00", "end": "2026-11-25T03:00:00+01:00"}
+    r = api.post("/api/v1/windows", json=again, headers=auth("engineer"))
+    assert r.status_code == 409
+    assert r.json()["conflicts_with"] == first["id"] and first["id"] in r.json()["detail"]
+
+
+def test_bad_windows_get_a_4xx_naming_the_field(api):
+    cases = [
+        ({**WINDOW, "end": "2026-11-24T21:00:00"}, 422, "end"),
+        ({**WINDOW, "start": "jutro"}, 422, "body.start"),
+        ({**WINDOW, "colour": "red"}, 422, "body.colour"),
+        ({**WINDOW, "selector": "room=5", "assets": []}, 422, "selector"),
+        ({**WINDOW, "rrule": "FREQ=NEVER"}, 422, "rrule"),
+    ]
+    for body, status, field in cases:
+        r = api.post("/api/v1/windows", json=body, headers=auth("engineer"))
+        assert r.status_code == status, (body, r.text)
+        assert field in r.text
+    r = api.post(
+        "/api/v1/windows",
+        content=b"{not json",
+        headers={**auth("engineer"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert api.get("/api/v1/windows", headers=auth("engineer")).json() == []
+
+
+def test_only_engineers_and_admins_plan_and_cancel(api):
+    for who in ("client-a", "agent"):
+        r = api.post("/api/v1/windows", json=WINDOW, headers=auth(who))
+        assert r.status_code == 403
+    w = api.post("/api/v1/windows", json=WINDOW, headers=auth("admin")).json()
+    r = api.post(f"/api/v1/windows/{w['id']}/cancel", headers=auth("client-a"))
+    assert r.status_code == 403
+    r = api.post(f"/api/v1/windows/{w['id']}/cancel", headers=auth("engineer"))
+    assert r.status_code == 200 and r.json()["cancelled_by"] == "jan.kowalski"
+    listed = api.get("/api/v1/windows", headers=auth("engineer")).json()
+    assert listed == []
+    listed = api.get("/api/v1/windows?include_cancelled=true", headers=auth("engineer")).json()
+    assert [x["id"] for x in listed] == [w["id"]]
+
+
+def test_a_hospital_sees_only_its_own_windows(api):
+    a = api.post("/api/v1/windows", json=WINDOW, headers=auth("engineer")).json()
+    b = api.post(
+        "/api/v1/windows",
+        json={**WINDOW, "client": "klinika-b", "assets": ["srv-b1"]},
+        headers=auth("engineer"),
+    ).json()
+    mine = api.get("/api/v1/windows", headers=auth("client-a")).json()
+    assert [w["id"] for w in mine] == [a["id"]]
+    assert api.get(f"/api/v1/windows/{b['id']}", headers=auth("client-a")).status_code == 404
+    r = api.get("/api/v1/windows?client=klinika-b", headers=auth("client-a"))
+    assert r.status_code == 403
+
+
+def _events(body: bytes) -> dict[str, object]:
+    calendar = Calendar.from_ical(body)
+    return {str(e["UID"]): e for e in calendar.walk("VEVENT")}
+
+
+def test_the_calendar_feed_per_role(api):
+    a = api.post(
+        "/api/v1/windows",
+        json={**WINDOW, "rrule": "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU"},
+        headers=auth("engineer"),
+    ).json()
+    b = api.post(
+        "/api/v1/windows",
+        json={**WINDOW, "client": "klinika-b", "assets": ["srv-b1"]},
+        headers=auth("engineer"),
+    ).json()
+    r = api.get("/api/v1/calendar.ics", headers=auth("engineer"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/calendar")
+    events = _events(r.content)
+    assert set(events) == {f"{a['id']}@dyzur", f"{b['id']}@dyzur"}
+    mine = events[f"{a['id']}@dyzur"]
+    assert mine.decoded("DTSTART").isoformat() == "2026-11-24T22:00:00+01:00"
+    assert str(mine["DTSTART"].params["TZID"]) == "Europe/Warsaw"
+    assert mine["RRULE"].to_ical() == b"FREQ=WEEKLY;INTERVAL=2;BYDAY=TU"
+    assert str(mine["SUMMARY"]) == "Okno serwisowe: aktualizacja bazy danych (Szpital A)"
+    # a hospital, subscribed with user name and password as calendar programs do
+    basic = base64.b64encode(f"szpital:{TOKENS['client-a']}".encode()).decode()
+    r = api.get("/api/v1/calendar.ics", headers={"Authorization": f"Basic {basic}"})
+    assert r.status_code == 200 and set(_events(r.content)) == {f"{a['id']}@dyzur"}
+    wrong = base64.b64encode(b"szpital:nope").decode()
+    r = api.get("/api/v1/calendar.ics", headers={"Authorization": f"Basic {wrong}"})
+    assert r.status_code == 401
+    assert api.get("/api/v1/calendar.ics").status_code == 401
+    assert api.get("/api/v1/calendar.ics", headers=auth("agent")).status_code == 403
