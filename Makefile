@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_siem.py
 	$(BIN)/python benchmarks/bench_snmp.py
 	$(BIN)/python benchmarks/bench_ssh.py
+	$(BIN)/python benchmarks/bench_windows.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
