@@ -167,3 +167,87 @@ def test_asset_facts_keep_the_latest_value_and_say_when_it_changed(store):
     assert not store.set_asset_fact("amms-1", "amms_version", "7.3.1", START)
     assert store.set_asset_fact("amms-1", "amms_version", "7.4.0", START)
     assert store.asset_facts() == {"amms-1": {"amms_version": "7.4.0"}}
+
+
+def test_counters_and_leases(store):
+    assert [store.next_sequence("window-2026") for _ in range(3)] == [1, 2, 3]
+    assert store.next_sequence("update-2026") == 1
+    assert store.lease("job", "a", 100.0, 10) and store.lease("job", "a", 105.0, 10)
+    assert not store.lease("job", "b", 114.0, 10)  # a's lease runs to 115
+    assert store.lease("job", "b", 116.0, 10)
+    store.release_lease("job", "b")
+    assert store.lease("job", "a", 117.0, 10)
+
+
+def test_windows_are_kept_whole_and_cancelled_not_deleted(store):
+    from bridge.models import MaintenanceWindow
+
+    w = MaintenanceWindow(
+        "OS-2026-0001", "szpital-a", START, START + timedelta(hours=4), "aktualizacja",
+        selector={"environment": "test"}, rrule="FREQ=WEEKLY", ticket="DZ-2026-000001",
+        created_by="jan", created_at=START,
+    )  # fmt: skip
+    store.save_window(w)
+    store.save_window(
+        MaintenanceWindow("OS-2026-0002", "klinika-b", START, START, "x", assets=["srv-b1"])
+    )
+    assert store.windows("szpital-a") == [w]
+    w.cancelled_at, w.cancelled_by = START + timedelta(hours=1), "anna"
+    store.save_window(w)
+    assert [x.cancelled_by for x in store.windows()] == ["anna", None]
+
+
+def test_suppressed_alerts_one_firing_record_per_alert(store):
+    from bridge.models import SuppressedAlert, SuppressedState
+
+    def record(**kw):
+        fields = dict(
+            fingerprint="fp1", window="OS-2026-0001", client="szpital-a", asset="srv-a1",
+            rule="disk_usage", category=Category.USTERKA, labels={"asset": "srv-a1"},
+            value=0.95, fired_at=START, until=START + timedelta(hours=1),
+        )  # fmt: skip
+        return SuppressedAlert(**{**fields, **kw})
+
+    first = store.save_suppressed(record())
+    assert first.id is not None
+    with pytest.raises(sqlite3.IntegrityError):
+        store.save_suppressed(record())  # a second firing record of the same alert
+    first.state, first.recovered_at = SuppressedState.RECOVERED, START + timedelta(minutes=5)
+    store.save_suppressed(first)
+    store.save_suppressed(record(fired_at=START + timedelta(minutes=9)))
+    assert [r.state for r in store.suppressed_alerts(fingerprint="fp1")] == [
+        SuppressedState.RECOVERED,
+        SuppressedState.FIRING,
+    ]
+    assert store.suppressed_alerts(until_before=START) == []
+    assert len(store.suppressed_alerts(window="OS-2026-0001", state=SuppressedState.FIRING)) == 1
+
+
+def test_update_plans_and_their_steps_round_trip(store):
+    from bridge.models import (
+        GateState,
+        PlanStatus,
+        RunbookStep,
+        StageState,
+        StepRecord,
+        UpdatePlan,
+        UpdateStage,
+    )
+
+    plan = UpdatePlan(
+        id="AK-2026-0001", client="szpital-a", target_version="5.2.1",
+        runbook=[RunbookStep("update", "echo {version}", 60.0)],
+        stages=[UpdateStage("test", "OS-2026-0001", START, START + timedelta(hours=1), ["a"])],
+        soak=1800.0, ticket="DZ-2026-000001", created_by="jan", created_at=START,
+    )  # fmt: skip
+    store.save_plan(plan)
+    plan.gate, plan.soak_until = GateState.SOAKING, START + timedelta(hours=2)
+    plan.stages[0].state = StageState.SUCCEEDED
+    store.save_plan(plan)
+    assert store.get_plan("AK-2026-0001") == plan
+    assert store.plans(status=PlanStatus.ACTIVE) == [plan] and store.plans("klinika-b") == []
+    step = StepRecord(
+        "AK-2026-0001", "test", "a", "update", "echo 5.2.1", 0, "5.2.1\n", "ab" * 32, START, 0.1
+    )
+    store.append_step(step)
+    assert store.steps("AK-2026-0001") == [step]
