@@ -20,6 +20,14 @@ app.add_typer(sla_app, name="sla")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
 app.add_typer(report_app, name="report")
 app.add_typer(audit_app, name="audit")
+window_app = typer.Typer(
+    no_args_is_help=True, help="Maintenance windows, through the bridge's API."
+)
+update_app = typer.Typer(
+    no_args_is_help=True, help="Staged AMMS updates, through the bridge's API."
+)
+app.add_typer(window_app, name="window")
+app.add_typer(update_app, name="update")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="dyzur.yaml")]
 
@@ -277,3 +285,260 @@ def agent() -> None:
     """Run the agent on a hospital host: dyzur agent --config agent.yaml [--once] [--print]."""
     # Listed for --help only: bridge/entry.py runs `dyzur agent` before this CLI is loaded.
     raise _fail("run the agent as: dyzur agent --config agent.yaml")
+
+
+# --- window and update: thin clients of a running bridge's API, so its tokens, roles and
+# audit trail (the token's name as the actor) apply as they do to any other caller.
+
+Url = Annotated[str, typer.Option(envvar="DYZUR_URL", help="the bridge")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        envvar="DYZUR_TOKEN",
+        help="a bearer token (required; engineer or admin to change things)",
+        show_default=False,
+    ),
+]
+CaFile = Annotated[
+    Path | None,
+    typer.Option(exists=True, dir_okay=False, help="verify the bridge's HTTPS with this CA"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _call(
+    method: str,
+    path: str,
+    url: str,
+    token: str | None,
+    ca_file: Path | None,
+    body: dict | None = None,
+    params: dict | None = None,
+):
+    """The API's JSON answer; an error status, a refused token or no answer -> exit 2."""
+    import json
+    import ssl
+
+    import httpx
+
+    if not token:
+        raise _fail("no token: give --token or set DYZUR_TOKEN")
+    if not token.isascii() or not token.isprintable():
+        raise _fail("--token: not a token (printable ASCII only)")  # never echo it
+    try:
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+    except (OSError, ssl.SSLError) as exc:
+        raise _fail(f"--ca-file: {ca_file}: {exc}") from None
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    # YAML times arrive as datetimes: ISO 8601 as written (without an offset: Warsaw).
+    content = None if body is None else json.dumps(body, default=_iso)
+    try:
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            params=params,
+            content=content,
+            headers=headers,
+            verify=verify,
+            timeout=30,
+        )
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise _fail(f"cannot reach the bridge at {url}: {exc}") from None
+    try:
+        data = response.json()
+    except ValueError:
+        raise _fail(f"{url}: HTTP {response.status_code}, not an answer of the bridge") from None
+    if response.is_success:
+        return data
+    detail = data.get("detail", data) if isinstance(data, dict) else data
+    if isinstance(detail, list):
+        detail = "\n".join(f"{d.get('field', '?')}: {d.get('msg', d)}" for d in detail)
+    if response.status_code == 401:
+        raise _fail(f"the bridge at {url} refused the token: {detail}")
+    raise _fail(str(detail))
+
+
+def _iso(value) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _show(data, as_json: bool, render) -> None:
+    """The API's JSON, or ``render(data)``'s lines of text."""
+    import json
+
+    text = json.dumps(data, indent=2, ensure_ascii=False) if as_json else render(data)
+    typer.echo(text)
+
+
+def _window(w: dict) -> str:
+    text = f"{w['start']} – {w['end']} on {', '.join(w['assets']) or '(no assets)'}"
+    text += f" (every: {w['rrule']})" if w["rrule"] else ""
+    text += f" ticket {w['ticket']}" if w["ticket"] else ""
+    text += " ACTIVE" if w["active"] and not w["cancelled_at"] else ""
+    return text + (f" cancelled by {w['cancelled_by']}" if w["cancelled_at"] else "")
+
+
+def _gate(p: dict) -> str:
+    text = p["gate"]
+    text += f" until {p['soak_until']}" if p["gate"] == "soaking" and p["soak_until"] else ""
+    text += f" by {p['gate_by']} at {p['gate_at']}" if p["gate_by"] else ""
+    return text + (f": {p['gate_reason']}" if p["gate_reason"] else "")
+
+
+def _plan(p: dict) -> str:
+    lines = [
+        f"{p['id']} {p['client']} -> {p['target_version']}: {p['status']}, ticket {p['ticket']}"
+    ]
+    for s in p["stages"]:
+        failure = f" ({s['failure']}; ticket {s['failure_ticket']})" if s["failure"] else ""
+        lines.append(
+            f"  {s['environment']}: {s['start']} – {s['end']} on "
+            f"{', '.join(s['assets'])} (window {s['window']}): {s['state']}{failure}"
+        )
+    lines.append(f"  gate: {_gate(p)}")
+    for s in p.get("steps") or []:
+        result = f"error: {s['error']}" if s["error"] else f"exit {s['exit_code']}"
+        lines.append(f"  {s['asset']} {s['phase']}: {s['command']} -> {result}")
+    return "\n".join(lines)
+
+
+@window_app.command("plan")
+def window_plan(
+    client: Annotated[str, typer.Option(help="client id")],
+    start: Annotated[str, typer.Option(help="ISO 8601; without an offset: Europe/Warsaw")],
+    end: Annotated[str, typer.Option(help="ISO 8601; without an offset: Europe/Warsaw")],
+    reason: Annotated[str, typer.Option(help="why (shown to the hospital)")],
+    asset: Annotated[list[str] | None, typer.Option(help="an asset; repeat for more")] = None,
+    selector: Annotated[
+        str | None, typer.Option(help="instead of --asset: environment=test")
+    ] = None,
+    rrule: Annotated[str | None, typer.Option(help="RFC 5545, e.g. FREQ=WEEKLY;BYDAY=TU")] = None,
+    ticket: Annotated[str | None, typer.Option(help="a linked ticket number")] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Plan a maintenance window: alerts of its assets open no tickets while it runs."""
+    body = {
+        "client": client,
+        "start": start,
+        "end": end,
+        "reason": reason,
+        "assets": asset or [],
+        "selector": selector,
+        "rrule": rrule,
+        "ticket": ticket,
+    }
+    w = _call("POST", "/api/v1/windows", url, token, ca_file, body)
+    _show(w, as_json, lambda w: f"planned {w['id']}: {_window(w)}")
+
+
+@window_app.command("list")
+def window_list(
+    client: Annotated[str | None, typer.Option(help="only this client's")] = None,
+    include_all: Annotated[bool, typer.Option("--all", help="with cancelled windows")] = False,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Windows by start (a client token sees its own hospital's only)."""
+    params = {"include_cancelled": include_all} | ({"client": client} if client else {})
+    windows = _call("GET", "/api/v1/windows", url, token, ca_file, params=params)
+    lines = [f"{w['id']} {w['client']}: {_window(w)}" for w in windows]
+    _show(windows, as_json, lambda _: "\n".join(lines) or "(no windows)")
+
+
+@window_app.command("cancel")
+def window_cancel(
+    id: Annotated[str, typer.Argument(help="e.g. OS-2026-0001")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a window; alerts still firing in it open their tickets at the next tick."""
+    w = _call("POST", f"/api/v1/windows/{id}/cancel", url, token, ca_file)
+    _show(w, as_json, lambda w: f"cancelled {w['id']}: {_window(w)}")
+
+
+@update_app.command("plan")
+def update_plan(
+    file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="the plan as YAML")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Plan an update from a YAML file: client, target_version, test_window {start, end},
+    prod_window, runbook {pre_checks, update, post_checks}, soak, without_test_stage, selector."""
+    try:
+        body = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"{mark.line + 1}:" if mark else ""
+        raise _fail(f"{file}:{line} {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"{file}: {exc}") from None
+    if not isinstance(body, dict):
+        raise _fail(f"{file}: expected a mapping (client, target_version, prod_window, ...)")
+    p = _call("POST", "/api/v1/updates", url, token, ca_file, body)
+    _show(p, as_json, lambda p: f"planned {_plan(p)}")
+
+
+@update_app.command("status")
+def update_status(
+    id: Annotated[str | None, typer.Argument(help="a plan, e.g. AK-2026-0001")] = None,
+    client: Annotated[str | None, typer.Option(help="only this client's")] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Without ID: one line per plan. With ID: its stages, gate and every runbook step."""
+    if id is not None:
+        p = _call("GET", f"/api/v1/updates/{id}", url, token, ca_file)
+        _show(p, as_json, _plan)
+        return
+    plans = _call(
+        "GET", "/api/v1/updates", url, token, ca_file, params={"client": client} if client else None
+    )
+    lines = [
+        f"{p['id']} {p['client']} {p['target_version']}: {p['status']}, gate {p['gate']}"
+        for p in plans
+    ]
+    _show(plans, as_json, lambda _: "\n".join(lines) or "(no update plans)")
+
+
+def _gate_command(action: str, id: str, reason: str, url, token, ca_file, as_json) -> None:
+    body = {"reason": reason} if reason else None
+    p = _call("POST", f"/api/v1/updates/{id}/{action}", url, token, ca_file, body)
+    _show(p, as_json, lambda p: f"{p['id']}: gate {_gate(p)}")
+
+
+@update_app.command("approve")
+def update_approve(
+    id: Annotated[str, typer.Argument(help="e.g. AK-2026-0001")],
+    reason: Annotated[str, typer.Option(help="recorded with the approval")] = "",
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Open the gate by hand: production may run in its window."""
+    _gate_command("approve", id, reason, url, token, ca_file, as_json)
+
+
+@update_app.command("hold")
+def update_hold(
+    id: Annotated[str, typer.Argument(help="e.g. AK-2026-0001")],
+    reason: Annotated[str, typer.Option(help="recorded with the hold")] = "",
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Keep production from starting until an engineer approves."""
+    _gate_command("hold", id, reason, url, token, ca_file, as_json)

@@ -118,6 +118,11 @@ class Maintenance:
             raise WindowError("reason: say why (it is shown to the hospital)")
         if r.assets and r.selector:
             raise WindowError("assets: give a list of assets or a selector, not both")
+        if not r.assets and not r.selector:
+            raise WindowError(
+                "assets: list the assets or give a selector (environment=test, kind=amms, "
+                f"id=...; client={r.client} for all of its assets)"
+            )
         for asset_id in r.assets:
             asset = self.assets.get(asset_id)
             if asset is None or asset.client != r.client:

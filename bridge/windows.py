@@ -20,7 +20,7 @@ from bridge.models import Asset, MaintenanceWindow
 
 # How far ahead conflicts of recurring windows are looked for.
 CONFLICT_HORIZON = timedelta(days=730)
-SELECTOR_KEYS = ("environment", "kind", "id")
+SELECTOR_KEYS = ("environment", "kind", "id", "client")
 _FORBIDDEN_RRULE = ("DTSTART", "SECONDLY", "MINUTELY", "HOURLY")
 Interval = tuple[datetime, datetime]
 

@@ -89,3 +89,24 @@ class RunningAgent(Process):
             if line.startswith(name + " "):
                 return float(line.split()[1])
         return None
+
+
+def tls_bridge_config(tmp_path: Path) -> Path:
+    """A bridge config serving HTTPS with a certificate from a fresh test CA (``ca.pem``)."""
+    import trustme
+    import yaml
+
+    from tests.conftest import config_data
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(tmp_path / "bridge-cert.pem")
+    for pem in server.cert_chain_pems[1:]:
+        pem.write_to_path(tmp_path / "bridge-cert.pem", append=True)
+    server.private_key_pem.write_to_path(tmp_path / "bridge-key.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    data = config_data("sqlite:///var/dyzur.db")
+    data["listen"] = {"tls_cert": "bridge-cert.pem", "tls_key": "bridge-key.pem"}
+    config = tmp_path / "dyzur.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config

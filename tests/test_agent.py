@@ -21,7 +21,7 @@ from agents.config import AgentConfigError, CollectorSpec, parse_agent_config
 from agents.spool import Spool
 from collectors import Collector, Sample
 from tests.conftest import DATA, TOKENS, auth, config_data, free_port
-from tests.processes import ROOT, RunningAgent, RunningBridge, wait_for
+from tests.processes import ROOT, RunningAgent, RunningBridge, tls_bridge_config, wait_for
 
 
 def agent_yaml(tmp_path: Path, bridge_port: int, metrics_port: int, **extra) -> Path:
@@ -416,19 +416,7 @@ def test_the_bridge_evaluates_the_agents_samples_and_notices_its_silence(tmp_pat
 
 
 def test_the_agent_pushes_over_verified_tls_only(tmp_path):
-    import trustme
-
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1")
-    server.cert_chain_pems[0].write_to_path(tmp_path / "bridge-cert.pem")
-    for pem in server.cert_chain_pems[1:]:
-        pem.write_to_path(tmp_path / "bridge-cert.pem", append=True)
-    server.private_key_pem.write_to_path(tmp_path / "bridge-key.pem")
-    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
-    data = config_data("sqlite:///var/dyzur.db")
-    data["listen"] = {"tls_cert": "bridge-cert.pem", "tls_key": "bridge-key.pem"}
-    bridge_config = tmp_path / "dyzur.yaml"
-    bridge_config.write_text(yaml.safe_dump(data))
+    bridge_config = tls_bridge_config(tmp_path)
     port = free_port()
     bridge = RunningBridge(bridge_config, port, ca=tmp_path / "ca.pem")
 

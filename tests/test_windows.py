@@ -268,6 +268,8 @@ def test_a_selector_covers_the_assets_that_match_it():
     assert covered_assets(window, assets) == ["amms-t", "db-t"]
     window.selector = parse_selector("kind=amms, environment=prod")
     assert covered_assets(window, assets) == ["amms-p"]
+    window.selector = parse_selector("client=a")  # every asset of the window's client
+    assert covered_assets(window, assets) == ["amms-t", "amms-p", "db-t"]
     with pytest.raises(ValueError, match="unknown key 'room'"):
         parse_selector("room=7")
     with pytest.raises(ValueError, match="key=value"):
@@ -289,6 +291,7 @@ def test_a_selector_covers_the_assets_that_match_it():
         ({"reason": "  "}, "reason:"),
         ({"ticket": "DZ-2026-999999"}, "ticket: no ticket DZ-2026-999999"),
         ({"assets": [], "selector": {"kind": "ups"}}, "selector: kind=ups matches no asset"),
+        ({"assets": []}, "assets: list the assets or give a selector"),
     ],
 )
 def test_a_bad_window_is_refused_naming_the_field(bridge, change, message):
