@@ -298,7 +298,7 @@ class Updates:
             for stage in plan.stages:
                 if stage.state is StageState.RUNNING and not self._running(plan.id):
                     # Ours after a restart, or a worker that died: nobody knows how far it got.
-                    self._fail(plan, stage, None, interrupted=True)
+                    self._fail(plan, stage, None)
                     return
             test, prod = plan.stage("test"), plan.stage("prod")
             assert prod is not None
@@ -500,9 +500,9 @@ class Updates:
         plan: UpdatePlan,
         stage: UpdateStage,
         step: StepRecord | None,
-        interrupted: bool = False,
     ) -> None:
-        """A failed stage stops the plan and opens a ticket: usterka (test), awaria (prod)."""
+        """A failed stage stops the plan and opens a ticket: usterka (test), awaria (prod).
+        Without ``step`` the stage was interrupted (the bridge stopped while it ran)."""
         now = self.clock.now()
         lang = self._language(plan)
         stage.state = StageState.FAILED
