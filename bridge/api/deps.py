@@ -46,7 +46,7 @@ def get_principal(
     return principal
 
 
-def _check_role(principal: Principal, allowed: set[Role]) -> Principal:
+def check_role(principal: Principal, allowed: set[Role]) -> Principal:
     if principal.role not in allowed:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"role {principal.role.value!r} may not do this"
@@ -59,7 +59,7 @@ def require(*roles: Role) -> Callable[..., Principal]:
     allowed = {*roles, Role.ADMIN}
 
     def check(principal: Principal = Depends(get_principal)) -> Principal:
-        return _check_role(principal, allowed)
+        return check_role(principal, allowed)
 
     return check
 
@@ -71,4 +71,4 @@ def metrics_access(
 ) -> None:
     """/metrics needs an engineer or admin token unless the config makes it public."""
     if not bridge.config.public_metrics:
-        _check_role(get_principal(request, credentials, bridge), {Role.ENGINEER, Role.ADMIN})
+        check_role(get_principal(request, credentials, bridge), {Role.ENGINEER, Role.ADMIN})

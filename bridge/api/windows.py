@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import bearer_scheme, get_bridge, get_principal, require
+from bridge.api.deps import bearer_scheme, check_role, get_bridge, get_principal, require
 from bridge.auth import Principal, Role
 from bridge.calendar_feed import build_calendar
 from bridge.clock import WARSAW, local_iso
@@ -238,8 +238,7 @@ async def calendar(
 ) -> Response:
     """Windows and update stages as iCalendar: every client for engineers, one for a client
     token."""
-    if principal.role not in (Role.ENGINEER, Role.ADMIN, Role.CLIENT):
-        raise HTTPException(403, f"role {principal.role.value!r} may not do this")
+    check_role(principal, {Role.ENGINEER, Role.ADMIN, Role.CLIENT})
     scope = principal.client if principal.role is Role.CLIENT else None
 
     def build() -> bytes:
