@@ -71,6 +71,28 @@ class UpdateSettings(_Strict):
     soak: Duration = 1800.0
 
 
+class CategoryMapping(_Strict):
+    """Alerts whose labels all match ``match`` open tickets of ``category``."""
+
+    match: dict[str, str] = Field(min_length=1)
+    category: Literal["awaria", "usterka", "utrzymanie"]
+
+
+class AlertmanagerSettings(_Strict):
+    """How alerts from Alertmanager's webhook map to assets and categories."""
+
+    # The first of these labels naming an inventory asset wins ("instance" is also tried
+    # without its port: amms-01:9100 -> amms-01).
+    asset_labels: list[str] = Field(["asset", "instance"], min_length=1)
+    # The first mapping whose labels all match gives the category.
+    categories: list[CategoryMapping] = [
+        CategoryMapping(match={"severity": "critical"}, category="awaria"),
+        CategoryMapping(match={"severity": "warning"}, category="usterka"),
+    ]
+    # For alerts no mapping matches; null refuses them (named in the response).
+    default_category: Literal["awaria", "usterka", "utrzymanie"] | None = "usterka"
+
+
 class TokenConfig(_Strict):
     """A bearer token, stored only as its SHA-256 hash (``dyzur token new`` makes one)."""
 
@@ -98,6 +120,7 @@ class Config(_Strict):
     siem: list[SiemConfig] = []
     ssh: SshSettings | None = None
     updates: UpdateSettings = UpdateSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     rule_files: list[str] = ["builtin:hosts"]
     clients: list[Client] = []
     assets: list[Asset] = []

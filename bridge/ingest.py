@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.models import Asset, AuditEvent
 from collectors import Sample
 from rules.engine import Engine
-from rules.model import AlertState, Transition
+from rules.model import AlertState, Rule, Transition
 
 log = logging.getLogger(__name__)
 # The ssh collector reports the deployed AMMS version as this metric with a `version` label.
@@ -89,6 +89,11 @@ class Ingestor:
         # kept in order and retried on every tick, so an accepted sample's ticket is never lost.
         self._queue: deque[Transition] = deque()
         self._failing = False
+        # Rules of alerts that come from elsewhere (Alertmanager), by name.
+        self.external_rules: Callable[[str], Rule | None] = lambda name: None
+
+    def rule_of(self, name: str) -> Rule | None:
+        return self.engine.rules.get(name) or self.external_rules(name)
 
     def start(self) -> None:
         """Put the alerts of open tickets back and start watching the reporting assets."""
@@ -226,7 +231,7 @@ class Ingestor:
         firing when their maintenance window ended."""
         with self._lock:
             changes = self._apply(self.engine.tick(self.clock.time()))
-            for change in self.lifecycle.release_windows(self.engine.rules):
+            for change in self.lifecycle.release_windows(self.rule_of):
                 self._count(change)
                 changes.append(change)
             return changes

@@ -8,7 +8,7 @@ moment serialise there, and the second one finds the first one's ticket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -166,6 +166,27 @@ class TicketLifecycle:
         with self.store.alert_lock(alert.fingerprint):
             return self._fire(alert, rule, transition.escalated, self.clock.now())
 
+    def apply_notified(self, alert: Alert, rule: Rule) -> Change | Suppression | None:
+        """An alert another system evaluates (Alertmanager) and notifies again and again while
+        it fires: only what changes — a new firing, a higher category, the resolution — reaches
+        the ticket; a repeated notification changes nothing."""
+        now = self.clock.now()
+        if alert.state is AlertState.RESOLVED:
+            transition = Transition(alert, AlertState.FIRING, AlertState.RESOLVED, now.timestamp())
+            return self._on_recovered(transition, rule)
+        category = Category(alert.category)
+        with self.store.alert_lock(alert.fingerprint):
+            latest = self.store.latest_ticket_for_alert(alert.fingerprint)
+            is_open = latest is not None and latest.is_open
+            if is_open and category.severity <= latest.category.severity:  # type: ignore[union-attr]
+                return None
+            muted = self.store.suppressed_alerts(
+                fingerprint=alert.fingerprint, state=SuppressedState.FIRING
+            )
+            if muted and category.severity <= muted[0].category.severity:
+                return None
+            return self._fire(alert, rule, is_open, now)
+
     def _fire(
         self, alert: Alert, rule: Rule, escalated: bool, now: datetime
     ) -> Change | Suppression:
@@ -308,7 +329,7 @@ class TicketLifecycle:
             self.store.update_ticket(ticket, TimelineEntry(now, "window_ended", text))
             self._audit_suppressed("window.alert_released", record, now)
 
-    def release_windows(self, rules: Mapping[str, Rule]) -> list[Change]:
+    def release_windows(self, rule_of: Callable[[str], Rule | None]) -> list[Change]:
         """Alerts still firing when their window ended open their tickets now; run by the
         ticker. An alert whose asset went straight into another window moves to it."""
         now = self.clock.now()
@@ -326,7 +347,7 @@ class TicketLifecycle:
                     record.window, record.until = muting.window, muting.until
                     self.store.save_suppressed(record)
                     continue
-                rule = rules.get(record.rule)
+                rule = rule_of(record.rule)
                 if rule is None or record.asset not in self.assets:
                     log.error(
                         "alert %s of window %s cannot open a ticket: rule or asset is gone",

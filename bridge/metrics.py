@@ -75,6 +75,13 @@ class BridgeMetrics:
             "Alert transitions that could not be applied to a ticket at once (kept for retry).",
             registry=r,
         )
+        self.alertmanager_alerts = Counter(
+            "dyzur_alertmanager_alerts",
+            "Alerts received from Alertmanager, by status (firing, resolved) and outcome "
+            "(accepted or the reason it was refused).",
+            ["status", "outcome"],
+            registry=r,
+        )
         self.alerts_in_windows = Counter(
             "dyzur_window_alerts",
             "Alerts of assets in a maintenance window: suppressed (recorded, no ticket), "

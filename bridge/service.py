@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from bridge.alertmanager import AlertmanagerReceiver
+from bridge.alertmanager import rule_of as alertmanager_rule_of
 from bridge.clock import Clock
 from bridge.config import LoadedConfig, siem_destinations
 from bridge.ingest import Ingestor
@@ -60,6 +62,10 @@ class Bridge:
             self._ssh_runner if self.config.ssh is not None else None,
             self.config.updates.soak,
         )
+        self.alertmanager = AlertmanagerReceiver(
+            self.config.alertmanager, self.lifecycle, loaded.assets, self.metrics
+        )
+        self.ingestor.external_rules = alertmanager_rule_of
         self.forwarder = Forwarder(
             siem_destinations(self.config, loaded.base_dir), self.store, self.clock, self.metrics
         )

@@ -126,6 +126,8 @@ class RuleTemplates:
             "for": rule.for_seconds,
             "for_seconds": rule.for_seconds,
             "absent": rule.absent_seconds,
+            # Texts that came with the alert (Alertmanager's summary, description).
+            "annotations": alert.annotations,
         }
 
     def try_render(self, alert: Alert, lang: str) -> tuple[str, str]:

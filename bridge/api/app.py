@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bridge.api import assets, health, samples, tickets, updates, windows
+from bridge.api import alertmanager, assets, health, samples, tickets, updates, windows
 from bridge.api.limits import BodySizeLimit
 from bridge.service import Bridge
 from bridge.store import StoreError
@@ -52,6 +52,7 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
         )
 
     app.include_router(samples.router)
+    app.include_router(alertmanager.router)
     app.include_router(tickets.router)
     app.include_router(assets.router)
     app.include_router(windows.router)

@@ -1,0 +1,159 @@
+"""Alertmanager as a source of alerts: its webhook notifications become the same alerts, in the
+same lifecycle, as dyzur's own rules — one ticket per Alertmanager fingerprint, resolved when
+Alertmanager says so, muted by maintenance windows, with the contract's deadline.
+
+Alertmanager notifies a firing alert again and again (group changes, repeat_interval); only a
+change reaches a ticket (``TicketLifecycle.apply_notified``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Protocol
+
+from bridge.auth import Principal, Role
+from bridge.config import AlertmanagerSettings
+from bridge.ingest import Rejection
+from bridge.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
+from bridge.metrics import BridgeMetrics
+from bridge.models import Asset
+from rules.model import Alert, AlertState, Rule, Text, fingerprint
+
+log = logging.getLogger(__name__)
+RULE_PREFIX = "alertmanager:"
+
+
+class IncomingAlert(Protocol):
+    status: str  # firing, resolved
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    startsAt: datetime
+    fingerprint: str | None
+
+
+@dataclass(slots=True)
+class ReceiveResult:
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@lru_cache(maxsize=1024)
+def alertmanager_rule(name: str) -> Rule:
+    """The rule an Alertmanager alert fires under: its texts come from the alert's annotations."""
+    alertname = name.removeprefix(RULE_PREFIX)
+    summary = "annotations.get('summary') or labels.alertname"
+    return Rule(
+        name=name,
+        category="usterka",
+        title=Text(
+            pl="{{ " + summary + " }} na {{ asset }} (Alertmanager)",
+            en="{{ " + summary + " }} on {{ asset }} (Alertmanager)",
+        ),
+        description=Text(
+            pl="Alert {{ labels.alertname }} z Alertmanagera. "
+            "{{ annotations.get('description', '') }}",
+            en="Alert {{ labels.alertname }} from Alertmanager. "
+            "{{ annotations.get('description', '') }}",
+        ),
+        identity=("asset", "alertname"),
+        source=f"alertmanager ({alertname})",
+    )
+
+
+def rule_of(name: str) -> Rule | None:
+    return alertmanager_rule(name) if name.startswith(RULE_PREFIX) else None
+
+
+class AlertmanagerReceiver:
+    def __init__(
+        self,
+        settings: AlertmanagerSettings,
+        lifecycle: TicketLifecycle,
+        assets: Mapping[str, Asset],
+        metrics: BridgeMetrics,
+    ) -> None:
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.assets = assets
+        self.metrics = metrics
+
+    def asset_of(self, labels: Mapping[str, str]) -> str | None:
+        """The first configured label that names an inventory asset; ``instance`` values such
+        as ``amms-01:9100`` or ``[::1]:9100`` are tried without their port too."""
+        for label in self.settings.asset_labels:
+            value = labels.get(label)
+            if not value:
+                continue
+            host = value.rsplit(":", 1)[0].strip("[]") if ":" in value else value
+            for candidate in (value, host):
+                if candidate in self.assets:
+                    return candidate
+        return None
+
+    def category_of(self, labels: Mapping[str, str]) -> str | None:
+        for mapping in self.settings.categories:
+            if all(labels.get(k) == v for k, v in mapping.match.items()):
+                return mapping.category
+        return self.settings.default_category
+
+    def receive(self, alerts: Sequence[IncomingAlert], principal: Principal) -> ReceiveResult:
+        scope = principal.client if principal.role is Role.AGENT else None
+        result = ReceiveResult()
+        for index, incoming in enumerate(alerts):
+            rejection = self._one(index, incoming, scope)
+            if rejection is None:
+                result.accepted += 1
+            else:
+                result.rejected.append(rejection)
+            outcome = "accepted" if rejection is None else rejection.reason
+            self.metrics.alertmanager_alerts.labels(incoming.status, outcome).inc()
+        return result
+
+    def _one(self, index: int, incoming: IncomingAlert, scope: str | None) -> Rejection | None:
+        labels = dict(incoming.labels)
+        alertname = labels.get("alertname")
+        if not alertname:
+            return Rejection(index, "missing_alertname", "label 'alertname' is missing")
+        asset_id = self.asset_of(labels)
+        if asset_id is None:
+            tried = ", ".join(
+                f"{k}={labels[k]!r}" for k in self.settings.asset_labels if k in labels
+            )
+            return Rejection(
+                index, "unknown_asset", f"no inventory asset in {tried or 'its labels'}"
+            )
+        if scope is not None and self.assets[asset_id].client != scope:
+            return Rejection(index, "forbidden_asset", f"asset {asset_id!r} is not yours")
+        category = self.category_of(labels)
+        if category is None:
+            return Rejection(index, "no_category", "no category mapping matches its labels")
+        labels["asset"] = asset_id
+        name = f"{RULE_PREFIX}{alertname}"
+        # Alertmanager's fingerprint identifies the alert (a hash of its labels).
+        key = incoming.fingerprint or fingerprint(name, labels)
+        alert = Alert(
+            rule=name,
+            fingerprint=f"am-{key}",
+            labels=labels,
+            state=AlertState.RESOLVED if incoming.status == "resolved" else AlertState.FIRING,
+            category=category,
+            value=float("nan"),
+            active_since=incoming.startsAt.timestamp(),
+            fired_at=incoming.startsAt.timestamp(),
+            annotations=dict(incoming.annotations),
+        )
+        try:
+            change = self.lifecycle.apply_notified(alert, alertmanager_rule(name))
+        except LifecycleError as exc:
+            return Rejection(index, "unknown_asset", str(exc))
+        if isinstance(change, Change):
+            self.metrics.ticket_changes.labels(change.action).inc()
+            if change.action == "opened":
+                self.metrics.tickets_opened.labels(change.ticket.category.value).inc()
+        elif isinstance(change, Suppression):
+            self.metrics.alerts_in_windows.labels(change.action).inc()
+        return None

@@ -1,0 +1,70 @@
+"""POST /api/v1/alertmanager: Alertmanager's webhook (payload version 4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
+
+from bridge.api.deps import get_bridge, require
+from bridge.api.schemas import LabelName, LabelValue, RejectedSample
+from bridge.auth import Principal, Role
+from bridge.service import Bridge
+
+router = APIRouter(prefix="/api/v1", tags=["alertmanager"])
+Text = Annotated[str, StringConstraints(max_length=8192)]
+
+
+class AmAlert(BaseModel):
+    """One alert of the notification. Alertmanager's own fields; unknown ones are ignored so a
+    newer Alertmanager still gets through."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[LabelName, LabelValue] = Field(max_length=64)
+    annotations: dict[LabelName, Text] = Field(default_factory=dict, max_length=64)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = Field(None, max_length=64, pattern=r"^[0-9a-zA-Z]+$")
+
+
+class AmNotification(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str | None = None
+    groupKey: str | None = None
+    alerts: list[AmAlert] = Field(max_length=10_000)
+
+
+class AmResponse(BaseModel):
+    accepted: int
+    rejected: list[RejectedSample]
+
+
+@router.post(
+    "/alertmanager",
+    response_model=AmResponse,
+    responses={413: {"description": "body too large"}, 422: {"description": "schema error"}},
+)
+async def alertmanager_webhook(
+    body: AmNotification,
+    principal: Principal = Depends(require(Role.AGENT)),
+    bridge: Bridge = Depends(get_bridge),
+) -> AmResponse:
+    """Alerts from Alertmanager (webhook_config with http_config.authorization: an agent token).
+    An alert without an inventory asset or a category is refused alone and named; the rest are
+    taken. A 200 tells Alertmanager not to send the notification again."""
+    result = await run_in_threadpool(bridge.alertmanager.receive, body.alerts, principal)
+    return AmResponse(
+        accepted=result.accepted,
+        rejected=[
+            RejectedSample(index=r.index, reason=r.reason, detail=r.detail) for r in result.rejected
+        ],
+    )
