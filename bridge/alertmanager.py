@@ -151,9 +151,7 @@ class AlertmanagerReceiver:
         except LifecycleError as exc:
             return Rejection(index, "unknown_asset", str(exc))
         if isinstance(change, Change):
-            self.metrics.ticket_changes.labels(change.action).inc()
-            if change.action == "opened":
-                self.metrics.tickets_opened.labels(change.ticket.category.value).inc()
+            self.metrics.count_change(change)
         elif isinstance(change, Suppression):
             self.metrics.alerts_in_windows.labels(change.action).inc()
         return None

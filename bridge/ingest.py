@@ -232,7 +232,7 @@ class Ingestor:
         with self._lock:
             changes = self._apply(self.engine.tick(self.clock.time()))
             for change in self.lifecycle.release_windows(self.rule_of):
-                self._count(change)
+                self.metrics.count_change(change)
                 changes.append(change)
             return changes
 
@@ -265,13 +265,8 @@ class Ingestor:
                 self.metrics.alerts_in_windows.labels(change.action).inc()
             elif change is not None:
                 changes.append(change)
-                self._count(change)
+                self.metrics.count_change(change)
         return changes
-
-    def _count(self, change: Change) -> None:
-        self.metrics.ticket_changes.labels(change.action).inc()
-        if change.action == "opened":
-            self.metrics.tickets_opened.labels(change.ticket.category.value).inc()
 
     def alert_counts(self) -> dict[AlertState, int]:
         with self._lock:

@@ -52,6 +52,8 @@ class Change:
 
     ticket: Ticket
     action: str  # opened, refired, reopened, escalated, recovered, resolved
+    # Seconds from the alert firing to this ticket opening (opened and reopened only).
+    latency: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,8 @@ class TicketLifecycle:
                 text += " " + timeline_text(lang, "due", due=local_time(ticket.reaction_due))
             change = self._record(ticket, "opened", text, now, new=True)
         self._release_suppressed(change.ticket, lang, now)
+        if alert.fired_at is not None:
+            change = Change(change.ticket, change.action, now.timestamp() - alert.fired_at)
         return change
 
     def _new_ticket(

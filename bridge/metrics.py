@@ -3,42 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rules.model import AlertState
+if TYPE_CHECKING:
+    from bridge.lifecycle import Change
 
 
-class _AlertStates(Collector):
-    """dyzur_alerts{state}: read from the engine at scrape time, so the hot path pays nothing."""
+class _ReadAtScrape(Collector):
+    """A gauge family read at scrape time (from the engine or the store), so the hot path pays
+    nothing: ``read()`` returns {label values: value}."""
 
-    def __init__(self, counts: Callable[[], Mapping[AlertState, int]]) -> None:
-        self._counts = counts
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("dyzur_alerts", "Alerts by state.", labels=["state"])
-        counts = self._counts()
-        for state in (AlertState.PENDING, AlertState.FIRING):
-            family.add_metric([state.value], counts.get(state, 0))
-        yield family
-
-
-class _SlaStates(Collector):
-    """dyzur_sla_open_tickets{client,category,state}: open tickets at risk or breached."""
-
-    def __init__(self, counts: Callable[[], Mapping[tuple[str, str, str], int]]) -> None:
-        self._counts = counts
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: list[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "dyzur_sla_open_tickets",
-            "Open tickets without a response that are at risk or past their deadline.",
-            labels=["client", "category", "state"],
-        )
-        for (client, category, state), n in sorted(self._counts().items()):
-            family.add_metric([client, category, state], n)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, value in sorted(self.read().items()):
+            family.add_metric(list(values), value)
         yield family
 
 
@@ -117,6 +108,14 @@ class BridgeMetrics:
         self.siem_backlog = Gauge(
             "dyzur_siem_backlog", "Audit events waiting for a SIEM.", ["destination"], registry=r
         )
+        self.alert_to_ticket = Histogram(
+            "dyzur_alert_to_ticket_seconds",
+            "From an alert firing to its ticket opened (longer when a maintenance window held "
+            "it), by source: rules (dyzur's own) or alertmanager.",
+            ["source"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 14400),
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "dyzur_ingest_batch_seconds",
             "Time to validate and evaluate one pushed batch.",
@@ -124,8 +123,21 @@ class BridgeMetrics:
             registry=r,
         )
 
-    def watch_sla(self, counts: Callable[[], Mapping[tuple[str, str, str], int]]) -> None:
-        self.registry.register(_SlaStates(counts))
+    def count_change(self, change: Change) -> None:
+        """A ticket change made by the lifecycle, whatever its source."""
+        self.ticket_changes.labels(change.action).inc()
+        if change.action == "opened":
+            self.tickets_opened.labels(change.ticket.category.value).inc()
+        if change.latency is not None:
+            source = "alertmanager" if change.ticket.rule.startswith("alertmanager:") else "rules"
+            self.alert_to_ticket.labels(source).observe(max(change.latency, 0.0))
 
-    def watch_alerts(self, counts: Callable[[], Mapping[AlertState, int]]) -> None:
-        self.registry.register(_AlertStates(counts))
+    def watch(
+        self,
+        name: str,
+        documentation: str,
+        labels: list[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        """Export what ``read`` returns at every scrape as the gauge ``name``."""
+        self.registry.register(_ReadAtScrape(name, documentation, labels, read))

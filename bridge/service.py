@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 
 from bridge.alertmanager import AlertmanagerReceiver
 from bridge.alertmanager import rule_of as alertmanager_rule_of
@@ -69,8 +70,7 @@ class Bridge:
         self.forwarder = Forwarder(
             siem_destinations(self.config, loaded.base_dir), self.store, self.clock, self.metrics
         )
-        self.metrics.watch_alerts(self.ingestor.alert_counts)
-        self.metrics.watch_sla(self.store.sla_counts)
+        self._watch()
         self.ingestor.start()
         self.audit(
             "config.loaded",
@@ -82,6 +82,52 @@ class Bridge:
         )
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+
+    def _watch(self) -> None:
+        """Gauges read at scrape time. Labels stay bounded: clients, categories, states —
+        never a ticket number or free text."""
+        watch = self.metrics.watch
+        watch(
+            "dyzur_alerts",
+            "Alerts of dyzur's rules by state.",
+            ["state"],
+            lambda: {(s.value,): n for s, n in self.ingestor.alert_counts().items()},
+        )
+        watch(
+            "dyzur_sla_open_tickets",
+            "Open tickets without a response that are at risk or past their deadline.",
+            ["client", "category", "state"],
+            self.store.sla_counts,
+        )
+        watch(
+            "dyzur_tickets",
+            "Tickets by client, category and status.",
+            ["client", "category", "status"],
+            self.store.ticket_counts,
+        )
+        watch(
+            "dyzur_maintenance_windows_active",
+            "Maintenance windows running now, by client.",
+            ["client"],
+            self._active_windows,
+        )
+        watch(
+            "dyzur_transition_queue",
+            "Alert transitions waiting for the store (retried every tick).",
+            [],
+            lambda: {(): self.ingestor.queued_transitions},
+        )
+        watch(
+            "dyzur_update_plans",
+            "Update plans by status.",
+            ["status"],
+            lambda: Counter((p.status.value,) for p in self.store.plans()),
+        )
+
+    def _active_windows(self) -> dict[tuple[str, ...], int]:
+        active = self.maintenance.schedule().active(self.clock.now())
+        counts = Counter((w.client,) for w, _ in active)
+        return {(c,): counts.get((c,), 0) for c in self.loaded.clients}
 
     def audit(self, action: str, actor: str = "dyzur", outcome: str = "success", **detail) -> None:
         """Record an audit event that belongs to no ticket (configuration, tokens, ...)."""

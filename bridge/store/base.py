@@ -139,6 +139,10 @@ class Store(ABC):
         """Open tickets at risk or breached: (client, category, sla_state) -> count."""
 
     @abstractmethod
+    def ticket_counts(self) -> dict[tuple[str, str, str], int]:
+        """(client, category, status) -> number of tickets."""
+
+    @abstractmethod
     def tickets_opened_between(self, client: str, start: datetime, end: datetime) -> list[Ticket]:
         """A client's tickets opened in [start, end), oldest first (for reports)."""
 

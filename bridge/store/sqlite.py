@@ -609,6 +609,17 @@ class SQLiteStore(Store):
         )
         return {(r[0], r[1], r[2]): r[3] for r in rows}
 
+    def ticket_counts(self) -> dict[tuple[str, str, str], int]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT client, category, status, COUNT(*) FROM tickets "
+                "GROUP BY client, category, status"
+            )
+            .fetchall()
+        )
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
     def tickets_opened_between(self, client: str, start: datetime, end: datetime) -> list[Ticket]:
         rows = (
             self._conn()
