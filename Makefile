@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_snmp.py
 	$(BIN)/python benchmarks/bench_ssh.py
 	$(BIN)/python benchmarks/bench_windows.py
+	$(BIN)/python benchmarks/bench_alert_paths.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
