@@ -25,6 +25,7 @@ from rules.model import Alert, AlertState, Rule, Text, fingerprint
 
 log = logging.getLogger(__name__)
 RULE_PREFIX = "alertmanager:"
+ANNOTATION_CHARS = 4000  # of a summary or description kept on the ticket
 
 
 class IncomingAlert(Protocol):
@@ -144,7 +145,7 @@ class AlertmanagerReceiver:
             value=float("nan"),
             active_since=incoming.startsAt.timestamp(),
             fired_at=incoming.startsAt.timestamp(),
-            annotations=dict(incoming.annotations),
+            annotations={k: v[:ANNOTATION_CHARS] for k, v in incoming.annotations.items()},
         )
         try:
             change = self.lifecycle.apply_notified(alert, alertmanager_rule(name))

@@ -60,6 +60,14 @@ def test_a_firing_alert_opens_one_ticket_and_resolved_resolves_it(api, bridge):
     assert ticket.status is TicketStatus.RESOLVED
 
 
+def test_a_long_description_is_kept_short_not_refused(api, bridge):
+    alert = am_alert(instance="srv-a1")
+    alert["annotations"]["description"] = "x" * 50_000
+    assert post(api, notification(alert)).json()["accepted"] == 1
+    [ticket] = tickets(bridge)
+    assert 4000 <= len(ticket.description) < 4200
+
+
 def test_labels_choose_the_asset_and_the_category(api, bridge):
     post(api, notification(am_alert(asset="srv-a2", severity="warning", fingerprint="f2")))
     post(api, notification(am_alert(asset="srv-b1", severity="info", fingerprint="f3")))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import get_bridge, require
@@ -15,7 +15,6 @@ from bridge.auth import Principal, Role
 from bridge.service import Bridge
 
 router = APIRouter(prefix="/api/v1", tags=["alertmanager"])
-Text = Annotated[str, StringConstraints(max_length=8192)]
 
 
 class AmAlert(BaseModel):
@@ -26,7 +25,8 @@ class AmAlert(BaseModel):
 
     status: Literal["firing", "resolved"]
     labels: dict[LabelName, LabelValue] = Field(max_length=64)
-    annotations: dict[LabelName, Text] = Field(default_factory=dict, max_length=64)
+    # Texts of any length (the body size limit bounds them); a ticket keeps their beginning.
+    annotations: dict[LabelName, str] = Field(default_factory=dict, max_length=64)
     startsAt: datetime
     endsAt: datetime | None = None
     generatorURL: str | None = None
