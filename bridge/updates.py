@@ -43,6 +43,7 @@ from bridge.models import (
 )
 from bridge.store import Store, TicketFilter
 from bridge.texts import stage_name, timeline_text, update_text
+from bridge.windows import selected
 from collectors.ssh.runner import SshError, SshRunner, SshTarget
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,7 @@ class Updates:
         if self.runner_factory is None:
             raise UpdateError("ssh: the bridge has no ssh settings to run runbooks with")
         selector = dict(r.selector) if r.selector is not None else {"kind": "amms"}
-        chosen = [
-            a
-            for a in self.assets.values()
-            if a.client == r.client and all(str(getattr(a, k)) == v for k, v in selector.items())
-        ]
+        chosen = selected(self.assets, r.client, selector)
         what = ", ".join(f"{k}={v}" for k, v in selector.items())
         test_assets = [a.id for a in chosen if a.environment == "test"]
         prod_assets = [a.id for a in chosen if a.environment == "prod"]
@@ -165,7 +162,7 @@ class Updates:
         year = now.astimezone(WARSAW).year
         plan_id = f"AK-{year}-{self.store.next_sequence(f'update-{year}'):04d}"
         lang = client.contract.language
-        reason = f"{update_text(lang, 'plan_title', version=r.target_version, client=client.name)}"
+        reason = update_text(lang, "plan_title", version=r.target_version, client=client.name)
         windows = self.maintenance.plan_all(
             [
                 WindowRequest(r.client, w.start, w.end, f"{reason} ({plan_id})", list(assets))
@@ -196,7 +193,7 @@ class Updates:
             rule="amms_update",
             fingerprint=f"update:{plan_id}",
             category=Category.AKTUALIZACJA,
-            title=update_text(lang, "plan_title", version=r.target_version, client=client.name),
+            title=reason,
             description=update_text(
                 lang, "plan_description", version=r.target_version, stages=lines, steps=steps
             ),

@@ -38,16 +38,21 @@ def parse_selector(text: str) -> dict[str, str]:
     return selector
 
 
+def selected(assets: Mapping[str, Asset], client: str, selector: Mapping[str, str]) -> list[Asset]:
+    """The client's assets whose fields (SELECTOR_KEYS) have the selector's values."""
+    return [
+        a
+        for a in assets.values()
+        if a.client == client
+        and all(str(getattr(a, key)) == value for key, value in selector.items())
+    ]
+
+
 def covered_assets(window: MaintenanceWindow, assets: Mapping[str, Asset]) -> list[str]:
     """The assets a window covers: its list, or its client's assets matching its selector."""
     if window.assets:
         return list(window.assets)
-    return [
-        a.id
-        for a in assets.values()
-        if a.client == window.client
-        and all(str(getattr(a, key)) == value for key, value in window.selector.items())
-    ]
+    return [a.id for a in selected(assets, window.client, window.selector)]
 
 
 def validate_rrule(text: str, start: datetime) -> None:
@@ -192,10 +197,10 @@ class WindowSchedule:
 
     def __init__(self, windows: Iterable[MaintenanceWindow], assets: Mapping[str, Asset]) -> None:
         self.windows = {w.id: w for w in windows}
+        self._occurrences = [Occurrences(w) for w in self.windows.values()]
         self._by_asset: dict[str, list[Occurrences]] = {}
-        for window in self.windows.values():
-            occurrences = Occurrences(window)
-            for asset in covered_assets(window, assets):
+        for occurrences in self._occurrences:
+            for asset in covered_assets(occurrences.window, assets):
                 self._by_asset.setdefault(asset, []).append(occurrences)
 
     def muting(self, asset: str, at: datetime) -> Muting | None:
@@ -209,8 +214,8 @@ class WindowSchedule:
     def active(self, at: datetime) -> list[tuple[MaintenanceWindow, Interval]]:
         """Windows with an occurrence running at ``at``."""
         found = []
-        for window in self.windows.values():
-            running = Occurrences(window).at(at)
+        for occurrences in self._occurrences:
+            running = occurrences.at(at)
             if running is not None:
-                found.append((window, running))
+                found.append((occurrences.window, running))
         return found

@@ -46,6 +46,17 @@ def get_principal(
     return principal
 
 
+def client_scope(principal: Principal, client: str | None) -> str | None:
+    """The client a listing is limited to: a client token's own, whatever it asks for."""
+    if principal.role is Role.CLIENT:
+        if client is not None and client != principal.client:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "a client token sees only its own client"
+            )
+        return principal.client
+    return client
+
+
 def check_role(principal: Principal, allowed: set[Role]) -> Principal:
     if principal.role not in allowed:
         raise HTTPException(

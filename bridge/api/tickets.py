@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import get_bridge, require
+from bridge.api.deps import client_scope, get_bridge, require
 from bridge.api.schemas import TicketOut
 from bridge.auth import Principal, Role
 from bridge.lifecycle import TicketNotFound
@@ -38,11 +38,7 @@ def list_tickets(
     bridge: Bridge = Depends(get_bridge),
 ) -> list[TicketOut]:
     """Tickets, newest first. A client token may filter only by its own client."""
-    if principal.role is Role.CLIENT:
-        if client is not None and client != principal.client:
-            raise HTTPException(403, "a client token sees only its own client's tickets")
-        client = principal.client
-    query = TicketFilter(client, status, category, asset, limit, offset)
+    query = TicketFilter(client_scope(principal, client), status, category, asset, limit, offset)
     return [TicketOut.of(t) for t in bridge.store.list_tickets(query)]
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import get_bridge, require
-from bridge.api.windows import client_scope, in_warsaw
+from bridge.api.deps import client_scope, get_bridge, require
+from bridge.api.windows import in_warsaw
 from bridge.auth import Principal, Role
 from bridge.clock import local_iso
 from bridge.maintenance import WindowConflict, WindowError

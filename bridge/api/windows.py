@@ -12,7 +12,14 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import bearer_scheme, check_role, get_bridge, get_principal, require
+from bridge.api.deps import (
+    bearer_scheme,
+    check_role,
+    client_scope,
+    get_bridge,
+    get_principal,
+    require,
+)
 from bridge.auth import Principal, Role
 from bridge.calendar_feed import build_calendar
 from bridge.clock import WARSAW, local_iso
@@ -29,15 +36,6 @@ engineers = require(Role.ENGINEER)
 def in_warsaw(when: datetime) -> datetime:
     """A time without an offset is what a person in Poland means: Europe/Warsaw."""
     return when if when.tzinfo is not None else when.replace(tzinfo=WARSAW)
-
-
-def client_scope(principal: Principal, client: str | None) -> str | None:
-    """The client a listing is limited to: a client token's own, whatever it asks for."""
-    if principal.role is Role.CLIENT:
-        if client is not None and client != principal.client:
-            raise HTTPException(403, "a client token sees only its own client")
-        return principal.client
-    return client
 
 
 class WindowIn(BaseModel):
