@@ -10,12 +10,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
-from bridge.models import Asset, Client, Duration
+from bridge.models import Asset, Client, Duration, duration_between
 from bridge.siem import Destination
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example.yaml")
+
+# The sane range of each duration setting (README, "Configuration"): a tick of 0s would spin
+# a core, and a period of centuries overflows the dates computed from it.
+ConnectTimeout = duration_between(1.0, 300.0)
+SoakPeriod = duration_between(0.0, 14 * 86400.0)
+ReopenPeriod = duration_between(0.0, 30 * 86400.0)
+TickInterval = duration_between(0.1, 600.0)
+ClockSkew = duration_between(1.0, 86400.0)
 
 
 class _Strict(BaseModel):
@@ -63,12 +71,12 @@ class SshSettings(_Strict):
     use_agent: bool = False
     # The login of assets whose ssh: has no user.
     user: str | None = None
-    connect_timeout: Duration = 10.0
+    connect_timeout: ConnectTimeout = 10.0
 
 
 class UpdateSettings(_Strict):
     # How long the test assets must stay free of awaria/usterka alerts after the test stage.
-    soak: Duration = 1800.0
+    soak: SoakPeriod = 1800.0
 
 
 class CategoryMapping(_Strict):
@@ -109,11 +117,16 @@ class Config(_Strict):
     # Largest request body accepted; larger ones get 413.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # A re-fire within this period after resolution reopens the same ticket.
-    reopen_period: Duration = 3600.0
+    reopen_period: ReopenPeriod = 3600.0
     # How often absence rules are evaluated.
-    tick_interval: Duration = 5.0
+    tick_interval: TickInterval = 5.0
     # Samples stamped further than this in the future are rejected.
-    max_clock_skew: Duration = 300.0
+    max_clock_skew: ClockSkew = 300.0
+    # Audit events an agent sends (SSH commands it ran) may be this old: as long as an agent
+    # may keep them in its spool while the bridge is away.
+    agent_events_max_age: Duration = 7 * 86400.0
+    # An agent's batch number jumping further than this is an anomaly (see GET /api/v1/agents).
+    max_seq_gap: int = Field(10_000, ge=1, le=1_000_000_000)
     # Whether /metrics answers without a token (for a Prometheus that cannot send one).
     public_metrics: bool = False
     sla: SlaSettings = SlaSettings()
@@ -192,9 +205,20 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
         assets.add(asset.id)
         if asset.client not in clients:
             problems.append(f"assets.{i}.client: unknown client {asset.client!r}")
+    owner = {asset.id: asset.client for asset in config.assets}
     for i, asset in enumerate(config.assets):
-        if asset.depends_on is not None and asset.depends_on not in assets:
+        if asset.depends_on is None:
+            continue
+        if asset.depends_on not in owner:
             problems.append(f"assets.{i}.depends_on: unknown asset {asset.depends_on!r}")
+        elif owner[asset.depends_on] != asset.client:
+            # The client's token sees its assets' dependencies (GET /api/v1/assets): a
+            # dependency never reaches into another hospital's inventory.
+            problems.append(
+                f"assets.{i}.depends_on: asset {asset.depends_on!r} belongs to client "
+                f"{owner[asset.depends_on]!r}, not {asset.client!r}; an asset may depend "
+                "only on an asset of its own client"
+            )
     siem_names: set[str] = set()
     for i, dest in enumerate(config.siem):
         if dest.name in siem_names:
@@ -282,8 +306,14 @@ def load_config(path: Path | str) -> LoadedConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path), [f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"]
+        ) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(str(path), ["invalid YAML: nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

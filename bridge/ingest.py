@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,8 @@ from bridge.clock import Clock, to_datetime
 from bridge.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
 from bridge.metrics import BridgeMetrics
 from bridge.models import Asset, AuditEvent
-from collectors import Sample
+from bridge.store import BatchClaim, BatchRecord
+from collectors import AGENT_AUDIT_ACTIONS, Sample
 from rules.engine import Engine
 from rules.model import AlertState, Rule, Transition
 
@@ -54,8 +56,13 @@ class Rejection:
 class IngestResult:
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    # Audit events of the batch refused one by one (not an action collectors record, not an
+    # asset of the token's hospital, stamped too long ago or in the future).
+    rejected_events: list[Rejection] = field(default_factory=list)
     # The batch was an agent's numbered batch that had already been taken: nothing was done.
     duplicate: bool = False
+    # The batch number jumped further than max_seq_gap: taken, but the stream did not advance.
+    anomaly: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,31 @@ class BatchOrigin:
     dropped: int = 0
 
 
+class StreamForbidden(Exception):
+    """A numbered batch for an agent stream that belongs to another token."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"agent stream {agent_id!r} belongs to another token")
+        self.agent_id = agent_id
+
+
+# C0 and C1 control characters and the Unicode bidirectional overrides and isolates: in a
+# ticket title, an e-mail subject or a helpdesk they hide or reorder what a person reads.
+_FORBIDDEN_CHARACTER = re.compile(
+    "[\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"  # bidi marks, overrides, isolates
+)
+
+
+def forbidden_character(labels: Mapping[str, str]) -> str | None:
+    """The name of the first label whose value holds a control or bidi character, or None."""
+    for name, value in labels.items():
+        # isprintable() is the fast path: every forbidden character is non-printable.
+        if not value.isprintable() and _FORBIDDEN_CHARACTER.search(value):
+            return name
+    return None
+
+
 class Ingestor:
     def __init__(
         self,
@@ -76,6 +108,8 @@ class Ingestor:
         clock: Clock,
         metrics: BridgeMetrics,
         max_clock_skew: float = 300.0,
+        agent_events_max_age: float = 7 * 86400.0,
+        max_seq_gap: int = 10_000,
     ) -> None:
         self.engine = engine
         self.lifecycle = lifecycle
@@ -84,9 +118,12 @@ class Ingestor:
         self.clock = clock
         self.metrics = metrics
         self.max_clock_skew = max_clock_skew
+        self.agent_events_max_age = agent_events_max_age
+        self.max_seq_gap = max_seq_gap
         self._lock = threading.Lock()
         # Transitions the store could not take yet (disk full, database locked too long):
-        # kept in order and retried on every tick, so an accepted sample's ticket is never lost.
+        # kept in order and retried with the next batch and on every tick. The batch that
+        # produced them was refused (503) and its claim rolled back, so a retry of it is taken.
         self._queue: deque[Transition] = deque()
         self._failing = False
         # Rules of alerts that come from elsewhere (Alertmanager), by name.
@@ -111,25 +148,20 @@ class Ingestor:
     ) -> IngestResult:
         """Check each sample; evaluate the good ones. A bad sample never spoils the batch.
 
-        A batch with an ``origin`` is taken once: a repeat of it (an agent's retry after a
-        lost answer) is acknowledged as a duplicate and not evaluated again.
+        Everything a batch causes — its claim, its audit events, its tickets — is written in
+        one transaction: a batch answered 200 has all its effects, and one that failed (the
+        store raised) left none, so the agent's retry is applied exactly once. A batch with an
+        ``origin`` is taken once: a repeat of it is acknowledged as a duplicate.
         """
         with self.metrics.ingest_seconds.time():
             return self._ingest(samples, principal, origin, events)
 
-    def _ingest(
-        self,
-        samples: Sequence[IncomingSample],
-        principal: Principal,
-        origin: BatchOrigin | None,
-        events: Sequence[IncomingEvent],
-    ) -> IngestResult:
-        now = self.clock.time()
+    def _check_samples(
+        self, samples: Sequence[IncomingSample], scope: str | None, now: float
+    ) -> tuple[list[Sample], list[Rejection], list[tuple[str, str]]]:
         latest_allowed = now + self.max_clock_skew
         assets = self.assets
-        scope = principal.client if principal.role is Role.AGENT else None
-        result = IngestResult()
-        rejected = result.rejected
+        rejected: list[Rejection] = []
         good: list[Sample] = []
         append = good.append
         versions: list[tuple[str, str]] = []
@@ -139,7 +171,8 @@ class Ingestor:
             if not isfinite(value):
                 rejected.append(Rejection(index, "non_finite", f"value is {value}"))
                 continue
-            asset_id = s.labels.get("asset")
+            labels = s.labels
+            asset_id = labels.get("asset")
             if not asset_id:
                 rejected.append(Rejection(index, "missing_asset", "label 'asset' is missing"))
                 continue
@@ -155,26 +188,106 @@ class Ingestor:
             ts = s.timestamp
             if ts is None:
                 ts = now
+            elif ts != ts:  # NaN
+                rejected.append(Rejection(index, "non_finite", "timestamp is nan"))
+                continue
             elif ts > latest_allowed:
                 rejected.append(Rejection(index, "future_timestamp", "timestamp is in the future"))
                 continue
-            append(Sample(s.metric, s.labels, value, ts))
+            bad_label = forbidden_character(labels)
+            if bad_label is not None:
+                rejected.append(
+                    Rejection(
+                        index,
+                        "control_character",
+                        f"label {bad_label!r} holds a control or bidi character",
+                    )
+                )
+                continue
+            append(Sample(s.metric, labels, value, ts))
             if s.metric == VERSION_METRIC:
-                versions.append((asset_id, s.labels.get("version", "")))
-        result.accepted = len(good)
+                versions.append((asset_id, labels.get("version", "")))
+        return good, rejected, versions
+
+    def _ingest(
+        self,
+        samples: Sequence[IncomingSample],
+        principal: Principal,
+        origin: BatchOrigin | None,
+        events: Sequence[IncomingEvent],
+    ) -> IngestResult:
+        now = self.clock.time()
+        scope = principal.client if principal.role is Role.AGENT else None
+        good, rejected, versions = self._check_samples(samples, scope, now)
+        audit, rejected_events = self._check_events(events, principal, scope, now)
+        result = IngestResult(len(good), rejected, rejected_events)
         with self._lock:
-            if origin is not None and not self._claim(origin, samples):
-                return IngestResult(duplicate=True)
-            self._audit_events(events, principal, scope)
-            self._record_versions(versions)
-            before = self.engine.evaluations
-            transitions = self.engine.evaluate(good, now)
-            self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
-            self._apply(transitions)
+            try:
+                with self.store.transaction():
+                    if origin is not None:
+                        claim = self._claim(origin, samples, principal)
+                        if claim is BatchClaim.DUPLICATE:
+                            return IngestResult(duplicate=True)
+                        result.anomaly = claim is BatchClaim.ANOMALY
+                    for event in audit:
+                        self.store.append_audit(event)
+                    self._record_versions(versions)
+                    before = self.engine.evaluations
+                    self._queue.extend(self.engine.evaluate(good, now))
+                    self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
+                    changes = self._apply()
+            except StreamForbidden:
+                raise
+            except Exception:
+                # Nothing of the batch was kept, its claim neither; the engine has moved on, so
+                # its transitions wait in the queue for the retry or the next tick.
+                self._failed()
+                raise
+            self._applied(changes)
         self.metrics.samples_ingested.inc(len(good))
         for r in rejected:
             self.metrics.samples_rejected.labels(r.reason).inc()
+        for r in rejected_events:
+            self.metrics.agent_events_rejected.labels(r.reason).inc()
         return result
+
+    def _check_events(
+        self,
+        events: Sequence[IncomingEvent],
+        principal: Principal,
+        scope: str | None,
+        now: float,
+    ) -> tuple[list[AuditEvent], list[Rejection]]:
+        """An agent's audit events join the audit trail, as done by that agent — only what
+        collectors record, about its hospital's assets, stamped when the agent could have."""
+        accepted, rejected = [], []
+        earliest, latest = now - self.agent_events_max_age, now + self.max_clock_skew
+        for index, e in enumerate(events):
+            asset = self.assets.get(e.asset)
+            if e.action not in AGENT_AUDIT_ACTIONS:
+                reason, detail = "unknown_action", f"agents may not record {e.action!r}"
+            elif asset is None:
+                reason, detail = "unknown_asset", f"unknown asset {e.asset!r}"
+            elif scope is not None and asset.client != scope:
+                reason, detail = "forbidden_asset", f"asset {e.asset!r} is not yours"
+            elif not earliest <= e.at <= latest:  # NaN fails this too
+                reason, detail = "bad_time", "'at' is too old or in the future"
+            else:
+                accepted.append(
+                    AuditEvent(
+                        to_datetime(e.at),
+                        f"agent:{principal.name}",
+                        e.action,
+                        e.outcome,
+                        asset.client,
+                        e.asset,
+                        dict(e.detail),
+                    )
+                )
+                continue
+            log.warning("agent %s: audit event %d refused: %s", principal.name, index, detail)
+            rejected.append(Rejection(index, reason, detail))
+        return accepted, rejected
 
     def _record_versions(self, versions: list[tuple[str, str]]) -> None:
         """The deployed AMMS version is kept on the asset, so update plans know what runs where;
@@ -194,79 +307,103 @@ class Ingestor:
                     )
                 )
 
-    def _audit_events(
-        self, events: Sequence[IncomingEvent], principal: Principal, scope: str | None
-    ) -> None:
-        """An agent's audit events join the audit trail, as done by that agent."""
-        for e in events:
-            asset = self.assets.get(e.asset)
-            client = asset.client if asset is not None else None
-            if scope is not None and client != scope:
-                log.warning(
-                    "agent %s sent an audit event for %r, not its own", principal.name, e.asset
-                )
-                continue
+    def _claim(
+        self, origin: BatchOrigin, samples: Sequence[IncomingSample], principal: Principal
+    ) -> BatchClaim:
+        asset = samples[0].labels.get("asset", "") if samples else ""
+        record = BatchRecord(
+            origin.agent_id,
+            principal.name,
+            asset,
+            origin.seq,
+            len(samples),
+            origin.dropped,
+            self.clock.now(),
+        )
+        claim = self.store.record_batch(record, self.max_seq_gap)
+        labels = {BatchClaim.TAKEN: "accepted", BatchClaim.DUPLICATE: "duplicate"}
+        self.metrics.agent_batches.labels(labels.get(claim, claim.value)).inc()
+        if claim is BatchClaim.FOREIGN:
+            raise StreamForbidden(origin.agent_id)
+        if claim is BatchClaim.ANOMALY:
+            log.warning(
+                "agent stream %s of %s jumped to batch %d, more than %d ahead: taken, "
+                "the stream does not advance",
+                origin.agent_id,
+                principal.name,
+                origin.seq,
+                self.max_seq_gap,
+            )
+            scope = self.assets.get(asset)
             self.store.append_audit(
                 AuditEvent(
-                    to_datetime(e.at),
+                    record.at,
                     f"agent:{principal.name}",
-                    e.action,
-                    e.outcome,
-                    client,
-                    e.asset,
-                    dict(e.detail),
+                    "agent.seq_anomaly",
+                    "failure",
+                    scope.client if scope is not None else principal.client,
+                    asset or None,
+                    {"stream": origin.agent_id, "seq": origin.seq, "max_gap": self.max_seq_gap},
                 )
             )
-
-    def _claim(self, origin: BatchOrigin, samples: Sequence[IncomingSample]) -> bool:
-        asset = samples[0].labels.get("asset", "") if samples else ""
-        claimed = self.store.record_batch(
-            origin.agent_id, asset, origin.seq, len(samples), origin.dropped, self.clock.now()
-        )
-        self.metrics.agent_batches.labels("accepted" if claimed else "duplicate").inc()
-        return claimed
+        return claim
 
     def tick(self) -> list[Change]:
         """Time-driven work: absence rules, transitions waiting for a retry, and alerts still
         firing when their maintenance window ended."""
         with self._lock:
-            changes = self._apply(self.engine.tick(self.clock.time()))
+            try:
+                with self.store.transaction():
+                    self._queue.extend(self.engine.tick(self.clock.time()))
+                    changes = self._applied(self._apply())
+            except Exception:
+                self._failed()
+                return []
+            # Each release is its own unit: one alert whose ticket cannot be written does not
+            # hold back the others (it stays recorded against its window and is retried).
             for change in self.lifecycle.release_windows(self.rule_of):
                 self.metrics.count_change(change)
                 changes.append(change)
             return changes
 
-    def _apply(self, transitions: Sequence[Transition]) -> list[Change]:
-        """Apply transitions in order; on a store failure keep the rest queued, in order."""
-        queue = self._queue
-        queue.extend(transitions)
-        changes = []
+    def _apply(self) -> list[Change | Suppression]:
+        """Apply the queued transitions in order, inside the caller's transaction. A store
+        failure propagates (the transaction rolls back) and leaves the queue as it was."""
+        changes: list[Change | Suppression] = []
         rules = self.engine.rules
-        while queue:
-            transition = queue[0]
+        for transition in self._queue:
             rule = rules.get(transition.alert.rule)
             try:
                 change = None if rule is None else self.lifecycle.apply(transition, rule)
-            except LifecycleError as exc:
+            except LifecycleError as exc:  # raised before anything is written
                 log.error("alert dropped: %s", exc)
-                queue.popleft()
                 continue
-            except Exception:
-                self.metrics.transition_failures.inc()
-                if not self._failing:  # log when it starts failing, not on every batch
-                    log.exception("cannot apply alert transitions; %d kept for retry", len(queue))
-                self._failing = True
-                break
-            queue.popleft()
-            if self._failing:
-                log.warning("alert transitions are being applied again")
-                self._failing = False
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _applied(self, changes: list[Change | Suppression]) -> list[Change]:
+        """The queued transitions were written: forget them, count what they changed."""
+        self._queue.clear()
+        if self._failing:
+            log.warning("alert transitions are being applied again")
+            self._failing = False
+        tickets = []
+        for change in changes:
             if isinstance(change, Suppression):
                 self.metrics.alerts_in_windows.labels(change.action).inc()
-            elif change is not None:
-                changes.append(change)
+            else:
+                tickets.append(change)
                 self.metrics.count_change(change)
-        return changes
+        return tickets
+
+    def _failed(self) -> None:
+        self.metrics.transition_failures.inc()
+        if not self._failing:  # log when it starts failing, not on every batch
+            log.exception(
+                "cannot write to the store; %d alert transitions kept for retry", len(self._queue)
+            )
+        self._failing = True
 
     def alert_counts(self) -> dict[AlertState, int]:
         with self._lock:

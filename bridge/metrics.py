@@ -57,8 +57,22 @@ class BridgeMetrics:
         )
         self.agent_batches = Counter(
             "dyzur_agent_batches",
-            "Numbered agent batches, by outcome (accepted, duplicate: a retry already taken).",
+            "Numbered agent batches, by outcome (accepted; duplicate: a retry already taken; "
+            "anomaly: a batch number too far ahead, taken without advancing the stream; "
+            "foreign: refused, the stream belongs to another token).",
             ["outcome"],
+            registry=r,
+        )
+        self.agent_events_rejected = Counter(
+            "dyzur_agent_events_rejected",
+            "Audit events sent by agents and refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "dyzur_refused_requests",
+            "Requests refused for their credentials, by kind (token, stream).",
+            ["kind"],
             registry=r,
         )
         self.transition_failures = Counter(
@@ -71,6 +85,13 @@ class BridgeMetrics:
             "Alerts received from Alertmanager, by status (firing, resolved) and outcome "
             "(accepted or the reason it was refused).",
             ["status", "outcome"],
+            registry=r,
+        )
+        self.alertmanager_stale = Counter(
+            "dyzur_alertmanager_stale",
+            "Firing notifications from Alertmanager not newer than the alert's recorded "
+            "resolution (a late HA copy, a replay): no ticket opened or reopened, by client.",
+            ["client"],
             registry=r,
         )
         self.alerts_in_windows = Counter(

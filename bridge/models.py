@@ -8,9 +8,16 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
-from collectors.durations import parse_duration
+from collectors.durations import format_duration, parse_duration
 
 
 class Category(StrEnum):
@@ -50,6 +57,28 @@ def _duration(value: Any) -> float:
 # Seconds, written in the config as 30s, 5m, 1h30m or a number of seconds.
 Duration = Annotated[float, BeforeValidator(_duration)]
 
+
+def _span(seconds: float) -> str:
+    """A bound or a value as the config writes it: 0.5s, 10m, 30d."""
+    if seconds == int(seconds) and seconds < 1e9:
+        return format_duration(seconds)
+    return f"{seconds:g}s"
+
+
+def duration_between(low: float, high: float) -> Any:
+    """A Duration from ``low`` to ``high`` seconds; outside that it is refused, saying so."""
+
+    def check(seconds: float) -> float:
+        if not low <= seconds <= high:
+            raise ValueError(f"must be from {_span(low)} to {_span(high)}, got {_span(seconds)}")
+        return seconds
+
+    return Annotated[float, BeforeValidator(_duration), AfterValidator(check)]
+
+
+# A contract's reaction time: at least a second, at most 30 days of service time.
+ReactionTime = duration_between(1.0, 30 * 86400.0)
+
 Language = Literal["pl", "en"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 # One service window of a day, local time in Europe/Warsaw: "07:00-15:00"; "24:00" ends a day.
@@ -78,7 +107,7 @@ class Contract(_Strict):
     # Extra days off of this client (standard and custom hours).
     days_off: list[date] = []
     # Reaction times that differ from the defaults (awaria 2h, usterka 8h, ...).
-    reaction: dict[Category, Duration] = {}
+    reaction: dict[Category, ReactionTime] = {}
 
     @model_validator(mode="after")
     def _hours_match(self) -> Contract:
@@ -184,6 +213,9 @@ class AgentStream:
     An agent numbers its batches 1, 2, 3, ... per spool (``agent_id`` is new with each spool).
     A batch at or below ``last_seq`` is a duplicate (a retry whose answer was lost) and is not
     evaluated again; a jump counts the batches the agent dropped from a full spool as ``gaps``.
+    A stream belongs to the token that sent its first batch (``owner``). A jump larger than the
+    bridge's ``max_seq_gap`` is an anomaly: the batch is taken, the stream does not advance
+    (``jump_seq`` remembers it) until a following batch carries on from it.
     """
 
     agent_id: str
@@ -196,6 +228,9 @@ class AgentStream:
     dropped_reported: int  # samples the agent says it dropped from its full spool, cumulative
     first_seen: datetime
     last_seen: datetime
+    owner: str = ""  # the name of the token the stream belongs to
+    anomalies: int = 0  # sequence jumps larger than max_seq_gap
+    jump_seq: int | None = None  # the last such jump, not (yet) confirmed
 
 
 @dataclass(slots=True)

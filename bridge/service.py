@@ -15,6 +15,7 @@ from bridge.lifecycle import TicketLifecycle
 from bridge.maintenance import Maintenance
 from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent, Ticket
+from bridge.refusals import RefusalAudit
 from bridge.siem import Forwarder
 from bridge.store import Store, open_store
 from bridge.updates import Updates
@@ -52,6 +53,8 @@ class Bridge:
             self.clock,
             self.metrics,
             self.config.max_clock_skew,
+            self.config.agent_events_max_age,
+            self.config.max_seq_gap,
         )
         self.updates = Updates(
             self.store,
@@ -70,6 +73,7 @@ class Bridge:
         self.forwarder = Forwarder(
             siem_destinations(self.config, loaded.base_dir), self.store, self.clock, self.metrics
         )
+        self.refusals = RefusalAudit(self.store.append_audit, self.clock)
         self._watch()
         self.ingestor.start()
         self.audit(
@@ -134,6 +138,13 @@ class Bridge:
         self.store.append_audit(AuditEvent(self.clock.now(), actor, action, outcome, detail=detail))
         self.forwarder.wake.set()
 
+    def refused(self, action: str, source: str, request: str, actor: str = "unknown") -> None:
+        """A request refused for its credentials: logged now, audited once a minute per source
+        with a count (``token.refused``, ``agent.stream_refused``)."""
+        log.warning("%s: %s from %s", action.replace(".", " "), request, source)
+        self.metrics.refusals.labels(action.partition(".")[0]).inc()
+        self.refusals.refused(action, source, request, actor)
+
     def _ssh_runner(self) -> SshRunner:
         """A runner for one update stage, with the bridge's key and known_hosts."""
         ssh = self.config.ssh
@@ -163,6 +174,8 @@ class Bridge:
         self.ingestor.tick()
         self.check_deadlines()
         self.updates.tick()
+        if self.refusals.flush():
+            self.forwarder.wake.set()
 
     def check_deadlines(self) -> None:
         for change in self.lifecycle.check_deadlines():
@@ -185,6 +198,7 @@ class Bridge:
                 log.exception("tick failed")
 
     def close(self) -> None:
+        self.refusals.flush(everything=True)
         self.forwarder.stop()
         self._stop.set()
         if self._ticker is not None:

@@ -8,6 +8,13 @@ from typing import Any, ClassVar
 
 from collectors.sample import Sample
 
+# The audit events collectors record (``drain_events``). An agent sends these and only these;
+# the bridge refuses any other action from an agent.
+SSH_COMMAND = "ssh.command"
+SSH_HOST_KEY_MISMATCH = "ssh.host_key_mismatch"
+SSH_HOST_KEY_UNKNOWN = "ssh.host_key_unknown"
+AGENT_AUDIT_ACTIONS = frozenset({SSH_COMMAND, SSH_HOST_KEY_MISMATCH, SSH_HOST_KEY_UNKNOWN})
+
 
 class CollectorConfigError(ValueError):
     """A collector's options are wrong; the message names the option."""

@@ -28,7 +28,13 @@ def two_tickets(api):
     """One ticket for each hospital."""
     r = push(api, [sample("srv-a1"), sample("srv-b1")])
     assert r.status_code == 200
-    assert r.json() == {"accepted": 2, "rejected": [], "duplicate": False}
+    assert r.json() == {
+        "accepted": 2,
+        "rejected": [],
+        "rejected_events": [],
+        "duplicate": False,
+        "anomaly": False,
+    }
     numbers = {
         t["client"]: t["number"] for t in api.get("/api/v1/tickets", headers=auth("admin")).json()
     }
@@ -53,10 +59,34 @@ def test_no_token_and_wrong_token_are_401(api, bridge, caplog):
     assert r.status_code == 401
     assert "token refused" in caplog.text
     assert "not-a-token-XYZ" not in caplog.text  # the secret never reaches a log
+    bridge.refusals.flush(everything=True)
     [refused] = [e for e in bridge.store.audit_events() if e.action == "token.refused"]
     assert (refused.actor, refused.outcome) == ("unknown", "failure")
-    assert refused.detail["path"] == "/api/v1/tickets"
+    assert refused.detail["requests"] == ["GET /api/v1/tickets"]
+    assert refused.detail["count"] == 1
     assert "not-a-token-XYZ" not in str(refused.detail)  # nor an audit event
+
+
+def test_a_flood_of_refused_tokens_is_one_audit_event_per_source_and_minute(api, bridge, clock):
+    wrong = {"Authorization": "Bearer dz_guessed"}
+
+    def refused(n):
+        for i in range(n):
+            r = api.get(f"/api/v1/tickets?limit={1 + i % 7}", headers=wrong)
+            assert r.status_code == 401
+        return [e for e in bridge.store.audit_events() if e.action == "token.refused"]
+
+    assert refused(300) == []  # counted, written when the source's minute is over
+    bridge.tick()
+    assert refused(0) == []
+    clock.advance(61)
+    bridge.tick()
+    [event] = refused(0)
+    assert event.detail["count"] == 300 and event.detail["requests"] == ["GET /api/v1/tickets"]
+    assert len(refused(5)) == 1
+    bridge.close()  # the minute that is not over yet is written at shutdown, not lost
+    [_, second] = refused(0)
+    assert second.detail["count"] == 5
 
 
 @pytest.mark.parametrize(
@@ -131,6 +161,64 @@ def test_bad_query_parameters_name_the_field(api):
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.status"
     r = api.get("/api/v1/tickets?limit=100000", headers=auth("engineer"))
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.limit"
+
+
+def follow_pages(api, url: str, who: str) -> list[list[dict]]:
+    """Every page of a listing, following the Link header (rel="next") from page to page."""
+    result = []
+    while url:
+        r = api.get(url, headers=auth(who))
+        assert r.status_code == 200, r.text
+        result.append(r.json())
+        link = r.headers.get("link")
+        url = link.split(">", 1)[0].removeprefix("<") if link else None
+        if link:
+            assert link.endswith('rel="next"') and "before=" in link and "offset=" not in link
+    return result
+
+
+@pytest.mark.parametrize(
+    ("who", "query"),
+    [
+        ("engineer", ""),
+        ("engineer", "&client=szpital-a&status=open"),
+        ("client-a", ""),
+        ("client-b", "&category=usterka"),
+    ],
+)
+def test_ticket_pages_follow_the_link_header(api, bridge, who, query):
+    from tests.test_store_contract import fill_for_paging
+
+    fill_for_paging(bridge.store, 30)  # five tickets opened at each second
+    everything = api.get(f"/api/v1/tickets?limit=1000{query}", headers=auth(who)).json()
+    got = follow_pages(api, f"/api/v1/tickets?limit=4&offset=2{query}", who)
+    numbers = [t["number"] for page in got for t in page]
+    assert numbers == [t["number"] for t in everything][2:]  # none missed, none repeated
+    assert [len(page) for page in got[:-1]] == [4] * (len(got) - 1)
+    mine = {"client-a": {"szpital-a"}, "client-b": {"klinika-b"}}.get(who)
+    assert mine is None or {t["client"] for page in got for t in page} == mine
+
+
+def test_a_cursor_never_reaches_another_hospitals_tickets(api, bridge):
+    from tests.test_store_contract import fill_for_paging
+
+    fill_for_paging(bridge.store, 12)
+    [theirs, *_] = api.get("/api/v1/tickets?client=klinika-b", headers=auth("engineer")).json()
+    missing = api.get("/api/v1/tickets?before=DZ-2026-999999", headers=auth("client-a"))
+    r = api.get(f"/api/v1/tickets?before={theirs['number']}", headers=auth("client-a"))
+    assert (r.status_code, missing.status_code) == (422, 422)
+    assert r.json()["detail"][0]["field"] == "query.before"
+    # Refused exactly like a ticket that does not exist: nothing about it leaks.
+    assert r.json()["detail"][0]["msg"] == f"no ticket {theirs['number']}"
+    assert missing.json()["detail"][0]["msg"] == "no ticket DZ-2026-999999"
+    # An engineer's cursor outside the client listed is refused too, not an empty page.
+    r = api.get(
+        f"/api/v1/tickets?client=szpital-a&before={theirs['number']}", headers=auth("engineer")
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.before"
+    # The last page has no next link.
+    r = api.get("/api/v1/tickets?limit=1000", headers=auth("client-a"))
+    assert r.status_code == 200 and "link" not in r.headers
 
 
 def test_metrics_need_an_engineer_token(api, two_tickets):
@@ -272,7 +360,13 @@ def test_a_retried_batch_is_taken_once(api):
 
     assert post(numbered(1, 0.95))["accepted"] == 1
     # The answer got lost and the agent sends batch 1 again: acknowledged, not evaluated.
-    assert post(numbered(1, 0.95)) == {"accepted": 0, "rejected": [], "duplicate": True}
+    assert post(numbered(1, 0.95)) == {
+        "accepted": 0,
+        "rejected": [],
+        "rejected_events": [],
+        "duplicate": True,
+        "anomaly": False,
+    }
     assert post(numbered(4, 0.96, dropped=200))["duplicate"] is False
     assert post(numbered(3, 0.10))["duplicate"] is True  # older than the last one taken
     [ticket] = api.get("/api/v1/tickets", headers=auth("engineer")).json()

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 
+from bridge.ingest import BatchOrigin
 from bridge.lifecycle import TicketLifecycle
 from bridge.models import Category, TicketStatus
 from bridge.service import Bridge
-from bridge.store import TicketFilter
+from bridge.store import StoreError, TicketFilter
 from bridge.store.sqlite import SQLiteStore
 from collectors import Sample
 from tests.conftest import AGENT
@@ -192,22 +193,59 @@ def test_agent_silence_opens_a_ticket_and_a_returning_agent_resolves_it(bridge, 
     assert ticket.status is TicketStatus.RESOLVED
 
 
-def test_a_locked_database_delays_the_ticket_but_loses_nothing(loaded, tmp_path, clock):
+def test_a_locked_database_refuses_the_batch_and_its_retry_is_taken(loaded, tmp_path, clock):
     path = tmp_path / "locked.db"
     store = SQLiteStore(path, busy_timeout=0.05)
     store.migrate()
     bridge = Bridge(loaded, store=store, clock=clock)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    disk(bridge, 0.95)
-    disk(bridge, 0.97, mountpoint="/data")
-    assert bridge.ingestor.queued_transitions == 2
+    # The sender is told (503 over HTTP): nothing of the batch was kept, not even evaluated.
+    with pytest.raises(StoreError):
+        disk(bridge, 0.95)
+    with pytest.raises(StoreError):
+        disk(bridge, 0.97, mountpoint="/data")
     blocker.execute("ROLLBACK")
     blocker.close()
-    changes = bridge.ingestor.tick()
-    assert [c.action for c in changes] == ["opened", "opened"]
+    assert tickets(bridge) == []
+    disk(bridge, 0.95)  # the retries
+    disk(bridge, 0.97, mountpoint="/data")
+    assert sorted(t.labels["mountpoint"] for t in tickets(bridge)) == ["/data", "/var"]
+    bridge.close()
+
+
+def test_a_store_failing_mid_batch_keeps_nothing_and_loses_nothing(loaded, tmp_path, clock):
+    """The store fails after the engine evaluated the batch (a real SQLite error raised by a
+    trigger): the batch is refused whole, claim included, and its transitions wait in order
+    for the retry, which writes each ticket once."""
+    path = tmp_path / "failing.db"
+    store = SQLiteStore(path)
+    store.migrate()
+    bridge = Bridge(loaded, store=store, clock=clock)
+    breaker = sqlite3.connect(path, isolation_level=None)
+    breaker.execute(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON timeline "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    origin = BatchOrigin("agent-x", 1)
+    batch = [
+        Sample("dz_test_disk_used_ratio", {"asset": "srv-a1", "mountpoint": m}, 0.95, clock.time())
+        for m in ("/var", "/data")
+    ]
+    with pytest.raises(StoreError, match="disk is full"):
+        bridge.ingestor.ingest(batch, AGENT, origin)
+    assert tickets(bridge) == [] and store.agent_streams() == []  # nothing kept, no claim
+    assert bridge.ingestor.queued_transitions == 2
+    assert bridge.ingestor.tick() == []  # still failing: still queued, in order
+    assert bridge.ingestor.queued_transitions == 2
+    breaker.execute("DROP TRIGGER disk_full")
+    breaker.close()
+    result = bridge.ingestor.ingest(batch, AGENT, origin)  # the agent's retry
+    assert not result.duplicate and result.accepted == 2
     assert bridge.ingestor.queued_transitions == 0
-    assert len(tickets(bridge)) == 2
+    assert sorted(t.labels["mountpoint"] for t in tickets(bridge)) == ["/data", "/var"]
+    assert [t.fire_count for t in tickets(bridge)] == [1, 1]
+    assert bridge.ingestor.ingest(batch, AGENT, origin).duplicate
     bridge.close()
 
 

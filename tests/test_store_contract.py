@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bridge.models import Category, Ticket, TicketStatus, TimelineEntry, ticket_number
-from bridge.store import StoreError, TicketFilter, open_store
+from bridge.store import BatchClaim, BatchRecord, StoreError, TicketFilter, open_store
 from bridge.store.sqlite import MIGRATIONS, SQLiteStore
 from tests.conftest import START
 
@@ -121,6 +121,114 @@ def test_list_filters_and_orders_newest_first(store):
     ]
 
 
+
+def fill_for_paging(store, count: int = 30) -> None:
+    """Tickets of two clients, statuses and categories, opened five at a time at the same
+    second (as a storm opens them), inserted out of number order."""
+    for n in [*range(1, count + 1, 2), *range(2, count + 1, 2)]:
+        store.insert_ticket(
+            make_ticket(
+                n,
+                client="szpital-a" if n % 3 else "klinika-b",
+                asset="srv-a1" if n % 3 else "srv-b1",
+                status=TicketStatus.OPEN if n % 4 else TicketStatus.RESOLVED,
+                category=Category.AWARIA if n % 5 == 0 else Category.USTERKA,
+                opened_at=START + timedelta(minutes=n // 5),
+            ),
+            opened(START),
+        )
+
+
+def pages(store, page_size: int, **q) -> list[list[str]]:
+    """Every page of a listing, each page asked for with the previous page's last number."""
+    result, before = [], None
+    while True:
+        page = store.list_tickets(TicketFilter(**q, limit=page_size, before=before))
+        if not page:
+            return result
+        result.append([t.number for t in page])
+        before = page[-1].number
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"client": "szpital-a"},
+        {"client": "szpital-a", "status": TicketStatus.OPEN},
+        {"status": TicketStatus.RESOLVED},
+        {"category": Category.AWARIA},
+        {"asset": "srv-b1", "category": Category.USTERKA},
+    ],
+)
+def test_before_pages_through_every_ticket_once(store, query):
+    fill_for_paging(store)
+    everything = [t.number for t in store.list_tickets(TicketFilter(**query, limit=1000))]
+    assert everything  # every query above matches something
+    for page_size in (1, 3, 4, 7):
+        got = pages(store, page_size, **query)
+        flat = [n for page in got for n in page]
+        assert flat == everything, (page_size, query)  # none missed, none repeated, in order
+        assert all(len(page) == page_size for page in got[:-1])
+
+
+def test_before_is_not_shifted_by_tickets_opened_meanwhile(store):
+    fill_for_paging(store, 12)
+    first = store.list_tickets(TicketFilter(limit=5))
+    # New tickets arrive between two pages: offset would repeat old ones, the cursor does not.
+    for n in range(100, 104):
+        store.insert_ticket(make_ticket(n, opened_at=START + timedelta(days=1)), opened(START))
+    second = store.list_tickets(TicketFilter(limit=5, before=first[-1].number))
+    by_offset = store.list_tickets(TicketFilter(limit=5, offset=5))
+    everything = [t.number for t in store.list_tickets(TicketFilter(limit=1000))]
+    start = everything.index(first[-1].number) + 1
+    assert [t.number for t in second] == everything[start : start + 5]
+    assert {t.number for t in by_offset} & {t.number for t in first}  # what before= avoids
+
+
+def test_before_never_reaches_another_clients_tickets(store):
+    fill_for_paging(store, 12)
+    theirs = store.list_tickets(TicketFilter(client="klinika-b"))[0].number
+    # Another client's ticket as the cursor of a client's list matches nothing at all.
+    assert store.list_tickets(TicketFilter(client="szpital-a", before=theirs)) == []
+    mine = store.list_tickets(TicketFilter(client="szpital-a"))
+    after = store.list_tickets(TicketFilter(client="szpital-a", before=mine[0].number))
+    assert after == mine[1:]
+    assert {t.client for t in after} == {"szpital-a"}
+    assert store.list_tickets(TicketFilter(before="DZ-2026-999999")) == []
+
+
+def test_sqlite_lists_tickets_from_an_index_without_sorting(tmp_path):
+    """Every filter combination, with and without a cursor, reads its page in index order:
+    no temporary B-tree sorting the whole table for ORDER BY."""
+    import itertools
+
+    store = SQLiteStore(tmp_path / "plan.db")
+    store.migrate()
+    statements = []
+    conn = store._conn()
+    conn.set_trace_callback(statements.append)
+    filters = {
+        "client": "szpital-a",
+        "status": TicketStatus.OPEN,
+        "category": Category.AWARIA,
+        "asset": "srv-a1",
+    }
+    plans = {}
+    for size in range(len(filters) + 1):
+        for names in itertools.combinations(filters, size):
+            for before in (None, "DZ-2026-000001"):
+                statements.clear()
+                store.list_tickets(TicketFilter(**{k: filters[k] for k in names}, before=before))
+                [sql] = [s for s in statements if s.lstrip().startswith("SELECT")]
+                plan = conn.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+                plans[names, before] = " / ".join(row[3] for row in plan)
+    conn.set_trace_callback(None)
+    store.close()
+    sorting = {k: v for k, v in plans.items() if "TEMP B-TREE" in v or "SCAN tickets" == v}
+    assert sorting == {}
+    assert plans[(), None] == "SCAN tickets USING INDEX tickets_by_opened"
+
 def test_latest_ticket_for_alert(store):
     assert store.latest_ticket_for_alert("nothing") is None
     store.insert_ticket(
@@ -147,19 +255,64 @@ def test_sqlite_store_is_chosen_by_url_relative_to_the_config(tmp_path):
         open_store("mysql://localhost/dyzur")
 
 
+def _batch(agent, asset, seq, samples, dropped, at, owner="agent-a"):
+    return BatchRecord(agent, owner, asset, seq, samples, dropped, at)
+
+
 def test_agent_batches_are_claimed_once_in_order(store):
     at = START
-    assert store.record_batch("ag1", "srv-a1", 1, 10, 0, at)
-    assert store.record_batch("ag1", "srv-a1", 2, 5, 0, at)
-    assert not store.record_batch("ag1", "srv-a1", 2, 5, 0, at)  # the same batch again
-    assert not store.record_batch("ag1", "srv-a1", 1, 10, 0, at)  # an older one
-    assert store.record_batch("ag1", "srv-a1", 5, 7, 300, at + timedelta(minutes=1))
-    assert store.record_batch("ag2", "srv-b1", 1, 1, 0, at)
+    taken, dup = BatchClaim.TAKEN, BatchClaim.DUPLICATE
+    assert store.record_batch(_batch("ag1", "srv-a1", 1, 10, 0, at), 100) is taken
+    assert store.record_batch(_batch("ag1", "srv-a1", 2, 5, 0, at), 100) is taken
+    assert store.record_batch(_batch("ag1", "srv-a1", 2, 5, 0, at), 100) is dup  # again
+    assert store.record_batch(_batch("ag1", "srv-a1", 1, 10, 0, at), 100) is dup  # older
+    later = at + timedelta(minutes=1)
+    assert store.record_batch(_batch("ag1", "srv-a1", 5, 7, 300, later), 100) is taken
+    assert store.record_batch(_batch("ag2", "srv-b1", 1, 1, 0, at, "agent-b"), 100) is taken
     ag1, ag2 = store.agent_streams()
     assert (ag1.last_seq, ag1.batches, ag1.samples) == (5, 3, 22)
     assert (ag1.duplicates, ag1.gaps, ag1.dropped_reported) == (2, 2, 300)
-    assert ag1.first_seen == at and ag1.last_seen == at + timedelta(minutes=1)
-    assert (ag2.agent_id, ag2.asset, ag2.batches) == ("ag2", "srv-b1", 1)
+    assert ag1.first_seen == at and ag1.last_seen == later
+    assert (ag2.agent_id, ag2.asset, ag2.batches, ag2.owner) == ("ag2", "srv-b1", 1, "agent-b")
+
+
+def test_a_stream_belongs_to_the_token_that_opened_it(store):
+    assert store.record_batch(_batch("ag1", "srv-a1", 1, 1, 0, START), 100) is BatchClaim.TAKEN
+    forged = _batch("ag1", "srv-a1", 10**12, 1, 0, START, owner="agent-b")
+    assert store.record_batch(forged, 100) is BatchClaim.FOREIGN
+    [stream] = store.agent_streams()
+    assert (stream.owner, stream.last_seq, stream.batches) == ("agent-a", 1, 1)  # untouched
+    assert store.record_batch(_batch("ag1", "srv-a1", 2, 1, 0, START), 100) is BatchClaim.TAKEN
+
+
+def test_a_jump_beyond_the_gap_is_an_anomaly_until_confirmed(store):
+    def claim(seq):
+        return store.record_batch(_batch("ag1", "srv-a1", seq, 1, 0, START), 100)
+
+    assert claim(1) is BatchClaim.TAKEN
+    assert claim(10**15) is BatchClaim.ANOMALY  # taken, but the stream does not advance
+    assert claim(10**15) is BatchClaim.DUPLICATE  # its retry is still taken once
+    assert claim(2) is BatchClaim.TAKEN  # the agent's real batches go on being taken
+    [stream] = store.agent_streams()
+    assert (stream.last_seq, stream.anomalies, stream.jump_seq) == (2, 1, 10**15)
+    # An agent that really dropped that many batches carries on from the jump: confirmed.
+    assert claim(5000) is BatchClaim.ANOMALY
+    assert claim(5001) is BatchClaim.TAKEN
+    [stream] = store.agent_streams()
+    assert (stream.last_seq, stream.anomalies, stream.jump_seq, stream.gaps) == (5001, 2, None, 4997)
+    assert stream.batches == 5
+
+
+def test_a_transaction_is_kept_whole_or_not_at_all(store):
+    with pytest.raises(RuntimeError), store.transaction():
+        store.record_batch(_batch("ag1", "srv-a1", 1, 1, 0, START), 100)
+        store.next_ticket_sequence(2026)
+        raise RuntimeError("applying the batch failed")
+    assert store.agent_streams() == []
+    assert store.next_ticket_sequence(2026) == 1
+    with store.transaction():
+        assert store.record_batch(_batch("ag1", "srv-a1", 1, 1, 0, START), 100)
+    assert [s.last_seq for s in store.agent_streams()] == [1]
 
 
 def test_asset_facts_keep_the_latest_value_and_say_when_it_changed(store):
@@ -210,7 +363,7 @@ def test_suppressed_alerts_one_firing_record_per_alert(store):
 
     first = store.save_suppressed(record())
     assert first.id is not None
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError, match="UNIQUE constraint"):
         store.save_suppressed(record())  # a second firing record of the same alert
     first.state, first.recovered_at = SuppressedState.RECOVERED, START + timedelta(minutes=5)
     store.save_suppressed(first)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request, status
@@ -11,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from bridge.auth import Principal, Role
 from bridge.service import Bridge
 
-log = logging.getLogger("dyzur.auth")
 bearer_scheme = HTTPBearer(
     auto_error=False, description="A token from dyzur.yaml (`dyzur token new`)"
 )
@@ -31,19 +29,16 @@ def get_principal(
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", challenge)
     principal = bridge.loaded.tokens.authenticate(credentials.credentials)
     if principal is None:
-        # Never log the token itself: only where the attempt came from.
-        client = request.client.host if request.client else "?"
-        log.warning("token refused: %s %s from %s", request.method, request.url.path, client)
-        bridge.audit(
-            "token.refused",
-            actor="unknown",
-            outcome="failure",
-            method=request.method,
-            path=request.url.path,
-            source=client,
-        )
+        refuse(request, bridge, "token.refused")
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token", challenge)
     return principal
+
+
+def refuse(request: Request, bridge: Bridge, action: str, actor: str = "unknown") -> None:
+    """Log and audit (aggregated per source) a request refused for its credentials. Never the
+    token itself: only where the attempt came from and what it asked for."""
+    source = request.client.host if request.client else "?"
+    bridge.refused(action, source, f"{request.method} {request.url.path}", actor)
 
 
 def client_scope(principal: Principal, client: str | None) -> str | None:

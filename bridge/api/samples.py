@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import get_bridge, require
+from bridge.api.deps import get_bridge, refuse, require
 from bridge.api.schemas import AgentStreamOut, IngestResponse, RejectedSample, SampleBatch
 from bridge.auth import Principal, Role
-from bridge.ingest import BatchOrigin
+from bridge.ingest import BatchOrigin, Rejection, StreamForbidden
 from bridge.service import Bridge
 
 router = APIRouter(prefix="/api/v1", tags=["samples"])
@@ -25,10 +25,22 @@ def _field(loc: tuple) -> str:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": SampleBatch.model_json_schema()}},
+            # Published in the components by the app factory, with the models it uses.
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SampleBatch"}}
+            },
         }
     },
-    responses={413: {"description": "body too large"}, 422: {"description": "schema error"}},
+    responses={
+        code: {
+            "description": meaning,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for code, meaning in [
+            (400, "malformed JSON"),
+            (422, "a field is refused: `errors` names each"),
+        ]
+    },
 )
 async def push_samples(
     request: Request,
@@ -52,16 +64,24 @@ async def push_samples(
     origin = None
     if batch.agent is not None:
         origin = BatchOrigin(batch.agent.id, batch.agent.seq, batch.agent.dropped)
-    result = await run_in_threadpool(
-        bridge.ingestor.ingest, batch.samples, principal, origin, batch.events
-    )
+    try:
+        result = await run_in_threadpool(
+            bridge.ingestor.ingest, batch.samples, principal, origin, batch.events
+        )
+    except StreamForbidden as exc:
+        refuse(request, bridge, "agent.stream_refused", f"agent:{principal.name}")
+        raise HTTPException(403, f"agent.id: {exc}") from None
     return IngestResponse(
         accepted=result.accepted,
-        rejected=[
-            RejectedSample(index=r.index, reason=r.reason, detail=r.detail) for r in result.rejected
-        ],
+        rejected=[_rejected(r) for r in result.rejected],
+        rejected_events=[_rejected(r) for r in result.rejected_events],
         duplicate=result.duplicate,
+        anomaly=result.anomaly,
     )
+
+
+def _rejected(r: Rejection) -> RejectedSample:
+    return RejectedSample(index=r.index, reason=r.reason, detail=r.detail)
 
 
 @router.get("/agents", response_model=list[AgentStreamOut], tags=["agents"])

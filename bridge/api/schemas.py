@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from bridge.clock import local_iso
 from bridge.models import (
@@ -23,6 +26,29 @@ MetricName = Annotated[
 LabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
 LabelValue = Annotated[str, StringConstraints(max_length=1024)]
 
+# SQLite's integers are 64-bit signed: a number beyond is refused as a field, never stored.
+INT64_MAX = 2**63 - 1
+# Seconds since the Unix epoch that a datetime holds in every time zone (a day inside
+# 0001-01-01..9999-12-31 UTC, so that Europe/Warsaw or any offset still converts).
+EARLIEST_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+LATEST_EPOCH = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+
+def epoch_in_range(value: float) -> float:
+    if not EARLIEST_EPOCH <= value <= LATEST_EPOCH:  # NaN and infinities fail this too
+        raise ValueError(
+            f"seconds since the Unix epoch from {EARLIEST_EPOCH:.0f} (0001-01-02) to "
+            f"{LATEST_EPOCH:.0f} (9999-12-31), got {value}"
+        )
+    return value
+
+
+# A time an agent stamped: finite and inside what a datetime holds.
+Epoch = Annotated[
+    float,
+    Field(strict=True, ge=EARLIEST_EPOCH, le=LATEST_EPOCH, allow_inf_nan=False),
+]
+
 
 class SampleIn(BaseModel):
     """One measurement. Types are strict: "3" is not a number and true is not 1."""
@@ -35,8 +61,20 @@ class SampleIn(BaseModel):
     )
     value: float = Field(strict=True, description="NaN and infinities are rejected per sample")
     timestamp: float | None = Field(
-        None, strict=True, description="seconds since the Unix epoch; default: when received"
+        None,
+        strict=True,
+        description="seconds since the Unix epoch; default: when received. NaN is rejected "
+        "per sample",
+        json_schema_extra={"minimum": EARLIEST_EPOCH, "maximum": LATEST_EPOCH},
     )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_in_range(cls, value: float | None) -> float | None:
+        # NaN passes here: like a NaN value, it rejects only its own sample (bridge.ingest).
+        if value is None or math.isnan(value):
+            return value
+        return epoch_in_range(value)
 
 
 class BatchOriginIn(BaseModel):
@@ -45,13 +83,25 @@ class BatchOriginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the agent's spool id")
-    seq: int = Field(strict=True, ge=1, description="batch number, 1, 2, 3, ... per spool")
+    seq: int = Field(
+        strict=True, ge=1, le=INT64_MAX, description="batch number, 1, 2, 3, ... per spool"
+    )
     dropped: int = Field(
-        0, strict=True, ge=0, description="samples dropped from the agent's full spool, in all"
+        0,
+        strict=True,
+        ge=0,
+        le=INT64_MAX,
+        description="samples dropped from the agent's full spool, in all",
     )
 
 
-DetailValue = str | int | float | bool | None
+DetailValue = (
+    str
+    | Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+    | None
+)
 
 
 class AgentEventIn(BaseModel):
@@ -62,7 +112,7 @@ class AgentEventIn(BaseModel):
     action: str = Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")
     outcome: str = Field(pattern=r"^(success|failure)$")
     asset: str = Field(min_length=1, max_length=200)
-    at: float = Field(strict=True, description="seconds since the Unix epoch")
+    at: Epoch = Field(description="seconds since the Unix epoch")
     detail: dict[str, DetailValue] = Field(default_factory=dict, max_length=32)
 
 
@@ -83,7 +133,13 @@ class RejectedSample(BaseModel):
 class IngestResponse(BaseModel):
     accepted: int
     rejected: list[RejectedSample]
+    rejected_events: list[RejectedSample] = Field(
+        default_factory=list, description="audit events refused one by one, with the reason"
+    )
     duplicate: bool = False
+    anomaly: bool = Field(
+        False, description="the batch number jumped beyond max_seq_gap: taken, not advancing"
+    )
 
 
 class AgentStreamOut(BaseModel):
@@ -97,6 +153,9 @@ class AgentStreamOut(BaseModel):
     dropped_reported: int
     first_seen: str
     last_seen: str
+    owner: str = Field(description="the token the stream belongs to")
+    anomalies: int = Field(description="batch numbers that jumped beyond max_seq_gap")
+    jump_seq: int | None = Field(description="the last such jump, not confirmed yet")
 
     @classmethod
     def of(cls, a: AgentStream) -> AgentStreamOut:
@@ -175,3 +234,66 @@ class TicketOut(BaseModel):
             ),
             timeline=None if timeline is None else [TimelineOut.of(e) for e in timeline],
         )
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where: samples.3.value, body.start, query.limit, path.number")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer of the API has this body."""
+
+    detail: str = Field(description="what went wrong, for a person to read")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="each refused field (422); empty otherwise"
+    )
+    conflicts_with: str | None = Field(
+        None, description="409 of a window or an update plan: the window it overlaps"
+    )
+
+
+ERROR_MEANINGS = {
+    400: "malformed JSON",
+    401: "no token, or not a valid one",
+    403: "the token's role or hospital may not do this",
+    404: "not found, or another hospital's",
+    409: "refused by the current state",
+    413: "the body is larger than max_body_bytes",
+    422: "a field is refused: `errors` names each",
+    503: "the ticket store is unavailable: nothing was done, retry after Retry-After",
+}
+
+
+ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds", "schema": {"type": "string"}}},
+}
+
+
+def error_responses(*codes: int, **meanings: str) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` of the error answers an operation can give, each an ErrorBody.
+    ``meanings`` (``e404="no such ticket"``) say what a code means for this operation."""
+    responses: dict[int | str, dict] = {}
+    for code in codes:
+        response = {
+            "model": ErrorBody,
+            "description": meanings.get(f"e{code}", ERROR_MEANINGS[code]),
+        }
+        if code in ERROR_HEADERS:
+            response["headers"] = ERROR_HEADERS[code]
+        responses[code] = response
+    return responses
+
+
+def error_response(
+    status: int,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    *,
+    conflicts_with: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(detail=detail, errors=errors or [], conflicts_with=conflicts_with)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)

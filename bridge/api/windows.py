@@ -18,6 +18,7 @@ from bridge.api.deps import (
     client_scope,
     get_bridge,
     get_principal,
+    refuse,
     require,
 )
 from bridge.auth import Principal, Role
@@ -223,9 +224,7 @@ def calendar_principal(
         token = ""
     principal = bridge.loaded.tokens.authenticate(token) if token else None
     if principal is None:
-        source = request.client.host if request.client else "?"
-        bridge.audit("token.refused", actor="unknown", outcome="failure", method="GET",
-                     path=request.url.path, source=source)  # fmt: skip
+        refuse(request, bridge, "token.refused")
         raise HTTPException(401, "invalid token", {"WWW-Authenticate": 'Basic realm="dyzur"'})
     return principal
 

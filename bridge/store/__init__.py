@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.store.base import Store, StoreError, TicketFilter
+from bridge.store.base import BatchClaim, BatchRecord, Store, StoreError, TicketFilter
 
-__all__ = ["Store", "StoreError", "TicketFilter", "open_store", "sqlite_path"]
+__all__ = [
+    "BatchClaim",
+    "BatchRecord",
+    "Store",
+    "StoreError",
+    "TicketFilter",
+    "open_store",
+    "sqlite_path",
+]
 
 
 def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
@@ -18,11 +26,17 @@ def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
 
 
 def open_store(url: str, base_dir: Path | None = None) -> Store:
-    """Open (and migrate) the store a URL names."""
-    if url.startswith("sqlite:///"):
-        from bridge.store.sqlite import SQLiteStore
+    """Open (and migrate) the store a URL names.
 
-        store: Store = SQLiteStore(sqlite_path(url, base_dir))
+    An existing file is checked first and refused, untouched, if it is empty, damaged or not
+    a dyzur store (``check_store_file``); only a missing file becomes a new store.
+    """
+    if url.startswith("sqlite:///"):
+        from bridge.store.sqlite import SQLiteStore, check_store_file
+
+        path = sqlite_path(url, base_dir)
+        check_store_file(path)
+        store: Store = SQLiteStore(path)
     else:
         scheme = url.split(":", 1)[0] if ":" in url else url
         raise StoreError(f"unsupported store URL scheme {scheme!r}: use sqlite:///PATH")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from bridge.models import (
     AgentStream,
@@ -28,18 +29,47 @@ from bridge.models import (
 )
 
 
+class BatchClaim(StrEnum):
+    TAKEN = "taken"
+    DUPLICATE = "duplicate"
+    FOREIGN = "foreign"  # the stream belongs to another token
+    ANOMALY = "anomaly"  # taken, but the sequence jumped too far to advance the stream
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One numbered batch as the store keeps count of it."""
+
+    agent_id: str
+    owner: str  # the name of the token that sent it
+    asset: str
+    seq: int
+    samples: int
+    dropped: int
+    at: datetime
+
+
 class StoreError(Exception):
     """The store could not do what was asked (bad URL, unreadable file, newer schema)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TicketFilter:
+    """Which tickets to list, newest first (``opened_at``, then insertion order).
+
+    ``before`` is a keyset cursor: the number of the last ticket of the previous page; the
+    list continues right after it in that order, whatever was opened meanwhile. A cursor
+    ticket that does not match ``client`` gives an empty list (a cursor never reaches another
+    client's tickets). ``offset`` still skips rows after the cursor, if both are given.
+    """
+
     client: str | None = None
     status: TicketStatus | None = None
     category: Category | None = None
     asset: str | None = None
     limit: int = 100
     offset: int = 0
+    before: str | None = None
 
 
 class Store(ABC):
@@ -63,6 +93,11 @@ class Store(ABC):
 
     @abstractmethod
     def alert_lock(self, fingerprint: str) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """One atomic unit: everything written inside it is kept together or not at all (an
+        exception rolls it back). Writes made inside it by the other methods join it."""
 
     @abstractmethod
     def next_ticket_sequence(self, year: int) -> int:
@@ -94,11 +129,15 @@ class Store(ABC):
         """Every open ticket, for restoring alert state at start."""
 
     @abstractmethod
-    def record_batch(
-        self, agent_id: str, asset: str, seq: int, samples: int, dropped: int, at: datetime
-    ) -> bool:
-        """Claim an agent's numbered batch: True the first time, False for a duplicate or a
-        batch older than the last one taken (atomic across workers)."""
+    def record_batch(self, batch: BatchRecord, max_gap: int) -> BatchClaim:
+        """Claim an agent's numbered batch (atomic across workers; call it inside the
+        transaction that applies the batch, so that a claim never outlives a failed apply).
+
+        The first batch of a stream binds it to ``batch.owner`` (the token's name); another
+        owner gets FOREIGN and changes nothing. A batch at or below the last one taken is a
+        DUPLICATE. A jump of more than ``max_gap`` batches is an ANOMALY: the batch is taken
+        but the stream does not advance, unless the jump is confirmed by a batch that carries
+        on from it (an agent that really dropped that many batches from a full spool)."""
 
     @abstractmethod
     def agent_streams(self) -> list[AgentStream]:

@@ -27,7 +27,7 @@ from bridge.models import (
     TimelineEntry,
     UpdatePlan,
 )
-from bridge.store.base import Store, StoreError, TicketFilter
+from bridge.store.base import BatchClaim, BatchRecord, Store, StoreError, TicketFilter
 from bridge.store.codec import plan_from_json, plan_to_json
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
@@ -192,6 +192,31 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX update_steps_by_plan ON update_steps(plan, id);
     """,
+    """
+    -- A stream belongs to the token that opened it, and jumps beyond max_seq_gap are anomalies.
+    ALTER TABLE agent_streams ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE agent_streams ADD COLUMN anomalies INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agent_streams ADD COLUMN jump_seq INTEGER
+    """,
+    """
+    -- Ticket lists: one index per filter combination in list order (opened_at, then rowid,
+    -- which every index ends with), so a page reads only its rows and never sorts the table.
+    -- tickets_by_client (client, status, opened_at) already serves client and status.
+    CREATE INDEX tickets_by_opened ON tickets(opened_at);
+    CREATE INDEX tickets_by_client_opened ON tickets(client, opened_at);
+    CREATE INDEX tickets_by_client_category ON tickets(client, category, opened_at);
+    CREATE INDEX tickets_by_status ON tickets(status, opened_at);
+    CREATE INDEX tickets_by_category ON tickets(category, opened_at);
+    CREATE INDEX tickets_by_asset ON tickets(asset, opened_at)
+    """,
+    """
+    -- An Alertmanager alert is identified within its hospital: am-<fingerprint> becomes
+    -- am:<client>:<fingerprint> (bridge.alertmanager.alert_identity) on tickets and window records
+    UPDATE tickets SET fingerprint = 'am:' || client || ':' || substr(fingerprint, 4)
+        WHERE rule LIKE 'alertmanager:%' AND fingerprint LIKE 'am-%';
+    UPDATE suppressed_alerts SET fingerprint = 'am:' || client || ':' || substr(fingerprint, 4)
+        WHERE rule LIKE 'alertmanager:%' AND fingerprint LIKE 'am-%'
+    """,
 )
 
 _TICKET_COLUMNS = (
@@ -267,6 +292,85 @@ def _ticket_params(t: Ticket) -> tuple:
     )
 
 
+def _apply_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run one entry of MIGRATIONS."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _schema_tables(version: int) -> set[str]:
+    """The tables a store at schema ``version`` has: its migrations run in memory."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS[:version]:
+            _apply_script(conn, script)
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_REFUSED = (
+    "; dyzur leaves the file as it is: restore the store from a backup, or move the file "
+    "away to start a new, empty store"
+)
+
+
+def check_store_file(path: Path) -> None:
+    """Refuse an existing store file that is empty, not an SQLite database, damaged (SQLite's
+    quick_check) or not dyzur's, raising StoreError naming the file and what is wrong.
+
+    A missing file is fine: it becomes a new store. Nothing is written: the file is read with
+    ``immutable=1`` (no locks, no -wal or -shm files), or read-only when a -wal file says a
+    bridge is running or was killed (its committed transactions are in the WAL). A database
+    without any table and at schema version 0 is what a first start killed before its first
+    migration leaves; it holds nothing and is taken as new.
+    """
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise StoreError(f"{path} is not a regular file{_REFUSED}")
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not header:
+        raise StoreError(f"{path} is empty (0 bytes), not a dyzur store{_REFUSED}")
+    if header != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not an SQLite database (no SQLite header){_REFUSED}")
+    in_use = any(path.with_name(path.name + s).exists() for s in ("-wal", "-journal"))
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if in_use else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+    try:
+        damage = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.OperationalError as exc:  # locked past the timeout, unreadable
+        raise StoreError(f"cannot check {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+        raise StoreError(f"{path} is damaged: {exc}{_REFUSED}") from None
+    finally:
+        conn.close()
+    if damage != ["ok"]:
+        raise StoreError(f"{path} is damaged: {'; '.join(damage)}{_REFUSED}")
+    if version == 0 and tables:
+        raise StoreError(
+            f"{path} is an SQLite database but not a dyzur store (schema version 0, tables: "
+            f"{', '.join(sorted(tables))}){_REFUSED}"
+        )
+    missing = _schema_tables(version) - tables if version <= len(MIGRATIONS) else set()
+    if missing:
+        raise StoreError(
+            f"{path} is damaged: tables {', '.join(sorted(missing))} of its schema version "
+            f"{version} are missing{_REFUSED}"
+        )
+
+
 class SQLiteStore(Store):
     """One connection per thread; writes take SQLite's write lock (BEGIN IMMEDIATE), so two
     bridge processes on one file serialise the same way two threads do."""
@@ -320,13 +424,19 @@ class SQLiteStore(Store):
             raise StoreError(f"SQLite database {self.path} is busy: {exc}") from exc
         try:
             yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # disk full, I/O error, ...: the caller may retry later
+            conn.execute("ROLLBACK")
+            raise StoreError(f"SQLite database {self.path} refused a write: {exc}") from exc
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def alert_lock(self, fingerprint: str):
         # SQLite has one writer at a time: holding the write lock covers every alert.
+        return self._write()
+
+    def transaction(self):
         return self._write()
 
     def migrate(self) -> None:
@@ -338,9 +448,7 @@ class SQLiteStore(Store):
                     f"understands ({len(MIGRATIONS)}); upgrade dyzur"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                _apply_script(conn, script)
                 conn.execute(f"PRAGMA user_version = {number}")
 
     def schema_version(self) -> int:
@@ -427,6 +535,15 @@ class SQLiteStore(Store):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(str(value))
+        if query.before is not None:
+            # Keyset paging: the rows after the cursor ticket in list order. The cursor is
+            # looked up within the same client scope, so another client's ticket matches nothing.
+            cursor = "SELECT opened_at, rowid FROM tickets WHERE number = ?"
+            params.append(query.before)
+            if query.client is not None:
+                cursor += " AND client = ?"
+                params.append(query.client)
+            where.append(f"(opened_at, rowid) < ({cursor})")
         sql = f"SELECT {_TICKET_COLUMNS} FROM tickets"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -455,34 +572,69 @@ class SQLiteStore(Store):
 
     # --- agent streams -----------------------------------------------------------------------
 
-    def record_batch(
-        self, agent_id: str, asset: str, seq: int, samples: int, dropped: int, at: datetime
-    ) -> bool:
-        t = at.timestamp()
+    def record_batch(self, batch: BatchRecord, max_gap: int) -> BatchClaim:
+        t = batch.at.timestamp()
         with self._write() as conn:
             row = conn.execute(
-                "SELECT last_seq FROM agent_streams WHERE agent_id = ?", (agent_id,)
+                "SELECT last_seq, owner, jump_seq FROM agent_streams WHERE agent_id = ?",
+                (batch.agent_id,),
             ).fetchone()
             if row is None:
                 conn.execute(
-                    "INSERT INTO agent_streams VALUES (?, ?, ?, 1, ?, 0, 0, ?, ?, ?)",
-                    (agent_id, asset, seq, samples, dropped, t, t),
+                    "INSERT INTO agent_streams(agent_id, asset, last_seq, batches, samples, "
+                    "duplicates, gaps, dropped_reported, first_seen, last_seen, owner) "
+                    "VALUES (?, ?, ?, 1, ?, 0, 0, ?, ?, ?, ?)",
+                    (
+                        batch.agent_id,
+                        batch.asset,
+                        batch.seq,
+                        batch.samples,
+                        batch.dropped,
+                        t,
+                        t,
+                        batch.owner,
+                    ),
                 )
-                return True
-            if seq <= row[0]:
+                return BatchClaim.TAKEN
+            last_seq, owner, jump_seq = row
+            if owner and owner != batch.owner:
+                return BatchClaim.FOREIGN
+            if batch.seq <= last_seq or batch.seq == jump_seq:
                 conn.execute(
-                    "UPDATE agent_streams SET duplicates = duplicates + 1, last_seen = ? "
-                    "WHERE agent_id = ?",
-                    (t, agent_id),
+                    "UPDATE agent_streams SET duplicates = duplicates + 1, last_seen = ?, "
+                    "owner = ? WHERE agent_id = ?",
+                    (t, batch.owner, batch.agent_id),
                 )
-                return False
+                return BatchClaim.DUPLICATE
+            claim = BatchClaim.TAKEN
+            gap = batch.seq - last_seq - 1
+            if gap > max_gap:
+                if jump_seq is not None and jump_seq < batch.seq <= jump_seq + max_gap + 1:
+                    gap -= 1  # the jump is confirmed: the batch at jump_seq was taken then
+                    jump_seq = None
+                else:
+                    claim = BatchClaim.ANOMALY
+                    jump_seq = batch.seq
+            new_seq = last_seq if claim is BatchClaim.ANOMALY else batch.seq
             conn.execute(
                 "UPDATE agent_streams SET asset = ?, gaps = gaps + ?, last_seq = ?, "
                 "batches = batches + 1, samples = samples + ?, "
-                "dropped_reported = MAX(dropped_reported, ?), last_seen = ? WHERE agent_id = ?",
-                (asset, seq - row[0] - 1, seq, samples, dropped, t, agent_id),
+                "dropped_reported = MAX(dropped_reported, ?), last_seen = ?, owner = ?, "
+                "anomalies = anomalies + ?, jump_seq = ? WHERE agent_id = ?",
+                (
+                    batch.asset,
+                    0 if claim is BatchClaim.ANOMALY else gap,
+                    new_seq,
+                    batch.samples,
+                    batch.dropped,
+                    t,
+                    batch.owner,
+                    1 if claim is BatchClaim.ANOMALY else 0,
+                    jump_seq,
+                    batch.agent_id,
+                ),
             )
-            return True
+            return claim
 
     def agent_streams(self) -> list[AgentStream]:
         rows = self._conn().execute("SELECT * FROM agent_streams ORDER BY agent_id").fetchall()

@@ -20,7 +20,13 @@ from typing import Any
 
 import yaml
 
-from collectors.base import Collector, CollectorConfigError
+from collectors.base import (
+    SSH_COMMAND,
+    SSH_HOST_KEY_MISMATCH,
+    SSH_HOST_KEY_UNKNOWN,
+    Collector,
+    CollectorConfigError,
+)
 from collectors.sample import Sample
 from collectors.ssh.known_hosts import KnownHosts
 from collectors.ssh.nagios import CheckState, parse, to_samples
@@ -137,7 +143,7 @@ class SshCollector(Collector):
         """Every command run over SSH becomes an audit event (host, user, command, exit code)."""
         _log_command(event)
         self._record(
-            "ssh.command",
+            SSH_COMMAND,
             "success" if event.exit_code is not None and not event.error else "failure",
             self._assets.get((event.host, event.port), event.host),
             host=event.host,
@@ -222,7 +228,7 @@ class SshCollector(Collector):
                 log.error("%s: %s", host.asset, exc)
                 mismatch, up = 1.0, 0.0
                 self._record(
-                    "ssh.host_key_mismatch",
+                    SSH_HOST_KEY_MISMATCH,
                     "failure",
                     host.asset,
                     host=exc.host,
@@ -235,7 +241,7 @@ class SshCollector(Collector):
                 log.error("%s: %s (record it with: dyzur ssh trust)", host.asset, exc)
                 unknown, up = 1.0, 0.0
                 self._record(
-                    "ssh.host_key_unknown",
+                    SSH_HOST_KEY_UNKNOWN,
                     "failure",
                     host.asset,
                     host=exc.host,
