@@ -35,6 +35,7 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_engine_memory.py
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_host_collector.py
 	$(BIN)/python benchmarks/bench_agent.py

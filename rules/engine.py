@@ -22,7 +22,8 @@ Threshold rules
                              the alert fires with the upgraded category directly. The category
                              never goes down until the alert resolves.
 
-    ``fired_at``, ``resolved_at`` and ``Transition.at`` are sample timestamps.
+    ``fired_at``, ``resolved_at`` and ``Transition.at`` are sample timestamps (except for a
+    pending alert of a stale series, see "Bounded state").
 
 Absence rules
     Fire per asset (``labels["asset"]``) when nothing arrived from it (or nothing of the rule's
@@ -47,7 +48,33 @@ Speed
     is bound as a constant, never spliced into code. The
     common path (condition false, no alert on the series) allocates nothing but the identity
     key of a rule with several identity labels (and one record per new series); state
-    objects exist only for active alerts. Memory grows with the number of series ever seen.
+    objects exist only for active alerts.
+
+Bounded state
+    A threshold series gets a record only when a sample of it matches the matchers of at least
+    one rule of its metric and identity (a sample whose metric no rule uses, whose value is not
+    finite, or whose labels fail every rule's matchers leaves nothing behind). A record is
+    dropped once its series has been stale for ``staleness`` seconds: no sample newer than the
+    series' newest one arrived (by the ``now`` of the calls, not by sample timestamps, so a
+    spool being replayed is not stale). ``staleness`` defaults to ``STALENESS_MARGIN`` (one
+    hour) plus the longest ``for``, ``escalate.for`` or ``absent`` of any rule, so it is
+    always longer than any period a series takes part in and than any sane collection
+    interval. A sweep visits every series, so ``tick(now)`` sweeps at most once every
+    ``sweep_every = staleness / 8`` seconds (7.75 minutes by default): a series counts as
+    seen at the first sweep that finds a newer sample, so it is dropped between ``staleness``
+    and ``staleness + 2 * sweep_every`` (1.25 times the staleness) after its last sample
+    arrived. When a stale series is dropped:
+
+    - a PENDING alert on it resolves (``pending -> resolved`` at the tick's ``now``; the
+      bridge ignores these); a sample arriving later starts its ``for`` over;
+    - a FIRING alert keeps its series: it stays firing until a sample satisfies ``clear``
+      (a series that stopped arriving is not a recovery; an asset that went silent altogether
+      is what absence rules report), so no resolution is ever lost; the series is dropped at
+      the first sweep after its alert resolved and it went stale.
+
+    Absence state is one timestamp per asset and absence rule, and it is never dropped: an asset
+    that stops reporting must fire. The bridge only accepts assets of its inventory, so this is
+    bounded by the inventory. ``series_count()`` tells how many threshold series are kept.
 
 Not thread-safe: the caller serialises calls (the bridge holds one lock around the engine).
 """
@@ -76,6 +103,13 @@ RESOLVED = AlertState.RESOLVED
 
 _INF = math.inf
 _NINF = -math.inf
+
+# A series that received nothing new for the staleness period is dropped (see "Bounded state"):
+# the staleness is this margin plus the longest for/escalate.for/absent of any rule.
+STALENESS_MARGIN = 3600.0
+# ``tick`` sweeps for stale series at most once per this fraction of the staleness: a sweep
+# visits every series, so it is kept rare (every 7.75 minutes with the default staleness).
+SWEEPS_PER_STALENESS = 8
 
 # Regex results are memoised per label value; past this many distinct values a memo stops
 # growing (label values of one label are few in practice: mountpoints, fstypes, interfaces).
@@ -151,9 +185,15 @@ class _Active:
 
 
 # A series record is a plain list, the cheapest thing to index in the generated code:
-# ``[newest_timestamp, active_of_rule_1, active_of_rule_2, ...]``, one slot per rule of its
-# group, each an ``_Active`` or None.
+# ``[newest_timestamp, active_of_rule_1, ..., active_of_rule_n, seen_at, swept_timestamp]``,
+# one slot per rule of its group, each an ``_Active`` or None. The last two are only written
+# at creation and by the sweep: ``swept_timestamp`` is the newest timestamp the last sweep saw,
+# ``seen_at`` the ``now`` when the series was last found to have a newer one.
 Record = list[Any]
+
+# What the generated code uses for a series no rule matches: never stored, never written
+# (``ts >= nan`` is false, so the rules are skipped).
+_NO_RECORD: Record = [math.nan]
 
 
 class _Group:
@@ -182,7 +222,36 @@ class _Group:
         return rec
 
     def new_record(self) -> Record:
-        return [_NINF] + [None] * len(self.rules)
+        return [_NINF, *[None] * len(self.rules), _NINF, _NINF]
+
+    def sweep(self, now: float, staleness: float) -> None:
+        """Drop the series stale for ``staleness`` at ``now`` (see "Bounded state")."""
+        stale = []
+        for key, rec in self.series.items():
+            if rec[0] != rec[-1]:  # a newer sample arrived since the last sweep
+                rec[-1] = rec[0]
+                rec[-2] = now
+            elif now - rec[-2] >= staleness:
+                stale.append(key)
+        for key in stale:
+            self.drop(key, now)
+
+    def drop(self, key: Key, now: float) -> None:
+        """Forget a stale series: its pending alerts resolve; a firing alert keeps it."""
+        rec = self.series[key]
+        firing = False
+        for rt in self.rules:
+            st = rec[rt.slot]
+            if st is None:
+                continue
+            if st.alert.state is FIRING:
+                firing = True
+            else:
+                rt.resolve(rec, key, now)
+        if not firing:
+            del self.series[key]
+            for rt in self.rules:
+                rt.fingerprints.pop(key, None)
 
 
 class _ThresholdRule:
@@ -205,7 +274,7 @@ class _ThresholdRule:
         self.esc_category = esc.category if esc is not None else rule.category
         self.esc_for = esc.for_seconds if esc is not None else 0.0
         self.active: dict[Key, _Active] = {}
-        self.fingerprints: dict[Key, str] = {}  # per series that ever alerted, computed once
+        self.fingerprints: dict[Key, str] = {}  # per kept series that alerted, computed once
 
     def _identity_labels(self, key: Key) -> dict[str, str]:
         if len(self.identity) == 1:
@@ -273,17 +342,20 @@ class _ThresholdRule:
     def on_false(self, rec: Record, key: Key, value: float, ts: float) -> None:
         """The firing condition does not hold for a sample of a series with an alert."""
         st = rec[self.slot]
-        alert = st.alert
-        alert.value = value
-        if alert.state is PENDING or self.clear(value):
-            previous = alert.state
-            alert.state = RESOLVED
-            alert.resolved_at = ts
-            rec[self.slot] = None
-            del self.active[key]
-            self.emitter.emit(alert, previous, ts)
+        st.alert.value = value
+        if st.alert.state is PENDING or self.clear(value):
+            self.resolve(rec, key, ts)
         elif not st.escalated:
             st.esc_since = None  # the escalation condition lies within the firing one
+
+    def resolve(self, rec: Record, key: Key, at: float) -> None:
+        alert = rec[self.slot].alert
+        previous = alert.state
+        alert.state = RESOLVED
+        alert.resolved_at = at
+        rec[self.slot] = None
+        del self.active[key]
+        self.emitter.emit(alert, previous, at)
 
     def restore(self, alert: Alert) -> None:
         key = self.group.key_of(alert.labels)
@@ -365,8 +437,9 @@ class _CodeBuilder:
     def __init__(self) -> None:
         self.absence_lines: list[str] = []
         self.lines: list[str] = []
-        self.names: dict[str, Any] = {"_NINF": _NINF, "_INF": _INF}
+        self.names: dict[str, Any] = {"_NINF": _NINF, "_INF": _INF, "_NOREC": _NO_RECORD}
         self._count = 0
+        self._matchers: dict[Matcher, str] = {}  # one expression (and regex memo) per matcher
 
     def bind(self, value: Any, hint: str) -> str:
         self._count += 1
@@ -375,6 +448,15 @@ class _CodeBuilder:
         return name
 
     def matcher_expr(self, m: Matcher) -> str:
+        expr = self._matchers.get(m)
+        if expr is None:
+            expr = self._matchers[m] = self._new_matcher_expr(m)
+        return expr
+
+    def rule_matchers_expr(self, rule: Rule) -> str:
+        return " and ".join(f"({self.matcher_expr(m)})" for m in rule.matchers)
+
+    def _new_matcher_expr(self, m: Matcher) -> str:
         label = self.bind(m.label, "l")
         get = f"g({label}, '')"
         if m.op == "=":
@@ -396,13 +478,26 @@ class _CodeBuilder:
 
     def add_group(self, group: _Group) -> None:
         series = self.bind(group.series, "series")
+        new = f"{series}[k] = [_NINF{', None' * len(group.rules)}, now, _NINF]"
         lines = self.lines
         lines += [
             f"    # series of {group.identity!r}",
             f"    k = {self.key_expr(group.identity)}",
             f"    r = {series}.get(k)",
             "    if r is None:",
-            f"        r = {series}[k] = [_NINF{', None' * len(group.rules)}]",
+        ]
+        if all(rt.rule.matchers for rt in group.rules):
+            # A series gets a record only when some rule of the group matches the sample.
+            any_rule = " or ".join(f"({self.rule_matchers_expr(rt.rule)})" for rt in group.rules)
+            lines += [
+                f"        if {any_rule}:",
+                f"            r = {new}",
+                "        else:",
+                "            r = _NOREC",
+            ]
+        else:
+            lines.append(f"        r = {new}")
+        lines += [
             "    if ts >= r[0]:",
             "        r[0] = ts",
         ]
@@ -422,8 +517,7 @@ class _CodeBuilder:
         indent = " " * 8
         lines.append(f"{indent}# rule {rule.name!r}")
         if rule.matchers:
-            conds = " and ".join(f"({self.matcher_expr(m)})" for m in rule.matchers)
-            lines.append(f"{indent}if {conds}:")
+            lines.append(f"{indent}if {self.rule_matchers_expr(rule)}:")
             indent += "    "
         lines += [
             f"{indent}if v {op} {threshold}:",
@@ -439,8 +533,7 @@ class _CodeBuilder:
         indent = "    "
         lines.append(f"{indent}# absence rule {rule.name!r}")
         if rule.matchers:
-            conds = " and ".join(f"({self.matcher_expr(m)})" for m in rule.matchers)
-            lines.append(f"{indent}if {conds}:")
+            lines.append(f"{indent}if {self.rule_matchers_expr(rule)}:")
             indent += "    "
         lines += [
             f"{indent}a = g('asset')",
@@ -468,15 +561,37 @@ class _CodeBuilder:
         return fn
 
 
+def _periods(rule: Rule) -> list[float]:
+    """The periods a rule's series or assets take part in: for, escalate.for, absent."""
+    periods = [rule.for_seconds]
+    if rule.escalation is not None:
+        periods.append(rule.escalation.for_seconds)
+    if rule.absent_seconds is not None:
+        periods.append(rule.absent_seconds)
+    return periods
+
+
 class Engine:
     """Evaluates compiled rules against samples; see the module docstring for the semantics."""
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], staleness: float | None = None) -> None:
+        """``staleness``: seconds after which a silent series is dropped; by default derived
+        from the rules (see "Bounded state"); ``math.inf`` keeps every series for ever."""
         self.rules: dict[str, Rule] = {}
         for rule in rules:
             if rule.name in self.rules:
                 raise ValueError(f"duplicate rule name {rule.name!r}")
             self.rules[rule.name] = rule
+        if staleness is None:
+            staleness = STALENESS_MARGIN + max(
+                (d for rule in self.rules.values() for d in _periods(rule)), default=0.0
+            )
+        if not staleness > 0:
+            raise ValueError(f"staleness must be more than 0 seconds, got {staleness!r}")
+        self.staleness = staleness
+        # Seconds between two sweeps; none at all when nothing is ever dropped.
+        self.sweep_every = staleness / SWEEPS_PER_STALENESS
+        self._next_sweep = _NINF if staleness < _INF else _INF
         self._emitter = _Emitter()
         self._threshold: dict[str, _ThresholdRule] = {}
         self._absence: dict[str, _AbsenceRule] = {}
@@ -500,6 +615,7 @@ class Engine:
                 if group is None:
                     group = groups[rule.metric, rule.identity] = _Group(rule.metric, rule.identity)
                 self._threshold[rule.name] = _ThresholdRule(rule, self._emitter, group)
+        self._groups = list(groups.values())
         for group in groups.values():  # after the rules, so each group knows all of its rules
             builders.setdefault(group.metric, _CodeBuilder()).add_group(group)
         self._dispatch = {metric: b.build(metric) for metric, b in builders.items()}
@@ -543,12 +659,21 @@ class Engine:
             seen.setdefault(asset, now)
 
     def tick(self, now: float) -> list[Transition]:
-        """Evaluate absence rules at ``now``; return the transitions."""
+        """Evaluate absence rules at ``now`` and, at most every ``sweep_every`` seconds, drop
+        the stale series; return the transitions (absence firings, stale pending alerts)."""
         emitter = self._emitter
         out = emitter.out = []
         for rt in self._absence.values():
             rt.tick(now)
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_every
+            for group in self._groups:
+                group.sweep(now, self.staleness)
         return out
+
+    def series_count(self) -> int:
+        """How many threshold series the engine keeps state for."""
+        return sum(len(group.series) for group in self._groups)
 
     def restore(self, alerts: Iterable[Alert]) -> None:
         """Put back firing alerts after a restart (from the open tickets), so a recovery

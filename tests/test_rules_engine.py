@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors.sample import Sample
-from rules.engine import Engine
+from rules.engine import STALENESS_MARGIN, Engine
 from rules.model import (
     Alert,
     AlertState,
@@ -505,6 +505,139 @@ def test_engine_refuses_duplicate_rule_names_and_lists_its_rules():
     with pytest.raises(ValueError, match="duplicate rule name 'disk'"):
         Engine([rule(), rule()])
     assert Engine([rule(), SILENT]).rules == {"disk": rule(), "agent_silent": SILENT}
+
+
+# --- bounded state: unmatched samples and stale series ------------------------------------------
+
+
+def ticks(engine: Engine, start: float, end: float, live: dict[str, str] | None = None):
+    """Tick every minute from ``start`` to ``end`` as the bridge does; ``live``: labels of a
+    series that keeps reporting 0.5 every minute meanwhile. Returns the transitions."""
+    out = []
+    now = start
+    while now <= end:
+        if live is not None:
+            out += engine.evaluate([sample(0.5, now, **live)], now=now)
+        out += engine.tick(now)
+        now += 60
+    return out
+
+
+def test_staleness_is_the_margin_plus_the_longest_period_of_any_rule():
+    assert Engine([rule()]).staleness == STALENESS_MARGIN == 3600
+    esc = Escalation(Condition(">", 0.98), "awaria", 900.0)
+    rules = [rule(for_seconds=300, escalation=esc), SILENT]
+    assert Engine(rules).staleness == 3600 + 900
+    assert Engine([rule(for_seconds=7200), SILENT]).staleness == 3600 + 7200
+    assert Engine([rule()], staleness=120).staleness == 120
+    with pytest.raises(ValueError, match="staleness"):
+        Engine([rule()], staleness=0)
+
+
+def test_samples_no_rule_matches_leave_no_state():
+    not_tmpfs = (Matcher("fstype", "!~", "tmpfs|overlay"),)
+    prod = (Matcher("env", "=", "prod"),)
+    engine = Engine([rule(matchers=not_tmpfs), rule(name="disk_prod", matchers=prod)])
+    batch = [
+        sample(0.99, 0, fstype="tmpfs", env="test", mountpoint=f"/run/user/{i}") for i in range(100)
+    ]
+    batch.append(sample(0.99, 0, metric="no_rule_uses_this", mountpoint="/x"))
+    batch.append(sample(math.nan, 0, fstype="ext4", mountpoint="/nan"))
+    assert engine.evaluate(batch, now=0) == []
+    assert engine.series_count() == 0
+    # One rule matching is enough for the series to be kept, and it alerts as before.
+    out = engine.evaluate([sample(0.99, 10, fstype="tmpfs", env="prod", mountpoint="/r")], 10)
+    assert [(t.alert.rule, t.state) for t in out] == [("disk_prod", F)]
+    assert engine.series_count() == 1
+    # A rule without matchers matches every sample of its metric.
+    engine = Engine([rule()])
+    engine.evaluate([sample(0.1, 0, fstype="tmpfs")], now=0)
+    assert engine.series_count() == 1
+
+
+def test_churned_series_are_dropped_after_the_staleness_period():
+    engine = Engine([rule(for_seconds=300)])
+    staleness = engine.staleness
+    churned = [sample(0.5, 0, mountpoint=f"/mnt/job-{i}") for i in range(200)]
+    engine.evaluate(churned, now=0)
+    assert engine.series_count() == 200
+    live = {"mountpoint": "/var"}
+    assert ticks(engine, 0, staleness - 60, live) == []
+    assert engine.series_count() == 201  # not stale yet
+    ticks(engine, staleness, staleness + 2 * engine.sweep_every, live)
+    assert engine.series_count() == 1  # the churned ones went; the live one stays
+    # A dropped series that comes back is a new series and alerts as usual.
+    t = staleness + 200
+    out = engine.evaluate([sample(0.99, t, mountpoint="/mnt/job-7")], now=t)
+    assert kinds(out) == [(None, P)]
+    assert engine.series_count() == 2
+
+
+def test_pending_alert_of_a_stale_series_resolves_and_its_for_starts_over():
+    engine = Engine([rule(for_seconds=600)])
+    assert kinds(feed(engine, [(0, 0.99)])) == [(None, P)]
+    out = ticks(engine, 0, engine.staleness + 2 * engine.sweep_every)
+    assert [(t.previous, t.state, t.alert.fingerprint) for t in out] == [
+        (P, R, fingerprint("disk", {"asset": "srv1", "mountpoint": "/var"}))
+    ]
+    assert engine.counts() == {P: 0, F: 0}
+    assert engine.series_count() == 0
+    t = engine.staleness + 300
+    assert kinds(feed(engine, [(t, 0.99)])) == [(None, P)]  # not fired at once: held anew
+    assert kinds(feed(engine, [(t + 600, 0.99)])) == [(P, F)]
+
+
+def test_series_inside_its_for_window_is_not_dropped():
+    engine = Engine([rule(for_seconds=7200)])  # 2 h: longer than the margin
+    assert kinds(feed(engine, [(0, 0.99)])) == [(None, P)]
+    # Silent for longer than an hour, but less than `for` + the margin: still pending.
+    assert ticks(engine, 0, 7200 + 1800) == []
+    assert engine.counts() == {P: 1, F: 0}
+    [fired] = feed(engine, [(9000, 0.99)])
+    assert (fired.previous, fired.state, fired.alert.active_since) == (P, F, 0)
+
+
+def test_firing_alert_of_a_stale_series_stays_firing_until_a_sample_clears_it():
+    engine = Engine([rule()])
+    assert kinds(feed(engine, [(0, 0.99)])) == [(None, F)]
+    end = 5 * engine.staleness
+    assert ticks(engine, 0, end) == []  # the series stopped: no resolution, none lost
+    assert engine.counts() == {P: 0, F: 1}
+    assert engine.series_count() == 1
+    [alert] = engine.alerts()
+    assert alert.state is F and alert.value == 0.99
+    [cleared] = feed(engine, [(end + 60, 0.5)])
+    assert (cleared.previous, cleared.state, cleared.at) == (F, R, end + 60)
+    # Resolved, the series is an ordinary one again and goes when it is stale.
+    ticks(engine, end + 60, end + 60 + engine.staleness + 2 * engine.sweep_every)
+    assert engine.series_count() == 0
+
+
+def test_restored_firing_alert_survives_the_sweep_and_resolves_on_recovery():
+    engine = Engine([rule()])
+    engine.restore([firing_alert(DISK, {"asset": "srv1", "mountpoint": "/var"})])
+    assert ticks(engine, 0, 2 * engine.staleness) == []
+    [t] = feed(engine, [(2 * engine.staleness + 60, 0.5)])
+    assert (t.previous, t.state) == (F, R)
+
+
+def test_an_asset_that_goes_silent_still_fires_absence_after_its_series_are_dropped():
+    engine = Engine([SILENT, rule()])
+    engine.expect(["srv1"], now=0)
+    engine.evaluate([sample(0.5, 0, asset="srv1")], now=0)
+    out = ticks(engine, 0, engine.staleness + 2 * engine.sweep_every)
+    assert [(t.alert.rule, t.previous, t.state, t.at) for t in out] == [
+        ("agent_silent", None, F, 300)
+    ]
+    assert engine.series_count() == 0  # its disk series went, its absence alert did not
+    assert [a.rule for a in engine.alerts()] == ["agent_silent"]
+    t = engine.staleness + 300
+    [back] = engine.evaluate([sample(0.5, t, asset="srv1")], now=t)
+    assert (back.alert.rule, back.previous, back.state) == ("agent_silent", F, R)
+    assert engine.series_count() == 1
+    # Silent again: the absence rule fires again, however long ago the sweep ran.
+    out = ticks(engine, t + 60, t + 2 * engine.staleness)
+    assert [(t.alert.rule, t.previous, t.state) for t in out] == [("agent_silent", None, F)]
 
 
 # --- property: the engine against a straightforward reference model ----------------------------
