@@ -1,14 +1,17 @@
 """Alertmanager as a source of alerts: its webhook notifications become the same alerts, in the
-same lifecycle, as dyzur's own rules — one ticket per Alertmanager fingerprint, resolved when
-Alertmanager says so, muted by maintenance windows, with the contract's deadline.
+same lifecycle, as dyzur's own rules — one ticket per Alertmanager fingerprint and hospital,
+resolved when Alertmanager says so, muted by maintenance windows, with the contract's deadline.
 
 Alertmanager notifies a firing alert again and again (group changes, repeat_interval); only a
-change reaches a ticket (``TicketLifecycle.apply_notified``).
+change reaches a ticket (``TicketLifecycle.apply_notified``), and a firing that started before
+the alert's recorded resolution (an HA peer's late copy, a replay) is stale: it reopens nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +21,7 @@ from typing import Protocol
 from bridge.auth import Principal, Role
 from bridge.config import AlertmanagerSettings
 from bridge.ingest import Rejection
-from bridge.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
+from bridge.lifecycle import Change, LifecycleError, Stale, Suppression, TicketLifecycle
 from bridge.metrics import BridgeMetrics
 from bridge.models import Asset
 from rules.model import Alert, AlertState, Rule, Text, fingerprint
@@ -26,6 +29,7 @@ from rules.model import Alert, AlertState, Rule, Text, fingerprint
 log = logging.getLogger(__name__)
 RULE_PREFIX = "alertmanager:"
 ANNOTATION_CHARS = 4000  # of a summary or description kept on the ticket
+UNKNOWN_WARNED = 1024  # (alertname, asset labels) pairs remembered as already logged
 
 
 class IncomingAlert(Protocol):
@@ -69,6 +73,14 @@ def rule_of(name: str) -> Rule | None:
     return alertmanager_rule(name) if name.startswith(RULE_PREFIX) else None
 
 
+def alert_identity(client: str, key: str) -> str:
+    """The fingerprint of an Alertmanager alert in dyzur: Alertmanager's own fingerprint (a hash
+    of the labels, which anyone can work out) within the hospital of the alert's asset, so one
+    hospital's alert never names another's ticket. Client ids cannot contain ':'. Stores from
+    before kept ``am-<key>``; their migration rewrites them to this form."""
+    return f"am:{client}:{key}"
+
+
 class AlertmanagerReceiver:
     def __init__(
         self,
@@ -81,6 +93,9 @@ class AlertmanagerReceiver:
         self.lifecycle = lifecycle
         self.assets = assets
         self.metrics = metrics
+        # Alerts without an inventory asset already logged (oldest forgotten first).
+        self._warned: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], None] = OrderedDict()
+        self._warned_lock = threading.Lock()
 
     def asset_of(self, labels: Mapping[str, str]) -> str | None:
         """The first configured label that names an inventory asset; ``instance`` values such
@@ -121,12 +136,10 @@ class AlertmanagerReceiver:
             return Rejection(index, "missing_alertname", "label 'alertname' is missing")
         asset_id = self.asset_of(labels)
         if asset_id is None:
-            tried = ", ".join(
-                f"{k}={labels[k]!r}" for k in self.settings.asset_labels if k in labels
-            )
-            return Rejection(
-                index, "unknown_asset", f"no inventory asset in {tried or 'its labels'}"
-            )
+            named = tuple((k, labels[k]) for k in self.settings.asset_labels if k in labels)
+            tried = ", ".join(f"{k}={v!r}" for k, v in named) or "its labels"
+            self._warn_unknown(alertname, named, tried)
+            return Rejection(index, "unknown_asset", f"no inventory asset in {tried}")
         if scope is not None and self.assets[asset_id].client != scope:
             return Rejection(index, "forbidden_asset", f"asset {asset_id!r} is not yours")
         category = self.category_of(labels)
@@ -134,11 +147,11 @@ class AlertmanagerReceiver:
             return Rejection(index, "no_category", "no category mapping matches its labels")
         labels["asset"] = asset_id
         name = f"{RULE_PREFIX}{alertname}"
-        # Alertmanager's fingerprint identifies the alert (a hash of its labels).
+        # Alertmanager's fingerprint (a hash of its labels) identifies the alert in its hospital.
         key = incoming.fingerprint or fingerprint(name, labels)
         alert = Alert(
             rule=name,
-            fingerprint=f"am-{key}",
+            fingerprint=alert_identity(self.assets[asset_id].client, key),
             labels=labels,
             state=AlertState.RESOLVED if incoming.status == "resolved" else AlertState.FIRING,
             category=category,
@@ -155,4 +168,25 @@ class AlertmanagerReceiver:
             self.metrics.count_change(change)
         elif isinstance(change, Suppression):
             self.metrics.alerts_in_windows.labels(change.action).inc()
+        elif isinstance(change, Stale):
+            self.metrics.alertmanager_stale.labels(change.client).inc()
         return None
+
+    def _warn_unknown(self, alertname: str, named: tuple[tuple[str, str], ...], tried: str) -> None:
+        """Log an alert dropped for want of an asset once per alert name and asset labels (a UPS
+        alert nobody would see otherwise); remembers a bounded number of them."""
+        key = (alertname, named)
+        with self._warned_lock:
+            if key in self._warned:
+                self._warned.move_to_end(key)
+                return
+            self._warned[key] = None
+            if len(self._warned) > UNKNOWN_WARNED:
+                self._warned.popitem(last=False)
+        log.warning(
+            "Alertmanager alert %r dropped: no inventory asset in %s (alertmanager.asset_labels: "
+            "%s); add the asset to the inventory or fix its labels",
+            alertname,
+            tried,
+            ", ".join(self.settings.asset_labels),
+        )

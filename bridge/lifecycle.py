@@ -64,6 +64,16 @@ class Suppression:
     action: str  # suppressed (recorded against the window), recovered (inside the window)
 
 
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A notified firing not newer than the resolution already recorded for its alert (a late
+    copy from an Alertmanager HA peer, a replay): it opens and reopens nothing."""
+
+    client: str
+    ticket: Ticket | None  # the resolved ticket that notes it on its timeline
+    resolved_at: datetime
+
+
 class Muter(Protocol):
     """Whatever mutes alerts answers one question, and knows nothing of tickets."""
 
@@ -168,10 +178,11 @@ class TicketLifecycle:
         with self.store.alert_lock(alert.fingerprint):
             return self._fire(alert, rule, transition.escalated, self.clock.now())
 
-    def apply_notified(self, alert: Alert, rule: Rule) -> Change | Suppression | None:
+    def apply_notified(self, alert: Alert, rule: Rule) -> Change | Suppression | Stale | None:
         """An alert another system evaluates (Alertmanager) and notifies again and again while
         it fires: only what changes — a new firing, a higher category, the resolution — reaches
-        the ticket; a repeated notification changes nothing."""
+        the ticket; a repeated notification changes nothing, and a firing that started before
+        the alert's recorded resolution (``fired_at``: its start) is stale."""
         now = self.clock.now()
         if alert.state is AlertState.RESOLVED:
             transition = Transition(alert, AlertState.FIRING, AlertState.RESOLVED, now.timestamp())
@@ -187,7 +198,43 @@ class TicketLifecycle:
             )
             if muted and category.severity <= muted[0].category.severity:
                 return None
+            if not is_open and not muted and alert.fired_at is not None:
+                # Not firing now: a firing that started before the recorded resolution (of the
+                # ticket, or inside a window) is that resolved one, told again.
+                ends = [
+                    r.recovered_at
+                    for r in self.store.suppressed_alerts(
+                        fingerprint=alert.fingerprint, state=SuppressedState.RECOVERED
+                    )
+                    if r.recovered_at is not None
+                ]
+                if latest is not None and latest.resolved_at is not None:
+                    ends.append(latest.resolved_at)
+                if ends and alert.fired_at <= max(ends).timestamp():
+                    return self._stale(alert, latest, max(ends), now)
             return self._fire(alert, rule, is_open, now)
+
+    def _stale(
+        self, alert: Alert, latest: Ticket | None, resolved_at: datetime, now: datetime
+    ) -> Stale:
+        client = self._client_of(alert)
+        since = datetime.fromtimestamp(alert.fired_at or 0.0, UTC)
+        log.info(
+            "stale notification of %s on %s ignored: firing since %s, resolved at %s",
+            alert.rule,
+            alert.asset,
+            since.isoformat(),
+            resolved_at.isoformat(),
+        )
+        if latest is not None:
+            text = timeline_text(
+                client.contract.language,
+                "stale",
+                since=local_time(since),
+                resolved=local_time(resolved_at),
+            )
+            self.store.update_ticket(latest, TimelineEntry(now, "stale", text))
+        return Stale(client.id, latest, resolved_at)
 
     def _fire(
         self, alert: Alert, rule: Rule, escalated: bool, now: datetime

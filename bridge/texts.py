@@ -53,6 +53,9 @@ TIMELINE = {
         "plan_completed": "Aktualizacja do wersji {version} zakończona.",
         "plan_expired": "Okno etapu {stage} minęło, a etap nie został uruchomiony ({reason}).",
         "failure_ticket": "Otwarto zgłoszenie {ticket}.",
+        "stale": "Pominięto nieaktualne powiadomienie: alert aktywny od {since} został już "
+        "rozwiązany ({resolved}); to spóźniona kopia lub powtórka, zgłoszenie nie zostaje "
+        "otwarte ponownie.",
     },
     "en": {
         "opened": "Ticket opened automatically by rule {rule} (value {value}).",
@@ -84,6 +87,8 @@ TIMELINE = {
         "plan_completed": "Update to version {version} completed.",
         "plan_expired": "The {stage} stage's window passed without the stage running ({reason}).",
         "failure_ticket": "Ticket {ticket} opened.",
+        "stale": "Stale notification ignored: the alert firing since {since} was already "
+        "resolved at {resolved} (a late copy or a replay); the ticket is not reopened.",
     },
 }
 

@@ -4,7 +4,7 @@ resolved through Alertmanager's API, and through a real Prometheus alert rule on
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -68,6 +68,54 @@ def test_alerts_fired_and_resolved_through_alertmanager(bridge, alertmanager):
     assert len(tickets(bridge)) == 2
     assert tickets(bridge, asset="srv-a1")[0]["fire_count"] == 1
     assert tickets(bridge, asset="srv-b1")[0]["status"] == "open"
+
+
+def timeline(bridge, number: str) -> list[dict]:
+    r = httpx.get(f"{bridge.url}/api/v1/tickets/{number}", headers=auth("engineer"))
+    return r.json()["timeline"]
+
+
+def metrics(bridge) -> str:
+    return httpx.get(f"{bridge.url}/metrics", headers=auth("engineer")).text
+
+
+def test_a_replayed_firing_reopens_nothing_and_a_new_one_does(bridge, alertmanager):
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    alert = {
+        "labels": {"alertname": "UpsOnBattery", "severity": "critical", "asset": "srv-a1"},
+        "annotations": {"summary": "UPS na baterii"},
+        "startsAt": start.isoformat(),
+    }
+    alertmanager.post_alerts(alert)
+    [ticket] = wait_for(lambda: tickets(bridge, asset="srv-a1"), what="the ticket")
+    alertmanager.post_alerts({**alert, "endsAt": datetime.now(UTC).isoformat()})
+    wait_for(
+        lambda: tickets(bridge, asset="srv-a1")[0]["status"] == "resolved", what="the resolution"
+    )
+    # the old firing told again (a replay: the same startsAt): Alertmanager notifies it, and
+    # dyzur notes it on the resolved ticket without reopening it
+    alertmanager.post_alerts(alert)
+    wait_for(
+        lambda: timeline(bridge, ticket["number"])[-1]["kind"] == "stale",
+        what="the stale notification on the timeline",
+    )
+    [ticket] = tickets(bridge, asset="srv-a1")
+    assert ticket["status"] == "resolved" and ticket["fire_count"] == 1
+    assert timeline(bridge, ticket["number"])[-1]["message"].startswith("Pominięto nieaktualne")
+    assert 'dyzur_alertmanager_stale_total{client="szpital-a"} 1.0' in metrics(bridge)
+    # the replay ends (Alertmanager tells dyzur); the alert fires anew, after the resolution:
+    # the ticket reopens
+    alertmanager.post_alerts({**alert, "endsAt": datetime.now(UTC).isoformat()})
+    resolved = 'dyzur_alertmanager_alerts_total{outcome="accepted",status="resolved"} 2.0'
+    wait_for(lambda: resolved in metrics(bridge), what="the replay's resolution notified")
+    alertmanager.post_alerts({**alert, "startsAt": datetime.now(UTC).isoformat()})
+    wait_for(
+        lambda: tickets(bridge, asset="srv-a1")[0]["status"] == "open",
+        what="the ticket reopened by a new firing",
+    )
+    [ticket] = tickets(bridge, asset="srv-a1")
+    assert ticket["fire_count"] == 2
+    assert timeline(bridge, ticket["number"])[-1]["kind"] == "reopened"
 
 
 class _Exporter(BaseHTTPRequestHandler):

@@ -60,7 +60,9 @@ async def alertmanager_webhook(
 ) -> AmResponse:
     """Alerts from Alertmanager (webhook_config with http_config.authorization: an agent token).
     An alert without an inventory asset or a category is refused alone and named; the rest are
-    taken. A 200 tells Alertmanager not to send the notification again."""
+    taken. An alert is identified by its fingerprint within the hospital of its asset; a firing
+    that started before the alert's recorded resolution (a late copy, a replay) is taken but
+    reopens nothing. A 200 tells Alertmanager not to send the notification again."""
     result = await run_in_threadpool(bridge.alertmanager.receive, body.alerts, principal)
     return AmResponse(
         accepted=result.accepted,
