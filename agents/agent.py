@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -26,6 +27,50 @@ def format_sample(metric: str, labels: dict[str, str], value: float) -> str:
     """One line of Prometheus text format, for --print."""
     body = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     return f"{metric}{{{body}}} {value:.17g}"
+
+
+class StopRequest:
+    """SIGTERM and SIGINT as a request that the main thread acts on.
+
+    A signal handler runs between any two bytecodes of the main thread, even while that thread
+    holds a lock, and a second signal (GNU ``timeout`` signals the process and then its group)
+    runs a second handler inside the first: a handler that takes a lock (``Event.set``) can
+    deadlock the agent. So the handler only records the signal, and Python's wakeup fd writes
+    its number to a socket pair that ``wait`` reads (a socket, so that it works on Windows too).
+    """
+
+    def __init__(self, signals: tuple[signal.Signals, ...]) -> None:
+        self._signals = signals
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self.received: int | None = None
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        for sig in signals:
+            signal.signal(sig, self._record)
+
+    def _record(self, signum: int, _frame: object) -> None:
+        # Nothing else here: no lock, no logging, no I/O.
+        if self.received is None:
+            self.received = signum
+
+    def wait(self) -> int:
+        """Block until one of the signals came; its number."""
+        while self.received is None:
+            # The wakeup fd carries the number of every signal: the request is seen even if
+            # the Python-level handler has not run yet.
+            for signum in self._reader.recv(64):
+                if signum in self._signals and self.received is None:
+                    self.received = signum
+        return self.received
+
+    def close(self) -> None:
+        """Ignore the signals from now on: the process is about to exit with its spool flushed,
+        and a late second signal must not turn that clean exit into a death by signal."""
+        for sig in self._signals:
+            signal.signal(sig, signal.SIG_IGN)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._reader.close()
+        self._writer.close()
 
 
 class Agent:
@@ -188,12 +233,21 @@ class Agent:
         if self.spool is not None:
             self.spool.close()
 
-    def stop(self, *_: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._wake.set()
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT; then finish, flush and close."""
+        """Run until SIGTERM or SIGINT; then finish, flush and close. This is the agent
+        process's main: only the main thread may call it, and once it returns SIGTERM and
+        SIGINT are ignored until the process exits."""
+        stop_request = StopRequest((signal.SIGTERM, signal.SIGINT))
+        try:
+            return self._run(stop_request)
+        finally:
+            stop_request.close()
+
+    def _run(self, stop_request: StopRequest) -> int:
         self.open()
         server = None
         if self.config.metrics_listen is not None:
@@ -201,8 +255,6 @@ class Agent:
 
             host, port = self.config.metrics_listen
             server, _ = start_http_server(port, host, registry=self.metrics.registry)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self.stop)
         assert self.spool is not None
         log.info(
             "dyzur agent for %s: %d collectors, spool %s (%d batches waiting)",
@@ -215,8 +267,12 @@ class Agent:
             runner.start(self._stop)
         pusher = threading.Thread(target=self._push_loop, name="push", daemon=True)
         pusher.start()
-        self._stop.wait()  # signal handlers still run: the wait is interruptible
-        log.info("stopping: finishing collections and flushing the spool")
+        signum = stop_request.wait()
+        log.info(
+            "stopping on %s: finishing collections and flushing the spool",
+            signal.Signals(signum).name,
+        )
+        self.stop()
         deadline = time.monotonic() + self.config.shutdown_timeout
         for runner in self.runners:
             runner.join(max(0.0, deadline - time.monotonic()))

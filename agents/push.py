@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
 
+# What writing into, or reading from, a connection the server has closed raises.
+CLOSED_BY_PEER = (
+    ConnectionError,  # BrokenPipeError, ConnectionResetError (also RemoteDisconnected), ...
+    http.client.RemoteDisconnected,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
+
 
 class Outcome(Enum):
     TAKEN = "taken"  # the bridge took the batch (or had it already): remove it
@@ -83,14 +91,25 @@ class BridgeClient:
             body = head + b"," + batch.body[1:]
         else:  # a plain array of samples
             body = head + b',"samples":' + batch.body + b"}"
-        try:
-            conn = self._connection()
-            conn.request("POST", self._path, body, self._headers)
-            response = conn.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()  # a broken keep-alive connection is not reused
-            return PushResult(Outcome.RETRY, f"bridge unreachable: {exc}")
+        while True:
+            # A kept-alive connection the bridge closed while the agent was idle (uvicorn does
+            # after 5 s) takes the request and then breaks (EPIPE, reset, no answer). That is
+            # not the bridge failing: the same numbered batch goes again, at once, on a fresh
+            # connection; the bridge takes it once whichever copy it saw. A failure on a fresh
+            # connection, or a timeout, is a real one.
+            reused = self._conn is not None and self._conn.sock is not None
+            try:
+                conn = self._connection()
+                conn.request("POST", self._path, body, self._headers)
+                response = conn.getresponse()
+                payload = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()  # a broken connection is never used again
+                if reused and isinstance(exc, CLOSED_BY_PEER):
+                    log.debug("the bridge had closed the idle connection (%s): resending", exc)
+                    continue
+                return PushResult(Outcome.RETRY, f"bridge unreachable: {exc}")
         status = response.status
         if status == 200:
             try:

@@ -1,0 +1,83 @@
+"""Stopping the agent with repeated signals: it always exits cleanly with its spool flushed.
+
+GNU `timeout` (and a service manager stopping a process group) sends SIGTERM to the agent and
+then to its group, so the agent gets two signals in quick succession. A second signal handled
+while the first handler holds a lock (Event.set) used to deadlock the agent for good.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import free_port
+from tests.processes import RunningAgent, RunningBridge, wait_for
+from tests.test_agent import agent_yaml, bridge_config, last_spooled_seq, streams
+
+__all__ = ["bridge_config"]  # the fixture, imported for the tests below
+
+ROUNDS = 6  # agent processes per pair of signals, one after the other on the same spool
+EXIT_WAIT = 60.0  # generous: a clean stop takes about a second; a deadlocked agent never ends
+
+
+def spin(seconds: float) -> None:
+    """Wait far shorter than time.sleep can: the second signal must land while the agent
+    is still handling the first."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def double_signals_until_exit(agent: RunningAgent, first: int, second: int) -> int | None:
+    """Send ``first`` then ``second`` a few microseconds apart, again and again until the agent
+    exits; its exit status, or None when it did not exit (deadlocked)."""
+    proc = agent.proc
+    rng = random.Random(proc.pid)
+    deadline = time.monotonic() + EXIT_WAIT
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(first)  # send_signal does nothing once the process has been reaped
+        spin(rng.uniform(0, 150e-6))
+        proc.send_signal(second)
+        time.sleep(0.003)
+    try:
+        return proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGTERM)],
+    ids=["SIGTERM+SIGTERM", "SIGINT+SIGTERM"],
+)
+def test_repeated_double_signals_stop_the_agent_cleanly(tmp_path, bridge_config, first, second):
+    port = free_port()
+    bridge = RunningBridge(bridge_config, port)
+    config = agent_yaml(tmp_path, port, metrics_port := free_port())
+    spool = tmp_path / "spool/spool.db"
+    try:
+        for round_ in range(ROUNDS):
+            agent = RunningAgent(config, metrics_port)
+            try:
+                # Running, its handlers installed, pushing: then the signals come.
+                wait_for(
+                    lambda a=agent: (a.metric("dyzur_agent_samples_pushed_total") or 0) > 0,
+                    what=f"round {round_}: the agent to push",
+                )
+                status = double_signals_until_exit(agent, first, second)
+            finally:
+                agent.stop(signal.SIGKILL)
+            assert status is not None, f"round {round_}: the agent hung:\n{agent.output()}"
+            assert status == 0, f"round {round_}: exit status {status}:\n{agent.output()}"
+            # Flushed: nothing waits in the spool, and the spool opens again next round.
+            last = last_spooled_seq(spool)
+        [stream] = streams(bridge)
+    finally:
+        bridge.stop()
+    # Every batch of every round arrived exactly once.
+    assert (stream["last_seq"], stream["batches"], stream["duplicates"]) == (last, last, 0)
+    assert "Traceback" not in agent.output()
