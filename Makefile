@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_ssh.py
 	$(BIN)/python benchmarks/bench_windows.py
 	$(BIN)/python benchmarks/bench_alert_paths.py
+	$(BIN)/python benchmarks/bench_tickets.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

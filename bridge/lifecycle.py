@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -30,7 +30,7 @@ from bridge.models import (
 )
 from bridge.sla import ServiceCalendar, reaction_time
 from bridge.store import Store
-from bridge.texts import category_name, format_value, timeline_text
+from bridge.texts import category_name, timeline_text
 from bridge.windows import Muting
 from rules.model import Alert, AlertState, Rule, Transition
 from rules.templates import render
@@ -175,8 +175,10 @@ class TicketLifecycle:
 
     def _on_firing(self, transition: Transition, rule: Rule) -> Change | Suppression:
         alert = transition.alert
+        # Rendered before the alert's lock (the store's write transaction) is taken.
+        texts = render(rule, alert, self._client_of(alert).contract.language)
         with self.store.alert_lock(alert.fingerprint):
-            return self._fire(alert, rule, transition.escalated, self.clock.now())
+            return self._fire(alert, rule, transition.escalated, self.clock.now(), texts)
 
     def apply_notified(self, alert: Alert, rule: Rule) -> Change | Suppression | Stale | None:
         """An alert another system evaluates (Alertmanager) and notifies again and again while
@@ -237,14 +239,22 @@ class TicketLifecycle:
         return Stale(client.id, latest, resolved_at)
 
     def _fire(
-        self, alert: Alert, rule: Rule, escalated: bool, now: datetime
+        self,
+        alert: Alert,
+        rule: Rule,
+        escalated: bool,
+        now: datetime,
+        texts: tuple[str, str] | None = None,
     ) -> Change | Suppression:
         """Inside the alert's lock: refire or escalate its open ticket; else, if its asset is
-        in a maintenance window, record it against the window; else reopen or open a ticket."""
+        in a maintenance window, record it against the window; else reopen or open a ticket.
+        The ticket's title and description are the rule's templates rendered with this alert
+        (``texts``, when the caller rendered them before taking the lock), so a ticket that
+        fires again or reopens tells the value of now, not that of its first firing."""
         client = self._client_of(alert)
         lang = client.contract.language
         category = Category(alert.category)
-        value = format_value(alert.value)
+        value = alert.value
         latest = self.store.latest_ticket_for_alert(alert.fingerprint)
         if latest is not None and latest.is_open:
             latest.fire_count += 0 if escalated else 1
@@ -254,6 +264,7 @@ class TicketLifecycle:
                 old = latest.category
                 latest.category = category
                 self._start_clock(latest, now)
+                self._retitle(latest, rule, alert, lang, texts)
                 text = timeline_text(
                     lang,
                     "escalated",
@@ -262,6 +273,7 @@ class TicketLifecycle:
                     value=value,
                 )
                 return self._record(latest, "escalated", text, now)
+            self._retitle(latest, rule, alert, lang, texts)
             text = timeline_text(lang, "refired", count=latest.fire_count, value=value)
             return self._record(latest, "refired", text, now)
         muting = self.muter.muting(alert.asset or "", now) if self.muter is not None else None
@@ -280,14 +292,14 @@ class TicketLifecycle:
             if category.severity > latest.category.severity:
                 latest.category = category
                 self._start_clock(latest, now)
+            self._retitle(latest, rule, alert, lang, texts)
             text = timeline_text(lang, "reopened", value=value)
             change = self._record(latest, "reopened", text, now)
         else:
-            title, description = render(rule, alert, lang)
             ticket = self._new_ticket(
                 client.id, alert.asset or "", alert.rule, alert.fingerprint, category, now
             )
-            ticket.title, ticket.description = title, description
+            self._retitle(ticket, rule, alert, lang, texts)
             ticket.labels = dict(alert.labels)
             ticket.last_value = alert.value
             self._start_clock(ticket, now)
@@ -299,6 +311,16 @@ class TicketLifecycle:
         if alert.fired_at is not None:
             change = Change(change.ticket, change.action, now.timestamp() - alert.fired_at)
         return change
+
+    @staticmethod
+    def _retitle(
+        ticket: Ticket, rule: Rule, alert: Alert, lang: str, texts: tuple[str, str] | None
+    ) -> None:
+        """Title and description from the rule's templates with this alert's values, in the
+        ticket's category (kept when the alert fires again below an earlier escalation)."""
+        if texts is None or alert.category != ticket.category.value:
+            texts = render(rule, replace(alert, category=ticket.category.value), lang)
+        ticket.title, ticket.description = texts
 
     def _new_ticket(
         self, client: str, asset: str, rule: str, fingerprint: str, category: Category, now
@@ -432,7 +454,7 @@ class TicketLifecycle:
             lang = self._language(ticket.client)
             ticket.last_value = alert.value
             ticket.updated_at = now
-            text = timeline_text(lang, "recovered", value=format_value(alert.value))
+            text = timeline_text(lang, "recovered", value=alert.value)
             change = self._record(ticket, "recovered", text, now)
             if rule.keep_open:
                 self._record(ticket, "left_open", timeline_text(lang, "left_open"), now)

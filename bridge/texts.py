@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rules.templates import format_number
+
 CATEGORY_NAMES = {
     "pl": {
         "awaria": "Awaria",
@@ -23,11 +25,11 @@ CATEGORY_NAMES = {
 
 TIMELINE = {
     "pl": {
-        "opened": "Zgłoszenie otwarte automatycznie przez regułę {rule} (wartość {value}).",
-        "refired": "Alert ponownie aktywny, wystąpienie nr {count} (wartość {value}).",
-        "reopened": "Zgłoszenie otwarte ponownie: alert wrócił po rozwiązaniu (wartość {value}).",
-        "escalated": "Kategoria podniesiona: {old} → {new} (wartość {value}).",
-        "recovered": "Alert ustąpił (wartość {value}).",
+        "opened": "Zgłoszenie otwarte automatycznie przez regułę {rule}{value_note}.",
+        "refired": "Alert ponownie aktywny, wystąpienie nr {count}{value_note}.",
+        "reopened": "Zgłoszenie otwarte ponownie: alert wrócił po rozwiązaniu{value_note}.",
+        "escalated": "Kategoria podniesiona: {old} → {new}{value_note}.",
+        "recovered": "Alert ustąpił{value_note}.",
         "resolved": "Zgłoszenie rozwiązane automatycznie po ustąpieniu alertu.",
         "left_open": "Zgłoszenie pozostaje otwarte do decyzji inżyniera.",
         "acknowledged": "Pierwsza reakcja: {actor}.",
@@ -58,11 +60,11 @@ TIMELINE = {
         "otwarte ponownie.",
     },
     "en": {
-        "opened": "Ticket opened automatically by rule {rule} (value {value}).",
-        "refired": "Alert fired again, occurrence {count} (value {value}).",
-        "reopened": "Ticket reopened: the alert fired again after resolution (value {value}).",
-        "escalated": "Category raised: {old} → {new} (value {value}).",
-        "recovered": "Alert recovered (value {value}).",
+        "opened": "Ticket opened automatically by rule {rule}{value_note}.",
+        "refired": "Alert fired again, occurrence {count}{value_note}.",
+        "reopened": "Ticket reopened: the alert fired again after resolution{value_note}.",
+        "escalated": "Category raised: {old} → {new}{value_note}.",
+        "recovered": "Alert recovered{value_note}.",
         "resolved": "Ticket resolved automatically after the alert recovered.",
         "left_open": "Ticket left open for an engineer to close.",
         "acknowledged": "First response by {actor}.",
@@ -93,16 +95,32 @@ TIMELINE = {
 }
 
 
+# The alert's value on a timeline line, left out when there is none (an Alertmanager alert
+# carries no value: NaN).
+VALUE_NOTE = {"pl": " (wartość {value})", "en": " (value {value})"}
+
+
 def timeline_text(language: str, key: str, **values: object) -> str:
+    """A timeline line; ``value`` (a number, NaN or None) becomes its "(wartość 0,95)" note."""
+    if "value" in values:
+        values["value_note"] = value_note(language, values.pop("value"))  # type: ignore[arg-type]
     return TIMELINE[language][key].format(**values)
+
+
+def value_note(language: str, value: float | None) -> str:
+    """``" (wartość 1 234,5)"`` in the language's number format, or ``""`` without a value."""
+    if value is None or value != value:  # NaN
+        return ""
+    return VALUE_NOTE[language].format(value=format_value(value, language))
 
 
 def category_name(language: str, code: str) -> str:
     return CATEGORY_NAMES[language][code]
 
 
-def format_value(value: float | None) -> str:
-    return "—" if value is None else f"{value:.6g}"
+def format_value(value: float | None, language: str = "en") -> str:
+    """A measured value as ``language`` writes it (``0,934``, ``1 234,5``); ``—`` for none."""
+    return format_number(value, language)
 
 
 STAGE_NAMES = {

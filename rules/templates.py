@@ -18,8 +18,14 @@ The context of a template:
                  cannot name directly because it is a keyword)
 ``absent``       an absence rule's period in seconds (``None`` for a threshold rule)
 
-Filters: ``percent`` (0.934 -> ``93.4 %``), ``bytes`` (binary units: 1536 -> ``1.5 KiB``) and
-``duration`` (330 -> ``5m30s``).
+Numbers are written the way the ticket's language writes them: Polish with a decimal comma and a
+non-breaking space between thousands (``1 234,5``), English with a decimal point and commas
+(``1,234.5``). That holds for the filters and for a bare float (``{{ value }}``: up to six
+significant digits). A missing value (NaN, ``None``) shows as ``—``.
+
+Filters: ``percent`` (0.934 -> ``93,4 %`` / ``93.4 %``), ``bytes`` (binary units: 1536 ->
+``1,5 KiB`` / ``1.5 KiB``), ``duration`` (330 -> ``5m30s``) and ``number`` (fixed decimals:
+``value | number(2)`` -> ``3,52`` / ``3.52``).
 
 ``render`` never raises: a template that fails at render time gives a plain fallback text that
 names the rule, the asset and the value. ``try_render`` raises ``TemplateRenderError`` instead,
@@ -32,8 +38,9 @@ holds no state that changes behaviour.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from jinja2 import StrictUndefined, Template
@@ -46,24 +53,71 @@ LANGUAGES: tuple[str, ...] = ("pl", "en")
 TITLE_MAX = 200
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+MISSING = "—"  # a value that is not there (NaN, None)
+# Per language: (decimal mark, thousands separator). Polish separates thousands with a
+# non-breaking space, so "1 234,5" never breaks across lines.
+_SEPARATORS = {"pl": (",", "\u00a0"), "en": (".", ",")}
 
 
-def percent(value: Any, digits: int = 1) -> str:
-    """A ratio as a percentage: ``0.934`` -> ``"93.4 %"``."""
+def _number(value: Any) -> float | None:
+    """``value`` as a float; None when it is not a number."""
+    if isinstance(value, bool):
+        return None
     try:
-        return f"{float(value) * 100:.{int(digits)}f} %"
-    except (TypeError, ValueError):
-        return str(value)
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
-def human_bytes(value: Any) -> str:
-    """A byte count in binary units: ``1536`` -> ``"1.5 KiB"``, ``512`` -> ``"512 B"``."""
-    try:
-        n = float(value)
-    except (TypeError, ValueError):
+def _localise(text: str, lang: str) -> str:
+    """Python's ``1,234.5`` as ``lang`` writes it."""
+    mark, thousands = _SEPARATORS[lang]
+    return text.translate({ord(","): thousands, ord("."): mark})
+
+
+def format_number(value: Any, lang: str = "en", decimals: int | None = None) -> str:
+    """A number as ``lang`` writes it: ``1234.5`` -> ``"1 234,5"`` (pl, with a non-breaking
+    space) or ``"1,234.5"`` (en). ``decimals``: that many decimals; None: up to six significant
+    digits without trailing zeros. NaN and None give ``"—"``; a non-number is shown as is."""
+    _check_lang(lang)
+    if value is None:
+        return MISSING
+    x = _number(value)
+    if x is None:
         return str(value)
-    if not math.isfinite(n):
-        return str(value)
+    if math.isnan(x):
+        return MISSING
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    if decimals is not None:
+        return _localise(f"{x:,.{max(0, int(decimals))}f}", lang)
+    if x == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(x)))
+    if not -5 <= magnitude < 15:
+        return _localise(f"{x:.6g}", lang)  # 1.5e-07, 2.3e+18: no grouping
+    text = f"{x:,.{max(0, 5 - magnitude)}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return _localise(text, lang)
+
+
+def percent(value: Any, digits: int = 1, lang: str = "en") -> str:
+    """A ratio as a percentage: ``0.934`` -> ``"93.4 %"`` (en), ``"93,4 %"`` (pl)."""
+    x = _number(value)
+    if x is None:
+        return MISSING if value is None else str(value)
+    if math.isnan(x):
+        return MISSING
+    return f"{format_number(x * 100, lang, digits)} %"
+
+
+def human_bytes(value: Any, lang: str = "en") -> str:
+    """A byte count in binary units: ``1536`` -> ``"1.5 KiB"`` (en), ``"1,5 KiB"`` (pl),
+    ``512`` -> ``"512 B"``."""
+    n = _number(value)
+    if n is None or not math.isfinite(n):
+        return format_number(value, lang)
     sign = "-" if n < 0 else ""
     n = abs(n)
     unit = 0
@@ -71,35 +125,57 @@ def human_bytes(value: Any) -> str:
         n /= 1024
         unit += 1
     if unit == 0:
-        return f"{sign}{n:.0f} B"
-    return f"{sign}{n:.1f} {_BYTE_UNITS[unit]}"
+        return f"{sign}{format_number(n, lang, 0)} B"
+    return f"{sign}{format_number(n, lang, 1)} {_BYTE_UNITS[unit]}"
 
 
 def duration(value: Any) -> str:
-    """Seconds as a duration: ``330`` -> ``"5m30s"``."""
+    """Seconds as a duration: ``330`` -> ``"5m30s"`` (whole seconds: the same in both
+    languages); a missing value gives ``"—"``."""
+    n = _number(value)
+    if n is None:
+        return MISSING if value is None else str(value)
+    if math.isnan(n):
+        return MISSING
     try:
-        return format_duration(float(value))
-    except (TypeError, ValueError, OverflowError):
+        return format_duration(n)
+    except OverflowError:
         return str(value)
 
 
-def _make_environment() -> ImmutableSandboxedEnvironment:
+def _finalize(lang: str, value: Any) -> Any:
+    """What ``{{ ... }}`` prints: a float as the language writes it, the rest unchanged."""
+    return format_number(value, lang) if isinstance(value, float) else value
+
+
+def _make_environment(lang: str) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        autoescape=False, undefined=StrictUndefined, keep_trailing_newline=False
+        autoescape=False,
+        undefined=StrictUndefined,
+        keep_trailing_newline=False,
+        finalize=partial(_finalize, lang),
     )
-    env.filters["percent"] = percent
-    env.filters["bytes"] = human_bytes
+    env.filters["percent"] = partial(percent, lang=lang)
+    env.filters["bytes"] = partial(human_bytes, lang=lang)
     env.filters["duration"] = duration
+    env.filters["number"] = partial(_fixed, lang=lang)
     return env
 
 
-# Configured once and never changed afterwards; compiling templates does not mutate it.
-_ENV = _make_environment()
+def _fixed(value: Any, decimals: int = 2, lang: str = "en") -> str:
+    return format_number(value, lang, decimals)
 
 
-def compile_template(source: str) -> Template:
-    """Compile one template; raises ``jinja2.TemplateSyntaxError`` (with ``lineno``)."""
-    return _ENV.from_string(source)
+# One environment per language (the filters write numbers its way). Configured once and never
+# changed afterwards; compiling templates does not mutate them.
+_ENVS = {lang: _make_environment(lang) for lang in LANGUAGES}
+
+
+def compile_template(source: str, lang: str = "en") -> Template:
+    """Compile one template for ``lang``; raises ``jinja2.TemplateSyntaxError`` (with
+    ``lineno``)."""
+    _check_lang(lang)
+    return _ENVS[lang].from_string(source)
 
 
 class TemplateRenderError(Exception):
@@ -156,9 +232,9 @@ def compile_templates(rule: Rule) -> RuleTemplates:
     """The compiled templates of ``rule``, memoised (rules are immutable and hashable)."""
     return RuleTemplates(
         rule=rule,
-        titles={lang: compile_template(getattr(rule.title, lang)) for lang in LANGUAGES},
+        titles={lang: compile_template(getattr(rule.title, lang), lang) for lang in LANGUAGES},
         descriptions={
-            lang: compile_template(getattr(rule.description, lang)) for lang in LANGUAGES
+            lang: compile_template(getattr(rule.description, lang), lang) for lang in LANGUAGES
         },
     )
 
@@ -187,7 +263,7 @@ def try_render(rule: Rule, alert: Alert, lang: str) -> tuple[str, str]:
 def fallback(rule: Rule, alert: Alert, lang: str, error: str = "") -> tuple[str, str]:
     """The plain text used when a template fails: rule, asset and value, no template involved."""
     asset = alert.labels.get("asset", "?")
-    value = f"{alert.value:g}" if isinstance(alert.value, int | float) else str(alert.value)
+    value = format_number(alert.value, lang)
     if lang == "pl":
         title = f"Reguła {rule.name}: zasób {asset}, wartość {value}"
         description = f"Reguła {rule.name} ({alert.category}) na zasobie {asset}, wartość {value}."
@@ -201,8 +277,13 @@ def fallback(rule: Rule, alert: Alert, lang: str, error: str = "") -> tuple[str,
     return _one_line(title), description
 
 
+# Whitespace a title collapses to one space: every kind but the non-breaking spaces that hold
+# a number together ("1 234,5").
+_BREAKING_SPACE = re.compile(r"[^\S\u00a0\u202f]+")
+
+
 def _one_line(text: str) -> str:
-    line = " ".join(text.split())
+    line = _BREAKING_SPACE.sub(" ", text).strip()
     if len(line) > TITLE_MAX:
         line = line[: TITLE_MAX - 1].rstrip() + "…"
     return line

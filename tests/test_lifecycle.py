@@ -44,8 +44,14 @@ def test_firing_opens_one_ticket_in_the_contract_language(bridge):
     assert a.number == "DZ-2026-000001" and b.number == "DZ-2026-000002"
     assert a.category is Category.USTERKA and a.status is TicketStatus.OPEN
     assert a.client == "szpital-a" and a.asset == "srv-a1" and a.rule == "disk_usage"
-    assert a.title == "Zajętość dysku /var na srv-a1: 95.0 %"
+    # Each number as its contract's language writes it: Polish with a decimal comma.
+    assert a.title == "Zajętość dysku /var na srv-a1: 95,0 %"
+    assert a.description == "Dysk /var jest zapełniony w 95,0 %."
     assert b.title == "Disk /var on srv-b1 is 93.0 % full"
+    assert bridge.store.timeline(a.number)[0].message.startswith(
+        "Zgłoszenie otwarte automatycznie przez regułę disk_usage (wartość 0,95)."
+    )
+    assert "(value 0.93)." in bridge.store.timeline(b.number)[0].message
     assert kinds(bridge, a.number) == ["opened"]
 
 
@@ -278,3 +284,118 @@ def test_lifecycle_is_usable_without_the_api(store, loaded, clock):
     # The lifecycle is plain Python over the store: no FastAPI import needed to drive it.
     lifecycle = TicketLifecycle(store, loaded.clients, loaded.assets, clock)
     assert lifecycle.firing_alerts() == []
+
+
+# --- what a person reads: titles that follow the alert, values in the contract's language ----
+
+
+def test_a_reopened_ticket_is_retitled_with_the_new_value(bridge, clock):
+    disk(bridge, 0.95)
+    clock.advance(60)
+    disk(bridge, 0.5)
+    clock.advance(10 * 60)
+    disk(bridge, 0.97)
+    [ticket] = tickets(bridge)
+    assert kinds(bridge, ticket.number)[-1] == "reopened"
+    assert ticket.title == "Zajętość dysku /var na srv-a1: 97,0 %"
+    assert ticket.description == "Dysk /var jest zapełniony w 97,0 %."
+    reopened = bridge.store.timeline(ticket.number)[-1].message
+    assert reopened == "Zgłoszenie otwarte ponownie: alert wrócił po rozwiązaniu (wartość 0,97)."
+
+
+def test_an_escalated_ticket_is_retitled_with_the_new_value(bridge, clock):
+    disk(bridge, 0.92, asset="srv-b1")
+    clock.advance(60)
+    disk(bridge, 0.99, asset="srv-b1")
+    [ticket] = tickets(bridge)
+    assert ticket.category is Category.AWARIA
+    assert ticket.title == "Disk /var on srv-b1 is 99.0 % full"
+
+
+RUNTIME_RULES = """
+rules:
+  - name: ups_runtime_low
+    metric: dz_test_ups_runtime_seconds
+    when: '< 600'
+    category: awaria
+    keep_open: true
+    labels: [asset]
+    title:
+      pl: "UPS {{ asset }}: zostało {{ value | duration }} pracy na baterii"
+      en: "UPS {{ asset }}: {{ value | duration }} of battery runtime left"
+    description:
+      pl: "Szacowany czas pracy: {{ value | duration }}, obciążenie {{ labels.load }} W."
+      en: "Estimated runtime: {{ value | duration }}, load {{ labels.load }} W."
+"""
+
+
+def test_a_ticket_that_fires_again_is_retitled_with_the_new_value(tmp_path, store, clock):
+    from bridge.config import parse_config
+    from tests.conftest import config_data
+
+    (tmp_path / "runtime.yaml").write_text(RUNTIME_RULES)
+    data = config_data()
+    data["rule_files"] = [str(tmp_path / "runtime.yaml")]
+    bridge = Bridge(parse_config(data, "test.yaml", tmp_path), store=store, clock=clock)
+
+    def runtime(seconds: float, load: str) -> None:
+        s = Sample(
+            "dz_test_ups_runtime_seconds",
+            {"asset": "srv-a1", "load": load},
+            seconds,
+            clock.time(),
+        )
+        assert bridge.ingestor.ingest([s], AGENT).accepted == 1
+        clock.advance(60)
+
+    runtime(300, "1200")  # opens: 5m left
+    runtime(900, "1200")  # recovers; keep_open leaves the ticket open
+    runtime(0, "1800")  # fires again on the same open ticket: nothing left
+    [ticket] = tickets(bridge)
+    assert kinds(bridge, ticket.number) == ["opened", "recovered", "left_open", "refired"]
+    assert ticket.title == "UPS srv-a1: zostało 0s pracy na baterii"
+    assert ticket.description == "Szacowany czas pracy: 0s, obciążenie 1800 W."
+    assert bridge.store.timeline(ticket.number)[-1].message == (
+        "Alert ponownie aktywny, wystąpienie nr 2 (wartość 0)."
+    )
+    bridge.close()
+
+
+def test_an_alert_without_a_value_leaves_the_value_out_of_the_timeline(bridge, clock):
+    """Alertmanager alerts carry no value (NaN): no "(wartość nan)" on the ticket."""
+    from bridge.alertmanager import alertmanager_rule
+    from rules.model import Alert, AlertState
+
+    def notified(asset: str, state: AlertState) -> None:
+        labels = {"alertname": "HostDown", "asset": asset}
+        rule = alertmanager_rule("alertmanager:HostDown")
+        alert = Alert(
+            rule=rule.name,
+            fingerprint=f"am-test-{asset}",
+            labels=labels,
+            state=state,
+            category="awaria",
+            value=float("nan"),
+            active_since=clock.time() - 60,
+            fired_at=clock.time() - 60,
+            annotations={"summary": "Host nie odpowiada"},
+        )
+        bridge.lifecycle.apply_notified(alert, rule)
+
+    for asset in ("srv-a1", "srv-b1"):
+        notified(asset, AlertState.FIRING)
+        clock.advance(60)
+        notified(asset, AlertState.RESOLVED)
+    a, b = (tickets(bridge, asset=asset)[0] for asset in ("srv-a1", "srv-b1"))
+    pl = [e.message for e in bridge.store.timeline(a.number)]
+    en = [e.message for e in bridge.store.timeline(b.number)]
+    assert a.title == "Host nie odpowiada na srv-a1 (Alertmanager)"
+    for message in pl + en:
+        assert "nan" not in message.lower() and "wartość" not in message, message
+        assert "(value" not in message, message
+    assert pl[0].startswith(
+        "Zgłoszenie otwarte automatycznie przez regułę alertmanager:HostDown. Termin reakcji:"
+    )
+    assert "Alert ustąpił." in pl
+    assert en[0].startswith("Ticket opened automatically by rule alertmanager:HostDown.")
+    assert "Alert recovered." in en

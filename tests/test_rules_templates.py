@@ -12,11 +12,14 @@ from rules.templates import (
     TemplateRenderError,
     compile_templates,
     duration,
+    format_number,
     human_bytes,
     percent,
     render,
     try_render,
 )
+
+NBSP = "\u00a0"  # Polish thousands separator: a space that never breaks a number
 
 RULE = Rule(
     name="filesystem_usage",
@@ -56,8 +59,8 @@ def with_title(pl: str, en: str = "x") -> Rule:
 
 def test_renders_both_languages():
     assert render(RULE, alert(), "pl") == (
-        "Zajętość /var na srv-amms-01: 93.4 %",
-        "Próg 90.0 % przez 5m (usterka).",
+        "Zajętość /var na srv-amms-01: 93,4 %",
+        "Próg 90,0 % przez 5m (usterka).",
     )
     assert render(RULE, alert(category="awaria"), "en") == (
         "Filesystem /var on srv-amms-01: 93.4 %",
@@ -82,9 +85,58 @@ def test_filters():
     assert duration(86400 + 3600) == "1d1h"
 
 
+def test_filters_write_numbers_as_the_language_does():
+    assert percent(0.2, lang="pl") == "20,0 %"
+    assert percent(0.2, lang="en") == "20.0 %"
+    assert percent(12.345, 2, lang="pl") == f"1{NBSP}234,50 %"
+    assert percent(12.345, 2, lang="en") == "1,234.50 %"
+    assert human_bytes(1536, lang="pl") == "1,5 KiB"
+    assert human_bytes(1023.9 * 1024, lang="pl") == f"1{NBSP}023,9 KiB"
+    assert human_bytes(1023.9 * 1024, lang="en") == "1,023.9 KiB"
+    # A value that is not there is a dash, never "nan".
+    for missing in (float("nan"), None):
+        assert percent(missing, lang="pl") == "—"
+        assert human_bytes(missing, lang="pl") == "—"
+        assert duration(missing) == "—"
+
+
+@pytest.mark.parametrize(
+    ("value", "pl", "en"),
+    [
+        (1234.5, f"1{NBSP}234,5", "1,234.5"),
+        (1234567.0, f"1{NBSP}234{NBSP}567", "1,234,567"),
+        (0.934, "0,934", "0.934"),
+        (20.0, "20", "20"),
+        (-1234.5678, f"-1{NBSP}234,57", "-1,234.57"),
+        (0.0001234567, "0,000123457", "0.000123457"),
+        (2.5e18, "2,5e+18", "2.5e+18"),
+        (0, "0", "0"),
+        (float("nan"), "—", "—"),
+        (None, "—", "—"),
+    ],
+)
+def test_format_number(value, pl, en):
+    assert format_number(value, "pl") == pl
+    assert format_number(value, "en") == en
+
+
 def test_filters_inside_templates():
-    rule = with_title("{{ 1610612736 | bytes }} / {{ 3700 | duration }} / {{ 0.5 | percent }}")
-    assert render(rule, alert(), "pl")[0] == "1.5 GiB / 1h1m40s / 50.0 %"
+    rule = with_title(
+        "{{ 1610612736 | bytes }} / {{ 3700 | duration }} / {{ 0.5 | percent }}",
+        en="{{ 1610612736 | bytes }} / {{ 3700 | duration }} / {{ 0.5 | percent }}",
+    )
+    assert render(rule, alert(), "pl")[0] == "1,5 GiB / 1h1m40s / 50,0 %"
+    assert render(rule, alert(), "en")[0] == "1.5 GiB / 1h1m40s / 50.0 %"
+
+
+def test_a_bare_number_and_the_number_filter_follow_the_language():
+    rule = with_title(
+        "{{ value }} V / {{ value | number(2) }} / {{ 1234.5 }} / {{ 12 }}",
+        en="{{ value }} V / {{ value | number(2) }} / {{ 1234.5 }} / {{ 12 }}",
+    )
+    # The title stays one line without breaking "1 234,5" apart.
+    assert render(rule, alert(value=207.5), "pl")[0] == f"207,5 V / 207,50 / 1{NBSP}234,5 / 12"
+    assert render(rule, alert(value=207.5), "en")[0] == "207.5 V / 207.50 / 1,234.5 / 12"
 
 
 def test_title_is_one_line_of_at_most_200_characters():
@@ -113,7 +165,7 @@ def test_output_is_plain_text_not_html_escaped():
 def test_failing_template_falls_back_to_plain_text(template):
     rule = with_title(template, en=template)
     title, description = render(rule, alert(), "pl")
-    assert title == "Reguła filesystem_usage: zasób srv-amms-01, wartość 0.934"
+    assert title == "Reguła filesystem_usage: zasób srv-amms-01, wartość 0,934"
     assert "Szablon reguły nie zadziałał" in description
     title, description = render(rule, alert(), "en")
     assert title == "Rule filesystem_usage: asset srv-amms-01, value 0.934"
@@ -184,7 +236,7 @@ def test_every_builtin_rule_renders_without_falling_back(lang):
     fs = next(r for r in rules if r.name == "filesystem_usage")
     a = alert(value=0.934, mountpoint="/var/lib/pgsql")
     expected = {
-        "pl": "Zajętość systemu plików /var/lib/pgsql na srv-amms-01: 93.4 %",
+        "pl": "Zajętość systemu plików /var/lib/pgsql na srv-amms-01: 93,4 %",
         "en": "Filesystem /var/lib/pgsql on srv-amms-01 is 93.4 % full",
     }
     assert try_render(fs, a, lang)[0] == expected[lang]

@@ -121,7 +121,6 @@ def test_list_filters_and_orders_newest_first(store):
     ]
 
 
-
 def fill_for_paging(store, count: int = 30) -> None:
     """Tickets of two clients, statuses and categories, opened five at a time at the same
     second (as a storm opens them), inserted out of number order."""
@@ -225,9 +224,10 @@ def test_sqlite_lists_tickets_from_an_index_without_sorting(tmp_path):
                 plans[names, before] = " / ".join(row[3] for row in plan)
     conn.set_trace_callback(None)
     store.close()
-    sorting = {k: v for k, v in plans.items() if "TEMP B-TREE" in v or "SCAN tickets" == v}
+    sorting = {k: v for k, v in plans.items() if "TEMP B-TREE" in v or v == "SCAN tickets"}
     assert sorting == {}
     assert plans[(), None] == "SCAN tickets USING INDEX tickets_by_opened"
+
 
 def test_latest_ticket_for_alert(store):
     assert store.latest_ticket_for_alert("nothing") is None
@@ -299,7 +299,12 @@ def test_a_jump_beyond_the_gap_is_an_anomaly_until_confirmed(store):
     assert claim(5000) is BatchClaim.ANOMALY
     assert claim(5001) is BatchClaim.TAKEN
     [stream] = store.agent_streams()
-    assert (stream.last_seq, stream.anomalies, stream.jump_seq, stream.gaps) == (5001, 2, None, 4997)
+    assert (stream.last_seq, stream.anomalies, stream.jump_seq, stream.gaps) == (
+        5001,
+        2,
+        None,
+        4997,
+    )
     assert stream.batches == 5
 
 
