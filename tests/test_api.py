@@ -143,7 +143,7 @@ def test_engineer_resolves_by_hand(api, two_tickets):
 def test_ticket_view_and_filters(api, two_tickets):
     number = two_tickets["szpital-a"]
     t = api.get(f"/api/v1/tickets/{number}", headers=auth("engineer")).json()
-    assert t["title"] == "Zajętość dysku /var na srv-a1: 95.0 %"
+    assert t["title"] == "Zajętość dysku /var na srv-a1: 95,0 %"  # the Polish decimal comma
     assert t["opened_at"] == "2026-11-23T10:00:00+01:00"  # Europe/Warsaw with its offset
     assert t["category"] == "usterka" and t["status"] == "open"
     for query, expected in [

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import client_scope, get_bridge, require
@@ -26,20 +27,62 @@ def _visible(bridge: Bridge, number: str, principal: Principal) -> Ticket:
     return ticket
 
 
-@router.get("", response_model=list[TicketOut])
+NEXT_PAGE = {
+    "Link": {
+        "description": "The next page's URL when more tickets follow: "
+        '`</api/v1/tickets?limit=100&before=DZ-2026-000123>; rel="next"`',
+        "schema": {"type": "string"},
+    }
+}
+
+
+@router.get(
+    "",
+    response_model=list[TicketOut],
+    responses={200: {"headers": NEXT_PAGE}},
+)
 def list_tickets(
+    request: Request,
+    response: Response,
     client: str | None = None,
     status: TicketStatus | None = None,
     category: Category | None = None,
     asset: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
+    before: str | None = Query(
+        None,
+        max_length=64,
+        description="Keyset cursor: the number of the last ticket of the previous page; the "
+        "list continues right after it. The `Link` header of a full page carries it.",
+    ),
     principal: Principal = Depends(readers),
     bridge: Bridge = Depends(get_bridge),
 ) -> list[TicketOut]:
-    """Tickets, newest first. A client token may filter only by its own client."""
-    query = TicketFilter(client_scope(principal, client), status, category, asset, limit, offset)
-    return [TicketOut.of(t) for t in bridge.store.list_tickets(query)]
+    """Tickets, newest first. A client token may filter only by its own client. When more
+    tickets follow, the `Link` header (rel="next") gives the next page's URL (`before=`)."""
+    scope = client_scope(principal, client)
+    if before is not None:
+        cursor = bridge.store.get_ticket(before)
+        # A cursor outside the listed client is refused; another hospital's ticket is reported
+        # as missing, so its existence does not leak.
+        if (
+            cursor is None
+            or not principal.can_see(cursor.client)
+            or scope not in (None, cursor.client)
+        ):
+            raise RequestValidationError(
+                [{"loc": ("query", "before"), "msg": f"no ticket {before}", "type": "value_error"}]
+            )
+    query = TicketFilter(scope, status, category, asset, limit + 1, offset, before)
+    tickets = bridge.store.list_tickets(query)
+    if len(tickets) > limit:
+        tickets = tickets[:limit]
+        url = request.url.remove_query_params("offset").include_query_params(
+            before=tickets[-1].number
+        )
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return [TicketOut.of(t) for t in tickets]
 
 
 @router.get("/{number}", response_model=TicketOut)
