@@ -17,6 +17,7 @@ import yaml
 from collectors.durations import parse_duration
 
 TOKEN_ENV = "DYZUR_AGENT_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+MAX_DURATION = 86400.0  # the longest interval, timeout or shutdown_timeout: 1d
 
 
 class AgentConfigError(Exception):
@@ -108,6 +109,9 @@ class _Reader:
             return default
         if seconds <= 0:
             self.problems.append(f"{path}{key}: must be longer than 0s")
+            return default
+        if seconds > MAX_DURATION:  # beyond what a thread's wait can take, and no use
+            self.problems.append(f"{path}{key}: must be at most 1d")
             return default
         return seconds
 
@@ -207,8 +211,15 @@ def load_agent_config(path: Path | str) -> AgentConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise AgentConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start]
+        problem = f"line {line}: not UTF-8 text (byte {byte:#04x}); save it as UTF-8"
+        raise AgentConfigError(str(path), [problem]) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise AgentConfigError(str(path), ["invalid YAML: nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

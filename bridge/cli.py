@@ -54,6 +54,8 @@ def run(
     access_log: Annotated[bool, typer.Option(help="log every HTTP request")] = False,
 ) -> None:
     """Start the bridge."""
+    import signal
+
     import uvicorn
 
     from bridge.api import create_app
@@ -74,6 +76,9 @@ def run(
         len(loaded.rules),
         loaded.config.store,
     )
+    # uvicorn hands SIGTERM back once it has shut down gracefully: end by SystemExit instead
+    # of the signal, so that the bridge is closed below (store checkpointed, queues flushed).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         tls = {}
         if listen.tls_cert and listen.tls_key:
@@ -91,6 +96,10 @@ def run(
         )
     finally:
         bridge.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command("check-config")
@@ -480,6 +489,8 @@ def update_plan(
         mark = exc.problem_mark or exc.context_mark
         line = f"{mark.line + 1}:" if mark else ""
         raise _fail(f"{file}:{line} {exc.problem or exc.context}") from None
+    except RecursionError:
+        raise _fail(f"{file}: invalid YAML: nested too deeply") from None
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         raise _fail(f"{file}: {exc}") from None
     if not isinstance(body, dict):

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
-from bridge.models import Asset, Client, Duration, duration_between
+from bridge.models import Asset, Client, duration_between
 from bridge.siem import Destination
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
@@ -24,6 +24,7 @@ SoakPeriod = duration_between(0.0, 14 * 86400.0)
 ReopenPeriod = duration_between(0.0, 30 * 86400.0)
 TickInterval = duration_between(0.1, 600.0)
 ClockSkew = duration_between(1.0, 86400.0)
+EventsMaxAge = duration_between(60.0, 365 * 86400.0)
 
 
 class _Strict(BaseModel):
@@ -124,7 +125,7 @@ class Config(_Strict):
     max_clock_skew: ClockSkew = 300.0
     # Audit events an agent sends (SSH commands it ran) may be this old: as long as an agent
     # may keep them in its spool while the bridge is away.
-    agent_events_max_age: Duration = 7 * 86400.0
+    agent_events_max_age: EventsMaxAge = 7 * 86400.0
     # An agent's batch number jumping further than this is an anomaly (see GET /api/v1/agents).
     max_seq_gap: int = Field(10_000, ge=1, le=1_000_000_000)
     # Whether /metrics answers without a token (for a Prometheus that cannot send one).
@@ -307,9 +308,10 @@ def load_config(path: Path | str) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            str(path), [f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"]
-        ) from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start]
+        problem = f"line {line}: not UTF-8 text (byte {byte:#04x}); save it as UTF-8"
+        raise ConfigError(str(path), [problem]) from None
     try:
         data = yaml.safe_load(text)
     except RecursionError:

@@ -157,6 +157,8 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 def _parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise RuleFileError(source, None, "YAML error: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         raise RuleFileError(source, *_yaml_error(exc, text)) from None
     except yaml.YAMLError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from bridge.auth import hash_token
@@ -64,3 +65,65 @@ def test_token_new_prints_a_token_whose_hash_is_in_the_entry():
     assert entry == {"name": "agent-x", "sha256": hash_token(token), "role": "agent"}
     r = dyzur("token", "new", "--name", "x", "--role", "root")
     assert r.returncode != 0 and "unknown role 'root'" in r.stderr
+
+
+def test_check_config_refuses_a_cross_hospital_dependency(tmp_path):
+    path = tmp_path / "dyzur.yaml"
+    path.write_text(
+        "clients:\n  - {id: a, name: A}\n  - {id: b, name: B}\n"
+        "assets:\n  - {id: ups-b, client: b, kind: ups}\n  - {id: s, client: a, depends_on: ups-b}\n"
+    )
+    r = dyzur("check-config", path)
+    assert r.returncode == 2
+    assert "assets.1.depends_on: asset 'ups-b' belongs to client 'b', not 'a'" in r.stderr
+
+
+BAD_FILES = {
+    "not UTF-8": ("tick_interval: 5s\n# Łódź\n".encode("cp1250"), "line 2: not UTF-8 text"),
+    "nested [": (b"clients: " + b"[" * 10_000 + b"\n", "invalid YAML: nested too deeply"),
+    "nested {": (b"clients: " + b"{a: " * 10_000 + b"\n", "invalid YAML: nested too deeply"),
+    "tick 0s": (b"tick_interval: 0s\n", "tick_interval: Value error, must be from 0.1s to 10m"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_check_config_gives_a_message_not_a_traceback(tmp_path, case):
+    content, message = BAD_FILES[case]
+    path = tmp_path / "dyzur.yaml"
+    path.write_bytes(content)
+    r = dyzur("check-config", path)
+    assert r.returncode == 2, r.stderr
+    assert f"{path}: {message}" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("case", ["not UTF-8", "nested [", "nested {"])
+def test_the_agent_config_gives_a_message_not_a_traceback(tmp_path, case):
+    content, message = BAD_FILES[case]
+    path = tmp_path / "agent.yaml"
+    path.write_bytes(content)
+    r = dyzur("agent", "--config", path, "--once")
+    assert r.returncode == 2, r.stderr
+    assert f"{path}: {message}" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_agent_config_refuses_an_interval_beyond_a_day(tmp_path):
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "asset: srv-a1\nbridge: {url: 'http://127.0.0.1:9'}\n"
+        "collectors:\n  - {name: host, interval: 2d}\n"
+    )
+    r = dyzur("agent", "--config", path, "--once")
+    assert r.returncode == 2, r.stderr
+    assert f"{path}: collectors.0.interval: must be at most 1d" in r.stderr
+
+
+def test_a_deeply_nested_update_plan_file_is_a_message(tmp_path):
+    path = tmp_path / "plan.yaml"
+    path.write_bytes(BAD_FILES["nested ["][0])
+    r = dyzur(
+        "update", "plan", "--file", path, "--token", "t-0123456789", "--url", "http://127.0.0.1:9"
+    )
+    assert r.returncode == 2, r.stderr
+    assert f"{path}: invalid YAML: nested too deeply" in r.stderr and "Traceback" not in r.stderr

@@ -52,6 +52,12 @@ def edit(path: str, value):
         ("clients.0.contract.colour", "red", "clients.0.contract.colour: Extra inputs"),
         ("assets.1.client", "szpital-x", "assets.1.client: unknown client 'szpital-x'"),
         ("assets.1.depends_on", "ups-x", "assets.1.depends_on: unknown asset 'ups-x'"),
+        (
+            "assets.1.depends_on",
+            "ups-b1",
+            "assets.1.depends_on: asset 'ups-b1' belongs to client 'klinika-b', not 'szpital-a'",
+        ),
+        ("assets.2.depends_on", "ups-b1", None),  # within one hospital
         ("assets.1.id", "srv-a1", "assets.1.id: duplicate asset id 'srv-a1'"),
         ("assets.1.environment", "staging", "assets.1.environment"),
         ("tokens.0.role", "root", "tokens.0.role: unknown role 'root'"),
@@ -90,3 +96,85 @@ def test_yaml_errors_give_the_line(tmp_path):
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("tick_interval", "0s", "tick_interval: Value error, must be from 0.1s to 10m, got 0s"),
+        ("tick_interval", 0, "tick_interval: Value error, must be from 0.1s to 10m, got 0s"),
+        ("tick_interval", "0.05s", "tick_interval: Value error, must be from 0.1s to 10m"),
+        ("tick_interval", "1h", "tick_interval: Value error, must be from 0.1s to 10m, got 1h"),
+        ("reopen_period", "31d", "reopen_period: Value error, must be from 0s to 30d, got 31d"),
+        ("max_clock_skew", "0s", "max_clock_skew: Value error, must be from 1s to 1d, got 0s"),
+        (
+            "max_clock_skew",
+            1e300,
+            "max_clock_skew: Value error, must be from 1s to 1d, got 1e+300s",
+        ),
+        ("updates", {"soak": "15d"}, "updates.soak: Value error, must be from 0s to 14d"),
+        (
+            "ssh",
+            {"known_hosts": "kh", "use_agent": True, "connect_timeout": "0s"},
+            "ssh.connect_timeout: Value error, must be from 1s to 5m",
+        ),
+        (
+            "clients.0.contract.reaction",
+            {"awaria": "0s"},
+            "clients.0.contract.reaction.awaria: Value error, must be from 1s to 30d",
+        ),
+        (
+            "clients.0.contract.reaction",
+            {"usterka": "99999999999d"},
+            "clients.0.contract.reaction.usterka: Value error, must be from 1s to 30d",
+        ),
+        # The bounds themselves are taken.
+        ("tick_interval", "0.1s", None),
+        ("tick_interval", "10m", None),
+        ("reopen_period", "0s", None),
+        ("updates", {"soak": "0s"}, None),
+        ("max_clock_skew", "1d", None),
+        ("clients.0.contract.reaction", {"awaria": "30d", "usterka": "1s"}, None),
+    ],
+)
+def test_durations_out_of_their_range_are_refused_naming_the_field(tmp_path, path, value, expected):
+    data = edit(path, value)
+    if expected is None:
+        parse_config(data, "dyzur.yaml", tmp_path)
+        return
+    found = problems(data, tmp_path)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    path = tmp_path / "dyzur.yaml"
+    path.write_bytes("clients:\n  - {id: a, name: Szpital w \u0141odzi}\n".encode("cp1250"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == ["line 2: not UTF-8 text (byte 0xa3); save it as UTF-8"]
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_deeply_nested_yaml_is_a_clear_error(tmp_path, opening):
+    path = tmp_path / "dyzur.yaml"
+    path.write_text("clients: " + opening * 10_000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == ["invalid YAML: nested too deeply"]
+
+
+def test_a_deeply_nested_rule_file_is_named(tmp_path):
+    (tmp_path / "deep.yaml").write_text("rules: " + "[" * 10_000 + "\n")
+    data = config_data()
+    data["rule_files"] = ["deep.yaml"]
+    assert problems(data, tmp_path) == [
+        f"rule_files: {tmp_path / 'deep.yaml'}: YAML error: nested too deeply"
+    ]
+
+
+@pytest.mark.parametrize("value", ["0s", "400d"])
+def test_agent_events_max_age_has_a_range(tmp_path, value):
+    found = problems(edit("agent_events_max_age", value), tmp_path)
+    assert any(
+        p.startswith("agent_events_max_age: Value error, must be from 1m to 365d") for p in found
+    )
