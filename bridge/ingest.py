@@ -355,10 +355,11 @@ class Ingestor:
             try:
                 with self.store.transaction():
                     self._queue.extend(self.engine.tick(self.clock.time()))
-                    changes = self._applied(self._apply())
+                    applied = self._apply()
             except Exception:
                 self._failed()
                 return []
+            changes = self._applied(applied)
             # Each release is its own unit: one alert whose ticket cannot be written does not
             # hold back the others (it stays recorded against its window and is retried).
             for change in self.lifecycle.release_windows(self.rule_of):
