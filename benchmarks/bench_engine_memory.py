@@ -9,7 +9,9 @@ after building the engine, at the end, and its peak:
 - churn: 1,000,000 series that each report a few samples (one to three, a minute apart) and
   are never seen again, new label values every time (a container's volume, a job's device),
   ``--churn-rate`` new series per simulated minute; ``tick`` runs every simulated minute as the
-  bridge's does, so series that stopped arriving go stale and are dropped;
+  bridge's does, so series that stopped arriving go stale and are dropped. ``--churn-hot``
+  of them (default 0) stop while their alert fires: a firing alert keeps its series until a
+  sample clears it (README, Rules), so those stay, one per open ticket;
 - churn, staleness off: the same with ``Engine(staleness=math.inf)``, i.e. the engine before
   stale series were dropped: every series ever seen is kept.
 
@@ -35,10 +37,11 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import HOT_SHARE, METRICS, SERIES, make_rules, make_series
+from bench_engine import METRICS, SERIES, make_rules, make_series
 
 from collectors.sample import Sample
 from rules.engine import Engine
+from rules.model import AlertState
 
 START = 1_700_000_000.0
 MINUTE = 60.0
@@ -73,7 +76,9 @@ def steady(minutes: int, rng: random.Random) -> Iterator[tuple[float, list[Sampl
         yield now, [Sample(m, labels, value(rng, hot), now) for m, labels, hot in fixed]
 
 
-def churn(series: int, rate: int, rng: random.Random) -> Iterator[tuple[float, list[Sample]]]:
+def churn(
+    series: int, rate: int, hot_share: float, rng: random.Random
+) -> Iterator[tuple[float, list[Sample]]]:
     """Each minute ``rate`` new series start; each lives one to three minutes, then stops."""
     live: list[tuple[str, dict[str, str], bool, int]] = []  # metric, labels, hot, samples left
     started = 0
@@ -83,7 +88,7 @@ def churn(series: int, rate: int, rng: random.Random) -> Iterator[tuple[float, l
         for i in range(started, min(started + rate, series)):
             # Every series gets a device of its own: a new label value, never seen again.
             metric = f"bench_metric_{(i % (METRICS // 2 + 1)) * 2}_ratio"  # two-label metrics
-            hot = rng.random() < HOT_SHARE
+            hot = rng.random() < hot_share
             live.append((metric, labels_of(i, f"vol-{i:07d}"), hot, rng.randint(1, 3)))
         started = min(started + rate, series)
         yield now, [Sample(m, labels, value(rng, hot), now) for m, labels, hot, _ in live]
@@ -99,7 +104,7 @@ def scenario(args: argparse.Namespace) -> dict[str, float]:
     if args.scenario == "steady":
         batches = steady(args.minutes, rng)
     else:
-        batches = churn(args.series, args.churn_rate, rng)
+        batches = churn(args.series, args.churn_rate, args.churn_hot, rng)
     base = rss()
     peak = base
     samples = 0
@@ -123,6 +128,7 @@ def scenario(args: argparse.Namespace) -> dict[str, float]:
         "engine_mib": (max(peak, end) - base) / MIB,
         "series_kept_max": max(seen_series, engine.series_count()),
         "series_kept_end": engine.series_count(),
+        "firing_end": engine.counts()[AlertState.FIRING],
         "samples": samples,
         "simulated_hours": (last - START) / 3600,
         "staleness_s": engine.staleness,
@@ -140,6 +146,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1_000_000, help="churned series")
     parser.add_argument("--churn-rate", type=int, default=250, help="new series per minute")
+    parser.add_argument(
+        "--churn-hot", type=float, default=0.0, help="share of churned series that stop firing"
+    )
     parser.add_argument("--minutes", type=int, default=180, help="steady run, simulated")
     parser.add_argument("--skip-before", action="store_true", help="no staleness-off run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -153,6 +162,7 @@ def main() -> None:
     common = [
         f"--series={args.series}",
         f"--churn-rate={args.churn_rate}",
+        f"--churn-hot={args.churn_hot}",
         f"--minutes={args.minutes}",
     ]
     runs = [
@@ -172,13 +182,14 @@ def main() -> None:
     )
     print(
         f"{'run':44} {'RSS end':>9} {'RSS peak':>9} {'engine':>9} {'kept max':>9} "
-        f"{'kept end':>9} {'samples':>10} {'sim h':>6} {'s':>6}"
+        f"{'kept end':>9} {'firing':>7} {'samples':>10} {'sim h':>6} {'s':>6}"
     )
     for name, extra in runs:
         r = child(common + extra)
         print(
             f"{name:44} {r['end_mib']:7.1f}Mi {r['peak_mib']:7.1f}Mi {r['engine_mib']:7.1f}Mi "
-            f"{r['series_kept_max']:9,} {r['series_kept_end']:9,} {r['samples']:10,} "
+            f"{r['series_kept_max']:9,} {r['series_kept_end']:9,} {r['firing_end']:7,} "
+            f"{r['samples']:10,} "
             f"{r['simulated_hours']:6.1f} {r['seconds']:6.1f}"
         )
     print("engine = peak RSS minus the RSS after the engine was built; staleness:", end=" ")
