@@ -361,6 +361,8 @@ def _call(
     if response.is_success:
         return data
     detail = data.get("detail", data) if isinstance(data, dict) else data
+    if isinstance(data, dict) and data.get("errors"):
+        detail = data["errors"]  # ErrorBody: each refused field, one a line
     if isinstance(detail, list):
         detail = "\n".join(f"{d.get('field', '?')}: {d.get('msg', d)}" for d in detail)
     if response.status_code == 401:

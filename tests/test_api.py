@@ -158,9 +158,9 @@ def test_ticket_view_and_filters(api, two_tickets):
 
 def test_bad_query_parameters_name_the_field(api):
     r = api.get("/api/v1/tickets?status=burning", headers=auth("engineer"))
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.status"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.status"
     r = api.get("/api/v1/tickets?limit=100000", headers=auth("engineer"))
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.limit"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.limit"
 
 
 def follow_pages(api, url: str, who: str) -> list[list[dict]]:
@@ -207,15 +207,15 @@ def test_a_cursor_never_reaches_another_hospitals_tickets(api, bridge):
     missing = api.get("/api/v1/tickets?before=DZ-2026-999999", headers=auth("client-a"))
     r = api.get(f"/api/v1/tickets?before={theirs['number']}", headers=auth("client-a"))
     assert (r.status_code, missing.status_code) == (422, 422)
-    assert r.json()["detail"][0]["field"] == "query.before"
+    assert r.json()["errors"][0]["field"] == "query.before"
     # Refused exactly like a ticket that does not exist: nothing about it leaks.
-    assert r.json()["detail"][0]["msg"] == f"no ticket {theirs['number']}"
-    assert missing.json()["detail"][0]["msg"] == "no ticket DZ-2026-999999"
+    assert r.json()["errors"][0]["msg"] == f"no ticket {theirs['number']}"
+    assert missing.json()["errors"][0]["msg"] == "no ticket DZ-2026-999999"
     # An engineer's cursor outside the client listed is refused too, not an empty page.
     r = api.get(
         f"/api/v1/tickets?client=szpital-a&before={theirs['number']}", headers=auth("engineer")
     )
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.before"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.before"
     # The last page has no next link.
     r = api.get("/api/v1/tickets?limit=1000", headers=auth("client-a"))
     assert r.status_code == 200 and "link" not in r.headers
@@ -244,7 +244,8 @@ def test_healthz_is_503_when_the_store_is_gone(api, bridge):
     for suffix in ("", "-wal", "-shm"):
         bridge.store.path.with_name(bridge.store.path.name + suffix).unlink(missing_ok=True)
     r = api.get("/healthz")
-    assert r.status_code == 503 and r.json() == {"status": "store unavailable"}
+    assert r.status_code == 503
+    assert r.json() == {"detail": "store unavailable", "errors": [], "conflicts_with": None}
 
 
 def test_openapi_docs(api):
@@ -300,7 +301,8 @@ def test_malformed_json_is_400(api):
 def test_schema_errors_are_422_naming_the_field(api, bad, field):
     r = push(api, [sample("srv-a1", 0.5), {**sample("srv-a1", 0.95), **bad}])
     assert r.status_code == 422
-    assert field in [e["field"] for e in r.json()["detail"]]
+    assert field in [e["field"] for e in r.json()["errors"]]
+    assert field in r.json()["detail"]  # the person reading it is told too
     # The whole batch is refused, so nothing of it was half-applied.
     assert api.get("/api/v1/tickets", headers=auth("admin")).json() == []
 
@@ -397,7 +399,7 @@ def test_agents_view_roles(api, who, status):
 )
 def test_bad_batch_numbers_are_422(api, agent, field):
     r = api.post("/api/v1/samples", json={"agent": agent, "samples": []}, headers=auth("agent"))
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == field
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == field
 
 
 def test_a_busy_store_answers_503_and_the_retry_is_taken(loaded, tmp_path, clock):
@@ -439,7 +441,7 @@ def test_an_agents_audit_events_join_the_trail_once(api, bridge):
     assert stored.detail["command"] == "check_procs" and stored.detail["exit_code"] == 0
     bad = {**numbered(2, 0.5), "events": [{**event, "action": "Drop Table"}]}
     r = api.post("/api/v1/samples", json=bad, headers=auth("agent-a"))
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.0.action"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "events.0.action"
 
 
 def test_the_deployed_amms_version_is_kept_on_the_asset(api, bridge):
@@ -464,3 +466,174 @@ def test_the_deployed_amms_version_is_kept_on_the_asset(api, bridge):
     mine = api.get("/api/v1/assets", headers=auth("client-b")).json()
     assert {a["client"] for a in mine} == {"klinika-b"}
     assert api.get("/api/v1/assets", headers=auth("agent")).status_code == 403
+
+
+# --- numbers and times a datetime or SQLite cannot hold: 422 naming the field -------------
+
+EVENT = '{"action": "ssh.command", "outcome": "success", "asset": "srv-a1", "at": %s}'
+STAMPED = (
+    '{"metric": "dz_test_disk_used_ratio", "labels": {"asset": "srv-a1", "mountpoint": "/"}, '
+    '"value": 0.95, "timestamp": %s}'
+)
+
+
+@pytest.mark.parametrize(
+    ("batch", "field"),
+    [
+        ('"agent": {"id": "ag-1", "seq": 9223372036854775808}', "agent.seq"),
+        ('"agent": {"id": "ag-1", "seq": 1, "dropped": 18446744073709551616}', "agent.dropped"),
+        ('"agent": {"id": "ag-1", "seq": 1, "dropped": 9223372036854775808}', "agent.dropped"),
+        *[
+            (f'"agent": {{"id": "ag-1", "seq": 1}}, "events": [{EVENT % at}]', "events.0.at")
+            # the last one: 10000-01-01T00:00:00Z
+            for at in ("NaN", "Infinity", "-Infinity", "-1e17", "1e17", "253402300800")
+        ],
+        *[
+            (
+                f'"agent": {{"id": "ag-1", "seq": 1}}, "samples": [{STAMPED % ts}]',
+                "samples.0.timestamp",
+            )
+            # the last two: before 0001-01-01 and 9999-12-31T23:59:59Z
+            for ts in ("Infinity", "-Infinity", "1e17", "-1e17", "-62135596801", "253402300799")
+        ],
+    ],
+)
+def test_out_of_range_numbers_are_422_and_the_corrected_batch_is_taken(api, bridge, batch, field):
+    body = "{" + batch + ("" if '"samples"' in batch else ', "samples": []') + "}"
+    r = api.post(
+        "/api/v1/samples",
+        content=body,
+        headers={**auth("agent"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == [field]
+    assert r.json()["detail"].startswith(f"{field}: ")
+    # Nothing was recorded: no stream, no ticket, no audit event of the agent.
+    assert api.get("/api/v1/agents", headers=auth("engineer")).json() == []
+    assert api.get("/api/v1/tickets", headers=auth("engineer")).json() == []
+    assert not [e for e in bridge.store.audit_events() if e.action == "ssh.command"]
+    # The same batch number, corrected, is then taken (not a "duplicate").
+    event = json.loads(EVENT % "1795424400.5")
+    corrected = {"agent": {"id": "ag-1", "seq": 1}, "samples": [sample()], "events": [event]}
+    r = api.post("/api/v1/samples", json=corrected, headers=auth("agent"))
+    assert r.status_code == 200 and r.json()["duplicate"] is False
+    assert r.json()["accepted"] == 1 and r.json()["rejected_events"] == []
+    [ticket] = api.get("/api/v1/tickets", headers=auth("engineer")).json()
+    assert ticket["asset"] == "srv-a1"
+
+
+def test_a_nan_timestamp_is_not_a_schema_error(api):
+    """NaN, like a NaN value, refuses only its own sample (the rest of the batch is taken)."""
+    body = f'{{"samples": [{STAMPED % "NaN"}, {json.dumps(sample("srv-b1"))}]}}'
+    r = api.post(
+        "/api/v1/samples",
+        content=body,
+        headers={**auth("agent"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    assert [x["index"] for x in r.json()["rejected"]] == [0]
+
+
+def test_an_offset_sqlite_cannot_hold_is_422(api, two_tickets):
+    r = api.get("/api/v1/tickets?offset=9223372036854775808", headers=auth("engineer"))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.offset"
+    r = api.get("/api/v1/tickets?offset=9223372036854775807", headers=auth("engineer"))
+    assert r.status_code == 200 and r.json() == []
+
+
+@pytest.mark.parametrize(
+    "starts_at", ["0001-01-01T00:00:00", "0001-01-01T00:30:00+01:00", "9999-12-31T23:00:00-05:00"]
+)
+def test_an_alert_starting_outside_what_a_time_holds_is_422(api, starts_at):
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "HostDown", "asset": "srv-a1"},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z",  # Alertmanager's "no end yet"
+    }
+    body = {"version": "4", "status": "firing", "alerts": [alert]}
+    r = api.post("/api/v1/alertmanager", json=body, headers=auth("agent"))
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["body.alerts.0.startsAt"]
+    alert["startsAt"] = "2026-11-23T08:59:00Z"
+    r = api.post("/api/v1/alertmanager", json=body, headers=auth("agent"))
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+
+
+# --- one error body, every answer documented ------------------------------------------------
+
+
+def test_every_error_answer_has_the_same_body(api, bridge, two_tickets):
+    from bridge.api.schemas import ErrorBody
+
+    window = {
+        "client": "szpital-a",
+        "start": "2026-11-24T22:00:00",
+        "end": "2026-11-25T02:00:00",
+        "reason": "przegląd",
+        "assets": ["srv-a1"],
+    }
+    assert api.post("/api/v1/windows", json=window, headers=auth("engineer")).status_code == 201
+    json_body = {**auth("agent"), "Content-Type": "application/json"}
+    answers = {
+        401: api.get("/api/v1/tickets"),
+        403: api.get("/api/v1/tickets", headers=auth("agent")),
+        404: api.get("/api/v1/tickets/DZ-2026-999999", headers=auth("engineer")),
+        405: api.delete("/api/v1/tickets", headers=auth("engineer")),
+        409: api.post("/api/v1/windows", json=window, headers=auth("engineer")),
+        413: api.post("/api/v1/samples", content=b" " * 20_000_000, headers=json_body),
+        400: api.post("/api/v1/samples", content=b"{", headers=json_body),
+        422: api.get("/api/v1/tickets?limit=0", headers=auth("engineer")),
+    }
+    for status, r in answers.items():
+        assert r.status_code == status, (status, r.text)
+        body = r.json()
+        assert set(body) == {"detail", "errors", "conflicts_with"}, (status, body)
+        ErrorBody.model_validate(body)
+        assert body["detail"], status
+    assert answers[409].json()["conflicts_with"] == "OS-2026-0001"
+    assert answers[422].json()["errors"][0]["field"] == "query.limit"
+    # The path that is not there at all answers the same way.
+    r = api.get("/api/v1/nothing-here", headers=auth("engineer"))
+    assert r.status_code == 404 and set(r.json()) == {"detail", "errors", "conflicts_with"}
+
+
+def test_the_openapi_resolves_and_documents_every_error_with_one_body(api):
+    spec = api.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def refs(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    # No dangling reference (POST /api/v1/samples used to point at "#/$defs/SampleIn").
+    for ref in set(refs(spec)):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in schemas, ref
+    body = spec["paths"]["/api/v1/samples"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/SampleBatch"}
+    assert "HTTPValidationError" not in schemas  # FastAPI's other error shape is gone
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status, response in responses.items():
+                if status >= "400":
+                    content = response["content"]["application/json"]["schema"]
+                    assert content == error, (method, path, status)
+            documented = set(responses)
+            assert "413" in documented, (method, path)
+            if path != "/healthz":
+                assert {"401", "403"} <= documented, (method, path)
+            if "{" in path:
+                assert "404" in documented, (method, path)
+            if operation.get("parameters") or "requestBody" in operation:
+                assert "422" in documented, (method, path)
+            if "requestBody" in operation:
+                assert "400" in documented, (method, path)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
+import pytest
 from icalendar import Calendar
 
-from tests.conftest import TOKENS, auth
+from bridge.config import LoadedConfig, parse_config
+from tests.conftest import TOKENS, auth, config_data, free_port
 
 WINDOW = {
     "client": "szpital-a",
@@ -54,7 +57,7 @@ def test_bad_windows_get_a_4xx_naming_the_field(api):
         content=b"{not json",
         headers={**auth("engineer"), "Content-Type": "application/json"},
     )
-    assert r.status_code == 422
+    assert r.status_code == 400 and r.json()["detail"].startswith("malformed JSON")  # as /samples
     assert api.get("/api/v1/windows", headers=auth("engineer")).json() == []
 
 
@@ -121,3 +124,101 @@ def test_the_calendar_feed_per_role(api):
     assert r.status_code == 401
     assert api.get("/api/v1/calendar.ics").status_code == 401
     assert api.get("/api/v1/calendar.ics", headers=auth("agent")).status_code == 403
+
+
+# --- times a datetime cannot hold in Warsaw, durations beyond reason: 422 naming the field -
+
+AMMS = [
+    {"id": "amms-a-test", "client": "szpital-a", "kind": "amms", "environment": "test"},
+    {"id": "amms-a-prod", "client": "szpital-a", "kind": "amms", "environment": "prod"},
+    {"id": "amms-b-prod", "client": "klinika-b", "kind": "amms", "environment": "prod"},
+]
+
+
+def config_with_amms(tmp_path: Path) -> LoadedConfig:
+    """The tests' config with AMMS hosts and ssh settings, so that updates can be planned (their
+    runbooks never run without the ticker)."""
+    data = config_data()
+    ssh = {"host": "127.0.0.1", "port": free_port()}
+    data["assets"] += [{**asset, "ssh": ssh} for asset in AMMS]
+    data["ssh"] = {"known_hosts": "known_hosts", "key_file": "id_ed25519"}
+    (tmp_path / "id_ed25519").write_text("")
+    return parse_config(data, "test.yaml", tmp_path)
+
+
+@pytest.fixture
+def amms_api(tmp_path, store, clock):
+    from fastapi.testclient import TestClient
+
+    from bridge.api import create_app
+    from bridge.service import Bridge
+
+    bridge = Bridge(config_with_amms(tmp_path), store=store, clock=clock)
+    with TestClient(create_app(bridge, run_ticker=False)) as client:
+        yield client
+    bridge.close()
+
+
+OUT_OF_REACH = [
+    # Without an offset these are Warsaw times, which UTC cannot hold.
+    ("0001-01-01T00:00:00", "0001-01-01T02:00:00"),
+    ("9999-12-31T22:00:00", "9999-12-31T23:59:59"),
+    ("9999-12-31T22:00:00+01:00", "9999-12-31T23:00:00+01:00"),
+    ("1969-12-31T10:00:00Z", "1969-12-31T12:00:00Z"),
+]
+
+
+@pytest.mark.parametrize(("start", "end"), OUT_OF_REACH)
+def test_a_window_in_year_1_or_9999_is_422_naming_the_field(api, start, end):
+    r = api.post("/api/v1/windows", json={**WINDOW, "start": start}, headers=auth("engineer"))
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["body.start"]
+    r = api.post(
+        "/api/v1/windows", json={**WINDOW, "start": start, "end": end}, headers=auth("engineer")
+    )
+    assert [e["field"] for e in r.json()["errors"]] == ["body.start", "body.end"]
+    assert api.get("/api/v1/windows", headers=auth("engineer")).json() == []
+    ok = {**WINDOW, "start": "2999-12-31T20:00:00", "end": "2999-12-31T23:00:00"}
+    r = api.post("/api/v1/windows", json=ok, headers=auth("engineer"))
+    assert r.status_code == 201 and r.json()["end"] == "2999-12-31T23:00:00+01:00"
+
+
+PLAN = {
+    "client": "klinika-b",
+    "target_version": "7.4.0",
+    "prod_window": {"start": "2026-12-01T22:00:00", "end": "2026-12-02T02:00:00"},
+    "runbook": {"update": ["true"]},
+    "without_test_stage": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        *[
+            ({"prod_window": {"start": start, "end": end}}, "body.prod_window.start")
+            for start, end in OUT_OF_REACH
+        ],
+        ({"soak": 1e300}, "body.soak"),
+        ({"soak": "15d"}, "body.soak"),
+        ({"runbook": {"update": [{"command": "true", "timeout": 1e300}]}}, "timeout"),
+        ({"target_version": "7.4 final"}, "body.target_version"),
+    ],
+)
+def test_an_update_out_of_reach_is_422_naming_the_field(amms_api, change, field):
+    r = amms_api.post("/api/v1/updates", json={**PLAN, **change}, headers=auth("engineer"))
+    assert r.status_code == 422, r.text
+    assert field in r.json()["errors"][0]["field"]
+    assert amms_api.get("/api/v1/updates", headers=auth("engineer")).json() == []
+    r = amms_api.post("/api/v1/updates", json=PLAN, headers=auth("engineer"))
+    assert r.status_code == 201, r.text
+    assert r.json()["stages"][0]["end"] == "2026-12-02T02:00:00+01:00"
+
+
+def test_an_update_overlapping_a_window_names_it(amms_api):
+    window = {**WINDOW, "client": "klinika-b", "assets": ["amms-b-prod"]}
+    w = amms_api.post("/api/v1/windows", json=window, headers=auth("engineer")).json()
+    plan = {**PLAN, "prod_window": {"start": window["start"], "end": window["end"]}}
+    r = amms_api.post("/api/v1/updates", json=plan, headers=auth("engineer"))
+    assert r.status_code == 409
+    assert r.json()["conflicts_with"] == w["id"] and w["id"] in r.json()["detail"]

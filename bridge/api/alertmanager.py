@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import get_bridge, require
-from bridge.api.schemas import LabelName, LabelValue, RejectedSample
+from bridge.api.schemas import (
+    EARLIEST_EPOCH,
+    LATEST_EPOCH,
+    LabelName,
+    LabelValue,
+    RejectedSample,
+    error_responses,
+)
 from bridge.auth import Principal, Role
 from bridge.service import Bridge
 
 router = APIRouter(prefix="/api/v1", tags=["alertmanager"])
+
+
+def _instant(when: datetime) -> datetime:
+    # Alertmanager writes RFC 3339 with an offset; a time without one is taken as UTC.
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    try:
+        inside = EARLIEST_EPOCH <= when.timestamp() <= LATEST_EPOCH
+    except OverflowError:  # the offset takes it out of what a datetime holds
+        inside = False
+    if not inside:
+        raise ValueError("must be from 0001-01-02 to 9999-12-31 (UTC)")
+    return when
+
+
+# When an alert started: a real moment (Alertmanager's "zero" endsAt is year 1, not used).
+Instant = Annotated[datetime, AfterValidator(_instant)]
 
 
 class AmAlert(BaseModel):
@@ -27,7 +50,7 @@ class AmAlert(BaseModel):
     labels: dict[LabelName, LabelValue] = Field(max_length=64)
     # Texts of any length (the body size limit bounds them); a ticket keeps their beginning.
     annotations: dict[LabelName, str] = Field(default_factory=dict, max_length=64)
-    startsAt: datetime
+    startsAt: Instant
     endsAt: datetime | None = None
     generatorURL: str | None = None
     fingerprint: str | None = Field(None, max_length=64, pattern=r"^[0-9a-zA-Z]+$")
@@ -51,7 +74,7 @@ class AmResponse(BaseModel):
 @router.post(
     "/alertmanager",
     response_model=AmResponse,
-    responses={413: {"description": "body too large"}, 422: {"description": "schema error"}},
+    responses=error_responses(400, 422),
 )
 async def alertmanager_webhook(
     body: AmNotification,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bridge.api.schemas import ErrorBody
 
 
 class _TooLarge(Exception):
@@ -56,9 +56,8 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"request body larger than the limit of {self.max_bytes} bytes"}
-        ).encode()
+        detail = f"request body larger than the limit of {self.max_bytes} bytes"
+        body = ErrorBody(detail=detail).model_dump_json().encode()
         await send(
             {
                 "type": "http.response.start",

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import client_scope, get_bridge, require
-from bridge.api.schemas import TicketOut
+from bridge.api.schemas import INT64_MAX, TicketOut, error_responses
 from bridge.auth import Principal, Role
 from bridge.lifecycle import TicketNotFound
 from bridge.models import Category, Ticket, TicketStatus
@@ -17,6 +17,7 @@ from bridge.store import TicketFilter
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
 readers = require(Role.ENGINEER, Role.CLIENT)
 engineers = require(Role.ENGINEER)
+NO_TICKET = error_responses(404, 422, e404="no such ticket, or another hospital's")
 
 
 def _visible(bridge: Bridge, number: str, principal: Principal) -> Ticket:
@@ -39,7 +40,7 @@ NEXT_PAGE = {
 @router.get(
     "",
     response_model=list[TicketOut],
-    responses={200: {"headers": NEXT_PAGE}},
+    responses={200: {"headers": NEXT_PAGE}, **error_responses(422)},
 )
 def list_tickets(
     request: Request,
@@ -49,7 +50,7 @@ def list_tickets(
     category: Category | None = None,
     asset: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
     before: str | None = Query(
         None,
         max_length=64,
@@ -85,7 +86,7 @@ def list_tickets(
     return [TicketOut.of(t) for t in tickets]
 
 
-@router.get("/{number}", response_model=TicketOut)
+@router.get("/{number}", response_model=TicketOut, responses=NO_TICKET)
 def get_ticket(
     number: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
 ) -> TicketOut:
@@ -102,7 +103,7 @@ async def _act(bridge: Bridge, number: str, action) -> TicketOut:
     return TicketOut.of(ticket, await run_in_threadpool(bridge.store.timeline, number))
 
 
-@router.post("/{number}/ack", response_model=TicketOut)
+@router.post("/{number}/ack", response_model=TicketOut, responses=NO_TICKET)
 async def acknowledge(
     number: str, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
 ) -> TicketOut:
@@ -110,7 +111,7 @@ async def acknowledge(
     return await _act(bridge, number, lambda: bridge.acknowledge(number, principal.name))
 
 
-@router.post("/{number}/resolve", response_model=TicketOut)
+@router.post("/{number}/resolve", response_model=TicketOut, responses=NO_TICKET)
 async def resolve(
     number: str, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
 ) -> TicketOut:

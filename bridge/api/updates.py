@@ -2,35 +2,78 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    WithJsonSchema,
+)
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import client_scope, get_bridge, require
-from bridge.api.windows import in_warsaw
+from bridge.api.schemas import error_response, error_responses
+from bridge.api.windows import PlannedTime
 from bridge.auth import Principal, Role
 from bridge.clock import local_iso
 from bridge.maintenance import WindowConflict, WindowError
-from bridge.models import Duration, RunbookStep, StepRecord, UpdatePlan, UpdateStage
+from bridge.models import RunbookStep, StepRecord, UpdatePlan, UpdateStage, duration_between
 from bridge.service import Bridge
-from bridge.updates import GateRefused, PlanNotFound, StageWindow, UpdateError, UpdateRequest
+from bridge.updates import (
+    VERSION_PATTERN,
+    GateRefused,
+    PlanNotFound,
+    StageWindow,
+    UpdateError,
+    UpdateRequest,
+)
 from bridge.windows import parse_selector
 
 router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
 readers = require(Role.ENGINEER, Role.CLIENT)
 engineers = require(Role.ENGINEER)
+NO_PLAN = error_responses(404, 422, e404="no such update plan, or another hospital's")
+GATE = {
+    **NO_PLAN,
+    **error_responses(400, 409, e409="the plan's state does not allow it"),
+}
 
 Command = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+# What collectors.durations reads: seconds, or units largest first ("90s", "1h30m", "2d").
+DURATION_TEXT = r"^(?=.)(\d+(\.\d+)?|(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?)$"
+
+
+def api_duration(low: float, high: float) -> Any:
+    """A duration from ``low`` to ``high`` seconds, described in the OpenAPI as it is read."""
+    number = {"type": "number", "minimum": low, "maximum": high}
+    return Annotated[
+        duration_between(low, high),
+        WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": DURATION_TEXT}]}),
+    ]
+
+
+StepTimeout = api_duration(1.0, 86400.0)
+Soak = api_duration(0.0, 14 * 86400.0)  # as updates.soak of the config
 
 
 class StepIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     command: Command
-    timeout: Duration = Field(600.0, description="seconds, or 30s, 10m, 1h")
+    timeout: StepTimeout = Field(600.0, description="seconds, or 30s, 10m, 1h; at most 1 day")
+
+
+# A command alone, or with its timeout: told apart by type, so that an error names the one meant
+# ("runbook.update.0.step.timeout"), not both readings.
+RunbookItem = Annotated[
+    Annotated[Command, Tag("command")] | Annotated[StepIn, Tag("step")],
+    Discriminator(lambda item: "step" if isinstance(item, dict | StepIn) else "command"),
+]
 
 
 class RunbookIn(BaseModel):
@@ -39,9 +82,9 @@ class RunbookIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pre_checks: list[Command | StepIn] = Field(default_factory=list, max_length=100)
-    update: list[Command | StepIn] = Field(min_length=1, max_length=100)
-    post_checks: list[Command | StepIn] = Field(default_factory=list, max_length=100)
+    pre_checks: list[RunbookItem] = Field(default_factory=list, max_length=100)
+    update: list[RunbookItem] = Field(min_length=1, max_length=100)
+    post_checks: list[RunbookItem] = Field(default_factory=list, max_length=100)
 
     def steps(self) -> list[RunbookStep]:
         steps = []
@@ -59,11 +102,11 @@ class RunbookIn(BaseModel):
 class WindowTimes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime
-    end: datetime
+    start: PlannedTime
+    end: PlannedTime
 
     def stage(self) -> StageWindow:
-        return StageWindow(in_warsaw(self.start), in_warsaw(self.end))
+        return StageWindow(self.start, self.end)
 
 
 class UpdateIn(BaseModel):
@@ -72,11 +115,13 @@ class UpdateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client: str = Field(max_length=64)
-    target_version: str = Field(max_length=64)
+    target_version: str = Field(pattern=VERSION_PATTERN.pattern)
     test_window: WindowTimes | None = None
     prod_window: WindowTimes
     runbook: RunbookIn
-    soak: Duration | None = Field(None, description="default: updates.soak of the config")
+    soak: Soak | None = Field(
+        None, description="default: updates.soak of the config; at most 14 days"
+    )
     without_test_stage: bool = Field(
         False, description="the client has no test environment: production alone"
     )
@@ -198,7 +243,12 @@ def _visible(bridge: Bridge, plan_id: str, principal: Principal) -> UpdatePlan:
     return plan
 
 
-@router.post("", status_code=201, response_model=PlanOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=PlanOut,
+    responses=error_responses(400, 409, 422, e409="a stage overlaps a window of its assets"),
+)
 def plan_update(
     body: UpdateIn, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
 ):
@@ -216,13 +266,13 @@ def plan_update(
         )
         plan = bridge.updates.plan(request, principal.name)
     except WindowConflict as exc:
-        raise HTTPException(409, str(exc)) from None
+        return error_response(409, str(exc), conflicts_with=exc.other.id)
     except (UpdateError, WindowError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
     return PlanOut.of(plan)
 
 
-@router.get("", response_model=list[PlanOut])
+@router.get("", response_model=list[PlanOut], responses=error_responses(422))
 def list_updates(
     client: str | None = None,
     principal: Principal = Depends(readers),
@@ -232,7 +282,7 @@ def list_updates(
     return [PlanOut.of(p) for p in bridge.store.plans(client_scope(principal, client))]
 
 
-@router.get("/{plan_id}", response_model=PlanOut)
+@router.get("/{plan_id}", response_model=PlanOut, responses=NO_PLAN)
 def get_update(
     plan_id: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
 ) -> PlanOut:
@@ -251,7 +301,7 @@ async def _gate(bridge: Bridge, plan_id: str, action) -> PlanOut:
     return PlanOut.of(plan)
 
 
-@router.post("/{plan_id}/approve", response_model=PlanOut)
+@router.post("/{plan_id}/approve", response_model=PlanOut, responses=GATE)
 async def approve(
     plan_id: str,
     body: GateIn | None = None,
@@ -266,7 +316,7 @@ async def approve(
     )
 
 
-@router.post("/{plan_id}/hold", response_model=PlanOut)
+@router.post("/{plan_id}/hold", response_model=PlanOut, responses=GATE)
 async def hold(
     plan_id: str,
     body: GateIn | None = None,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import (
@@ -21,6 +21,7 @@ from bridge.api.deps import (
     refuse,
     require,
 )
+from bridge.api.schemas import error_response, error_responses
 from bridge.auth import Principal, Role
 from bridge.calendar_feed import build_calendar
 from bridge.clock import WARSAW, local_iso
@@ -32,11 +33,33 @@ from bridge.windows import Occurrences, covered_assets, parse_selector
 router = APIRouter(prefix="/api/v1", tags=["maintenance windows"])
 readers = require(Role.ENGINEER, Role.CLIENT)
 engineers = require(Role.ENGINEER)
+NO_WINDOW = error_responses(404, 422, e404="no such window, or another hospital's")
 
 
 def in_warsaw(when: datetime) -> datetime:
     """A time without an offset is what a person in Poland means: Europe/Warsaw."""
     return when if when.tzinfo is not None else when.replace(tzinfo=WARSAW)
+
+
+# Windows and update stages are planned inside these years: any plan fits, and every time in
+# them converts to and from Europe/Warsaw (year 1 or 9999 in Warsaw leaves what a datetime holds).
+EARLIEST_PLAN = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_PLAN = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _plannable(when: datetime) -> datetime:
+    when = in_warsaw(when)
+    try:
+        inside = EARLIEST_PLAN <= when < LATEST_PLAN
+    except OverflowError:  # the offset takes it out of what a datetime holds
+        inside = False
+    if not inside:
+        raise ValueError("must be from 1970-01-01 to 2999-12-31 (without an offset: Warsaw)")
+    return when
+
+
+# ISO 8601; without an offset Europe/Warsaw.
+PlannedTime = Annotated[datetime, AfterValidator(_plannable)]
 
 
 class WindowIn(BaseModel):
@@ -45,8 +68,8 @@ class WindowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client: str = Field(max_length=64)
-    start: datetime
-    end: datetime
+    start: PlannedTime
+    end: PlannedTime
     reason: str = Field(min_length=1, max_length=500)
     assets: list[str] = Field(default_factory=list, max_length=1000)
     selector: str | None = Field(
@@ -145,7 +168,7 @@ def _visible(bridge: Bridge, window_id: str, principal: Principal) -> Maintenanc
     "/windows",
     status_code=201,
     response_model=WindowOut,
-    responses={409: {"description": "overlaps another window of the same asset"}},
+    responses=error_responses(400, 409, 422, e409="overlaps another window of the same asset"),
 )
 def plan_window(
     body: WindowIn,
@@ -167,13 +190,13 @@ def plan_window(
         )
         window = bridge.maintenance.plan(request, principal.name)
     except WindowConflict as exc:
-        return JSONResponse({"detail": str(exc), "conflicts_with": exc.other.id}, 409)
+        return error_response(409, str(exc), conflicts_with=exc.other.id)
     except (WindowError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
     return WindowOut.of(bridge, window)
 
 
-@router.get("/windows", response_model=list[WindowOut])
+@router.get("/windows", response_model=list[WindowOut], responses=error_responses(422))
 def list_windows(
     client: str | None = None,
     include_cancelled: bool = False,
@@ -189,7 +212,7 @@ def list_windows(
     ]
 
 
-@router.get("/windows/{window_id}", response_model=WindowOut)
+@router.get("/windows/{window_id}", response_model=WindowOut, responses=NO_WINDOW)
 def get_window(
     window_id: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
 ) -> WindowOut:
@@ -197,7 +220,7 @@ def get_window(
     return WindowOut.of(bridge, _visible(bridge, window_id, principal), with_alerts=True)
 
 
-@router.post("/windows/{window_id}/cancel", response_model=WindowOut)
+@router.post("/windows/{window_id}/cancel", response_model=WindowOut, responses=NO_WINDOW)
 def cancel_window(
     window_id: str,
     principal: Principal = Depends(engineers),
