@@ -163,6 +163,15 @@ def test_update_plan_shows_why_the_bridge_refuses_it(running, tmp_path: Path):
     r = dyzur(running.url, "update", "plan", "--file", str(plan))
     assert r.exit_code == 2
     assert r.stderr == "body.prod_window: Field required\n"
+    # Each refused field on its own line.
+    plan.write_text(yaml.safe_dump({**body, "runbook": None, "soak": "forever"}))
+    r = dyzur(running.url, "update", "plan", "--file", str(plan))
+    assert r.exit_code == 2
+    assert r.stderr.splitlines()[:2] == [
+        "body.prod_window: Field required",
+        "body.runbook: Input should be a valid dictionary or object to extract fields from",
+    ]
+    assert r.stderr.splitlines()[2].startswith("body.soak: ")
 
     # Times in YAML (datetimes once loaded) go to the API as ISO 8601.
     plan.write_text(
