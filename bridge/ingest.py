@@ -410,6 +410,10 @@ class Ingestor:
         with self._lock:
             return self.engine.counts()
 
+    def series_count(self) -> int:
+        with self._lock:
+            return self.engine.series_count()
+
     @property
     def queued_transitions(self) -> int:
         return len(self._queue)

@@ -98,6 +98,12 @@ class Bridge:
             lambda: {(s.value,): n for s, n in self.ingestor.alert_counts().items()},
         )
         watch(
+            "dyzur_rule_series",
+            "Series the rules engine keeps state for (bounded: stale ones are dropped).",
+            [],
+            lambda: {(): self.ingestor.series_count()},
+        )
+        watch(
             "dyzur_sla_open_tickets",
             "Open tickets without a response that are at risk or past their deadline.",
             ["client", "category", "state"],

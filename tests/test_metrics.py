@@ -43,6 +43,8 @@ def test_tickets_windows_latency_and_queues_are_exported(api, bridge, clock):
         count = value(latency, "dyzur_alert_to_ticket_seconds_count", source=source)
         assert count == 1, source
     assert value(m["dyzur_transition_queue"], "dyzur_transition_queue") == 0
+    # The disk alert's series, kept by the engine (the Alertmanager alert is not its series).
+    assert value(m["dyzur_rule_series"], "dyzur_rule_series") == 1
     assert value(m["dyzur_alertmanager_alerts"], "dyzur_alertmanager_alerts_total",
                  status="firing", outcome="accepted") == 1  # fmt: skip
     assert "dyzur_sla_open_tickets" in m and "dyzur_alerts" in m
