@@ -138,6 +138,7 @@ class Ingestor:
         with self._lock:
             self.engine.restore(self.lifecycle.firing_alerts())
             self.engine.expect([a.id for a in self.assets.values() if a.reports], now)
+            self.engine.exempt([a.id for a in self.assets.values() if not a.reports])
 
     def ingest(
         self,

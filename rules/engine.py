@@ -374,19 +374,25 @@ class _ThresholdRule:
 class _AbsenceRule:
     """Runtime of one absence rule: per asset, when it was last seen and its alert."""
 
-    def __init__(self, rule: Rule, emitter: _Emitter, seen: dict[str, float]) -> None:
+    def __init__(
+        self, rule: Rule, emitter: _Emitter, seen: dict[str, float], exempt: set[str]
+    ) -> None:
         assert rule.absent_seconds is not None
         self.rule = rule
         self.name = rule.name
         self.emitter = emitter
         self.absent = rule.absent_seconds
         self.seen = seen  # asset -> now of the evaluate call that last brought a sample
+        self.exempt = exempt  # assets that never go "silent" (others report for them)
         self.active: dict[str, Alert] = {}
 
     def tick(self, now: float) -> None:
         absent = self.absent
         active = self.active
+        exempt = self.exempt
         for asset, last in self.seen.items():
+            if asset in exempt:
+                continue
             silent = now - last
             alert = active.get(asset)
             if alert is not None:
@@ -597,6 +603,8 @@ class Engine:
         self._absence: dict[str, _AbsenceRule] = {}
         # asset -> last arrival, shared by absence rules watching any metric.
         self._seen_any: dict[str, float] = {}
+        # Assets absence rules never fire for (``exempt``).
+        self._exempt: set[str] = set()
         builders: dict[str, _CodeBuilder] = {}
         groups: dict[tuple[str, tuple[str, ...]], _Group] = {}
         for rule in self.rules.values():
@@ -604,9 +612,11 @@ class Engine:
                 if rule.metric is None:
                     if rule.matchers:
                         raise ValueError(f"rule {rule.name!r}: absence matchers need a metric")
-                    self._absence[rule.name] = _AbsenceRule(rule, self._emitter, self._seen_any)
+                    self._absence[rule.name] = _AbsenceRule(
+                        rule, self._emitter, self._seen_any, self._exempt
+                    )
                     continue
-                art = self._absence[rule.name] = _AbsenceRule(rule, self._emitter, {})
+                art = self._absence[rule.name] = _AbsenceRule(rule, self._emitter, {}, self._exempt)
                 builders.setdefault(rule.metric, _CodeBuilder()).add_absence(art)
             else:
                 if rule.metric is None:
@@ -651,6 +661,11 @@ class Engine:
             if rt.active:
                 rt.recheck(now)
         return out
+
+    def exempt(self, assets: Iterable[str]) -> None:
+        """Assets absence rules never fire for: devices another agent polls (a UPS, an AMMS
+        host), whose silence the poller's own rules report."""
+        self._exempt.update(assets)
 
     def expect(self, assets: Iterable[str], now: float) -> None:
         """Assets that must report: one never seen counts as last seen at ``now``."""

@@ -185,6 +185,20 @@ def test_a_restarted_bridge_keeps_its_alerts(loaded, store, clock):
     assert ticket.status is TicketStatus.RESOLVED
 
 
+def test_an_asset_that_does_not_report_itself_never_goes_silent(bridge, clock):
+    """ups-b1 has ``reports: false``: srv-b1's agent polls it. When the polling stops, the UPS
+    pack's own rules say so; "agent silent" (a 2-hour Awaria) must not, at night or ever."""
+    rule = bridge.engine.rules["agent_silent"]
+    polled = Sample("dz_test_disk_used_ratio", {"asset": "ups-b1", "mountpoint": "/"}, 0.5,
+                    clock.time())  # fmt: skip
+    assert bridge.ingestor.ingest([polled], AGENT).accepted == 1
+    for _ in range(3):
+        clock.advance(rule.absent_seconds + 1)
+        disk(bridge, 0.5, asset="srv-b1")  # the poller itself keeps reporting
+        bridge.ingestor.tick()
+    assert tickets(bridge, asset="ups-b1") == []
+
+
 def test_agent_silence_opens_a_ticket_and_a_returning_agent_resolves_it(bridge, clock):
     rule = bridge.engine.rules["agent_silent"]
     disk(bridge, 0.5, asset="srv-b1")
