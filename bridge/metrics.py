@@ -71,7 +71,7 @@ class BridgeMetrics:
         )
         self.refusals = Counter(
             "dyzur_refused_requests",
-            "Requests refused for their credentials, by kind (token, stream).",
+            "Refused requests by kind: token (401), role (403), agent (another token's stream).",
             ["kind"],
             registry=r,
         )

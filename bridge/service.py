@@ -144,12 +144,22 @@ class Bridge:
         self.store.append_audit(AuditEvent(self.clock.now(), actor, action, outcome, detail=detail))
         self.forwarder.wake.set()
 
-    def refused(self, action: str, source: str, request: str, actor: str = "unknown") -> None:
+    def refused(
+        self,
+        action: str,
+        source: str,
+        request: str,
+        actor: str = "unknown",
+        client: str | None = None,
+        **detail: object,
+    ) -> None:
         """A request refused for its credentials: logged now, audited once a minute per source
-        with a count (``token.refused``, ``agent.stream_refused``)."""
-        log.warning("%s: %s from %s", action.replace(".", " "), request, source)
+        and actor with a count (``token.missing``, ``token.refused``, ``role.refused``,
+        ``agent.stream_refused``)."""
+        by = "" if actor == "unknown" else f" by {actor}"
+        log.warning("%s: %s from %s%s", action.replace(".", " "), request, source, by)
         self.metrics.refusals.labels(action.partition(".")[0]).inc()
-        self.refusals.refused(action, source, request, actor)
+        self.refusals.refused(action, source, request, actor, client, **detail)
 
     def _ssh_runner(self) -> SshRunner:
         """A runner for one update stage, with the bridge's key and known_hosts."""

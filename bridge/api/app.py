@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bridge.api import alertmanager, assets, health, samples, tickets, updates, windows
+from bridge.api import alertmanager, assets, audit, health, samples, tickets, updates, windows
+from bridge.api.deps import Forbidden, refuse_role
 from bridge.api.limits import BodySizeLimit
 from bridge.api.schemas import FieldError, SampleBatch, error_response, error_responses
 from bridge.service import Bridge
@@ -79,6 +80,12 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
             return error_response(exc.status_code, summary(fields), fields, headers=exc.headers)
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        # A role or hospital the token may not act for: audited (role.refused) per source.
+        refuse_role(request, exc)
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -100,7 +107,7 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
         # A defect: logged with its traceback by the server; the caller gets the same shape.
         return error_response(500, "internal error of the bridge; it is logged")
 
-    for router in (samples, alertmanager, tickets, assets, windows, updates):
+    for router in (samples, alertmanager, tickets, assets, windows, updates, audit):
         app.include_router(router.router, responses=WITH_A_TOKEN)
     app.include_router(health.router, responses=EVERY_OPERATION)
 

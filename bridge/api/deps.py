@@ -26,6 +26,7 @@ def get_principal(
 ) -> Principal:
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
+        refuse(request, bridge, "token.missing")
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", challenge)
     principal = bridge.loaded.tokens.authenticate(credentials.credentials)
     if principal is None:
@@ -34,29 +35,50 @@ def get_principal(
     return principal
 
 
-def refuse(request: Request, bridge: Bridge, action: str, actor: str = "unknown") -> None:
+def refuse(
+    request: Request,
+    bridge: Bridge,
+    action: str,
+    actor: str = "unknown",
+    client: str | None = None,
+    **detail: object,
+) -> None:
     """Log and audit (aggregated per source) a request refused for its credentials. Never the
     token itself: only where the attempt came from and what it asked for."""
     source = request.client.host if request.client else "?"
-    bridge.refused(action, source, f"{request.method} {request.url.path}", actor)
+    asked = f"{request.method} {request.url.path}"
+    bridge.refused(action, source, asked, actor, client, **detail)
+
+
+class Forbidden(HTTPException):
+    """403: the token's role or hospital may not do what it asked. The app's error handler
+    audits it (``role.refused``, see :func:`refuse_role`) before answering."""
+
+    def __init__(self, principal: Principal, detail: str) -> None:
+        super().__init__(status.HTTP_403_FORBIDDEN, detail)
+        self.principal = principal
+
+
+def refuse_role(request: Request, exc: Forbidden) -> None:
+    """Audit a 403 as ``role.refused``: the token's name as the actor, its role and the
+    request in the detail, its hospital as the event's client."""
+    p = exc.principal
+    role = f"client:{p.client}" if p.role is Role.CLIENT else p.role.value
+    refuse(request, get_bridge(request), "role.refused", p.name, p.client, role=role)
 
 
 def client_scope(principal: Principal, client: str | None) -> str | None:
     """The client a listing is limited to: a client token's own, whatever it asks for."""
     if principal.role is Role.CLIENT:
         if client is not None and client != principal.client:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, "a client token sees only its own client"
-            )
+            raise Forbidden(principal, "a client token sees only its own client")
         return principal.client
     return client
 
 
 def check_role(principal: Principal, allowed: set[Role]) -> Principal:
     if principal.role not in allowed:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"role {principal.role.value!r} may not do this"
-        )
+        raise Forbidden(principal, f"role {principal.role.value!r} may not do this")
     return principal
 
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.store.base import BatchClaim, BatchRecord, Store, StoreError, TicketFilter
+from bridge.store.base import (
+    AuditFilter,
+    BatchClaim,
+    BatchRecord,
+    Store,
+    StoreError,
+    TicketFilter,
+)
 
 __all__ = [
+    "AuditFilter",
     "BatchClaim",
     "BatchRecord",
     "Store",

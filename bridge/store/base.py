@@ -72,6 +72,27 @@ class TicketFilter:
     before: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which audit events to list, in the order they were recorded (by id): oldest first, or
+    newest first with ``newest_first``.
+
+    Every field that is not None narrows the list: ``client`` (exact), ``action`` (exact, or
+    a prefix when it ends in ``*``: ``ticket.*``), ``actor``, ``asset``, ``since`` (events
+    that happened at or after it). ``after`` is the id of the last event of the previous
+    page: the list continues right after it in its order.
+    """
+
+    client: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    asset: str | None = None
+    since: datetime | None = None
+    after: int | None = None
+    newest_first: bool = False
+    limit: int = 100
+
+
 class Store(ABC):
     """Tickets, their timelines and ticket numbers.
 
@@ -153,6 +174,10 @@ class Store(ABC):
         self, after_id: int = 0, limit: int = 1000, clients: frozenset[str] | None = None
     ) -> list[AuditEvent]:
         """Events with an id above ``after_id``, oldest first; only these clients' if given."""
+
+    @abstractmethod
+    def list_audit(self, query: AuditFilter) -> list[AuditEvent]:
+        """Events as ``query`` selects them (for people: GET /api/v1/audit)."""
 
     @abstractmethod
     def audit_high_water(self) -> int:

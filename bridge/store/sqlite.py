@@ -27,7 +27,14 @@ from bridge.models import (
     TimelineEntry,
     UpdatePlan,
 )
-from bridge.store.base import BatchClaim, BatchRecord, Store, StoreError, TicketFilter
+from bridge.store.base import (
+    AuditFilter,
+    BatchClaim,
+    BatchRecord,
+    Store,
+    StoreError,
+    TicketFilter,
+)
 from bridge.store.codec import plan_from_json, plan_to_json
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
@@ -240,6 +247,21 @@ def _epoch(value):  # datetime | None -> float | None
 
 def _dt(value):  # float | None -> datetime | None
     return None if value is None else to_datetime(value)
+
+
+def _row_to_event(r: sqlite3.Row) -> AuditEvent:
+    return AuditEvent(
+        at=to_datetime(r["at"]),
+        actor=r["actor"],
+        action=r["action"],
+        outcome=r["outcome"],
+        client=r["client"],
+        asset=r["asset"],
+        detail=json.loads(r["detail"]),
+        id=r["id"],
+        prev_hash=r["prev_hash"],
+        hash=r["hash"],
+    )
 
 
 def _row_to_ticket(row: sqlite3.Row) -> Ticket:
@@ -686,21 +708,40 @@ class SQLiteStore(Store):
             .execute(f"{sql}{scope} ORDER BY id LIMIT ?", (after_id, *params, limit))
             .fetchall()
         )
-        return [
-            AuditEvent(
-                at=to_datetime(r["at"]),
-                actor=r["actor"],
-                action=r["action"],
-                outcome=r["outcome"],
-                client=r["client"],
-                asset=r["asset"],
-                detail=json.loads(r["detail"]),
-                id=r["id"],
-                prev_hash=r["prev_hash"],
-                hash=r["hash"],
-            )
-            for r in rows
-        ]
+        return [_row_to_event(r) for r in rows]
+
+    def list_audit(self, query: AuditFilter) -> list[AuditEvent]:
+        where, params = [], []
+        for column, value in (
+            ("client", query.client),
+            ("actor", query.actor),
+            ("asset", query.asset),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.action is not None and query.action.endswith("*"):
+            prefix = query.action.removesuffix("*")
+            where.append("substr(action, 1, ?) = ?")
+            params += [len(prefix), prefix]
+        elif query.action is not None:
+            where.append("action = ?")
+            params.append(query.action)
+        if query.since is not None:
+            where.append("at >= ?")
+            params.append(query.since.timestamp())
+        if query.after is not None:
+            where.append("id < ?" if query.newest_first else "id > ?")
+            params.append(query.after)
+        sql = (
+            "SELECT id, at, actor, client, asset, action, outcome, detail, prev_hash, hash "
+            "FROM audit_events"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id {'DESC' if query.newest_first else 'ASC'} LIMIT ?"
+        rows = self._conn().execute(sql, (*params, query.limit)).fetchall()
+        return [_row_to_event(r) for r in rows]
 
     def audit_high_water(self) -> int:
         row = (
