@@ -26,6 +26,7 @@ from bridge.models import (
     UpdatePlan,
     UpdateStage,
 )
+from bridge.windows import Occurrences
 
 PRODID = "-//dyzur//maintenance windows//PL"
 CALENDAR_NAME = "dyzur: okna serwisowe"
@@ -119,11 +120,17 @@ def _window_event(
             )
         )
 
+    start, end = window.start, window.end
+    first = Occurrences(window).first() if window.rrule else None
+    if first is not None:
+        # DTSTART is the first instance (RFC 5545). A window planned before starts were checked
+        # against their rule may begin off it; the occurrence dyzur mutes first is written.
+        start, end = first
     event = _event(
         uid=f"{window.id}@dyzur",
         stamp=stamp,
-        start=window.start,
-        end=window.end,
+        start=start,
+        end=end,
         summary=texts["window"].format(reason=window.reason, client=name),
         description="\n".join(lines),
         category=WINDOW_CATEGORY,

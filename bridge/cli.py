@@ -384,10 +384,28 @@ def _show(data, as_json: bool, render) -> None:
 
 def _window(w: dict) -> str:
     text = f"{w['start']} – {w['end']} on {', '.join(w['assets']) or '(no assets)'}"
-    text += f" (every: {w['rrule']})" if w["rrule"] else ""
+    if w["rrule"]:
+        # The occurrence running now or next, unless it is the first one shown above.
+        later = w["next_start"] and w["next_start"] != w["start"]
+        when = "now" if w["active"] else "next"
+        occurrence = f", {when}: {w['next_start']} – {w['next_end']}" if later else ""
+        text += f" (every: {w['rrule']}{occurrence})"
     text += f" ticket {w['ticket']}" if w["ticket"] else ""
-    text += " ACTIVE" if w["active"] and not w["cancelled_at"] else ""
-    return text + (f" cancelled by {w['cancelled_by']}" if w["cancelled_at"] else "")
+    if w["cancelled_at"]:
+        return text + f" cancelled by {w['cancelled_by']}"
+    return text + (" ACTIVE" if w["active"] else " ENDED" if w["ended"] else "")
+
+
+def _suppressed(a: dict) -> str:
+    """One alert recorded against a window; its labels tell two of one rule on a host apart."""
+    shown = {k: v for k, v in a["labels"].items() if (k, v) != ("asset", a["asset"])}
+    labels = ",".join(f"{k}={v}" for k, v in shown.items())
+    text = f"  {a['rule']} on {a['asset']}" + (f" {{{labels}}}" if labels else "")
+    text += f" ({a['category']}): fired {a['fired_at']}"
+    text += f", value {a['value']:g}" if a["value"] is not None else ""
+    text += f", {a['state']}"
+    text += f" {a['recovered_at']}" if a["recovered_at"] else ""
+    return text + (f", ticket {a['ticket']}" if a["ticket"] else "")
 
 
 def _gate(p: dict) -> str:
@@ -460,6 +478,21 @@ def window_list(
     windows = _call("GET", "/api/v1/windows", url, token, ca_file, params=params)
     lines = [f"{w['id']} {w['client']}: {_window(w)}" for w in windows]
     _show(windows, as_json, lambda _: "\n".join(lines) or "(no windows)")
+
+
+@window_app.command("show")
+def window_show(
+    id: Annotated[str, typer.Argument(help="e.g. OS-2026-0001")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """One window, its reason and the alerts recorded against it (with their labels)."""
+    w = _call("GET", f"/api/v1/windows/{id}", url, token, ca_file)
+    lines = [f"{w['id']} {w['client']}: {_window(w)}", f"  reason: {w['reason']}"]
+    lines += [_suppressed(a) for a in w["alerts"] or []] or ["  (no alerts recorded)"]
+    _show(w, as_json, lambda _: "\n".join(lines))
 
 
 @window_app.command("cancel")

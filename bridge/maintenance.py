@@ -129,7 +129,7 @@ class Maintenance:
                 raise WindowError(f"assets: {asset_id!r} is not an asset of {r.client}")
         if r.rrule:
             try:
-                validate_rrule(r.rrule, r.start)
+                validate_rrule(r.rrule, r.start, r.end)
             except ValueError as exc:
                 raise WindowError(str(exc)) from None
         if r.ticket is not None:
@@ -238,5 +238,5 @@ class Maintenance:
         )
 
     def next_occurrence(self, window: MaintenanceWindow, after: datetime):
-        """The occurrence running at or next after ``after``, or None."""
-        return next(Occurrences(window).between(after, after + CONFLICT_HORIZON), None)
+        """The occurrence running at or next after ``after``, or None once the window ended."""
+        return Occurrences(window).following(after)

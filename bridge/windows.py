@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from dateutil.rrule import rrule, rrulestr
 
-from bridge.clock import WARSAW
+from bridge.clock import WARSAW, local_iso
 from bridge.models import Asset, MaintenanceWindow
 
 # How far ahead conflicts of recurring windows are looked for.
@@ -23,6 +23,7 @@ CONFLICT_HORIZON = timedelta(days=730)
 SELECTOR_KEYS = ("environment", "kind", "id", "client")
 _FORBIDDEN_RRULE = ("DTSTART", "SECONDLY", "MINUTELY", "HOURLY")
 Interval = tuple[datetime, datetime]
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def parse_selector(text: str) -> dict[str, str]:
@@ -55,8 +56,13 @@ def covered_assets(window: MaintenanceWindow, assets: Mapping[str, Asset]) -> li
     return [a.id for a in selected(assets, window.client, window.selector)]
 
 
-def validate_rrule(text: str, start: datetime) -> None:
-    """Raise ValueError naming what is wrong with an RRULE (RFC 5545, without DTSTART)."""
+def validate_rrule(text: str, start: datetime, end: datetime) -> None:
+    """Raise ValueError naming what is wrong with an RRULE (RFC 5545, without DTSTART).
+
+    The window's start must be an occurrence of its rule (RFC 5545: DTSTART is the first
+    instance; a series whose DTSTART is not one is undefined, and calendar programs differ), so
+    that what the engineer typed is the first night muted, checked for conflicts and shown.
+    """
     upper = text.upper()
     for word in _FORBIDDEN_RRULE:
         if word in upper:
@@ -65,9 +71,30 @@ def validate_rrule(text: str, start: datetime) -> None:
                 "windows repeat at most daily)"
             )
     try:
-        _rule(text, _wall(start))
+        rule = _rule(text, _wall(start))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"rrule: {exc}") from None
+    wall = _wall(start).replace(microsecond=0)  # the rule counts in whole seconds
+    first = next(iter(rule), None)
+    if first is None:
+        raise ValueError(
+            f"rrule: gives no occurrence from the start {_day(_aware(wall))} "
+            "(UNTIL before it, or COUNT=0)"
+        )
+    if first != wall:
+        span = _wall(end) - _wall(start)
+        raise ValueError(
+            f"start: {_day(_aware(wall))} is not an occurrence of rrule {text}; its first "
+            f"occurrence would be {_day(_aware(first))} to "
+            f"{local_iso(_aware(first + span))}: plan that start and end, "
+            "or change rrule"
+        )
+
+
+def _day(at: datetime) -> str:
+    """``Tuesday 2026-12-01T22:00:00+01:00``: the weekday is what a BYDAY rule is about."""
+    local = at.astimezone(WARSAW)
+    return f"{_WEEKDAYS[local.weekday()]} {local.isoformat()}"
 
 
 def _wall(at: datetime) -> datetime:
@@ -132,6 +159,36 @@ class Occurrences:
             if start <= moment < end:
                 return start, end
         return None
+
+    def following(self, moment: datetime) -> Interval | None:
+        """The occurrence running at ``moment`` or the next one after it; None once the
+        window's last occurrence is over (or it was cancelled). Not bounded by a horizon."""
+        if self._rule is None:
+            candidates: Iterable[Interval] = [(self._start, self._end)]
+        else:
+            # From a span and a DST hour before, so an occurrence running at ``moment`` is found.
+            walls = self._rule.xafter(_wall(moment) - self._span - timedelta(hours=2), inc=True)
+            candidates = ((_aware(w), _aware(w + self._span)) for w in walls)
+        for occurrence in candidates:
+            cut = self._cancelled(occurrence)
+            if cut is None:
+                return None  # begins after the cancellation, and so do all later ones
+            if cut[1] > moment:
+                return cut
+        return None
+
+    def ended(self, moment: datetime) -> bool:
+        """No occurrence runs at ``moment`` or later: the last one is over."""
+        return self.following(moment) is None
+
+    def first(self) -> Interval | None:
+        """The first occurrence, as muted (not cut by a cancellation); None if the rule has
+        none. For a window planned before starts were checked against their rule it is not
+        the window's start."""
+        if self._rule is None:
+            return self._start, self._end
+        wall = next(iter(self._rule), None)
+        return None if wall is None else (_aware(wall), _aware(wall + self._span))
 
     def first_overlap_with_itself(self, horizon: datetime) -> Interval | None:
         """An occurrence that begins before the previous one ended (a 25-hour daily window)."""

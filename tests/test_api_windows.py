@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from icalendar import Calendar
 
+from bridge.clock import WARSAW
 from bridge.config import LoadedConfig, parse_config
 from tests.conftest import TOKENS, auth, config_data, free_port
+from tests.test_lifecycle import disk
 
 WINDOW = {
     "client": "szpital-a",
@@ -222,3 +225,61 @@ def test_an_update_overlapping_a_window_names_it(amms_api):
     r = amms_api.post("/api/v1/updates", json=plan, headers=auth("engineer"))
     assert r.status_code == 409
     assert r.json()["conflicts_with"] == w["id"] and w["id"] in r.json()["detail"]
+
+
+# --- a recurring window's start, ended windows, the alerts recorded against a window ----------
+
+
+def test_a_start_off_its_rrule_is_422_naming_the_rules_first_occurrence(api):
+    # 24 November 2026 is a Tuesday; the rule says Wednesdays
+    r = api.post(
+        "/api/v1/windows",
+        json={**WINDOW, "rrule": "FREQ=WEEKLY;BYDAY=WE"},
+        headers=auth("engineer"),
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        "start: Tuesday 2026-11-24T22:00:00+01:00 is not an occurrence of rrule "
+        "FREQ=WEEKLY;BYDAY=WE; its first occurrence would be Wednesday "
+        "2026-11-25T22:00:00+01:00 to 2026-11-26T02:00:00+01:00: plan that start and end, "
+        "or change rrule"
+    )
+    assert api.get("/api/v1/windows", headers=auth("engineer")).json() == []
+    # the Tuesday night stays free for a one-off window
+    r = api.post("/api/v1/windows", json=WINDOW, headers=auth("engineer"))
+    assert r.status_code == 201, r.text
+
+
+def test_a_window_whose_last_occurrence_is_over_is_ended(api, clock):
+    one_off = api.post("/api/v1/windows", json=WINDOW, headers=auth("engineer")).json()
+    twice = {**WINDOW, "assets": ["srv-a2"], "rrule": "FREQ=WEEKLY;COUNT=2"}
+    twice = api.post("/api/v1/windows", json=twice, headers=auth("engineer")).json()
+    assert not one_off["ended"] and not twice["ended"]
+
+    clock.set(datetime(2026, 11, 25, 1, 0, tzinfo=UTC))  # 02:00 in Warsaw: the first night over
+    listed = {w["id"]: w for w in api.get("/api/v1/windows", headers=auth("engineer")).json()}
+    assert listed[one_off["id"]]["ended"] and listed[one_off["id"]]["next_start"] is None
+    assert not listed[twice["id"]]["ended"] and not listed[twice["id"]]["active"]
+    assert listed[twice["id"]]["next_start"] == "2026-12-01T22:00:00+01:00"
+
+    clock.set(datetime(2026, 12, 2, 1, 0, tzinfo=UTC))  # the second and last night over
+    shown = api.get(f"/api/v1/windows/{twice['id']}", headers=auth("engineer")).json()
+    assert shown["ended"] and shown["next_start"] is None
+
+
+def test_the_alerts_recorded_against_a_window_show_their_labels(api, bridge):
+    now = bridge.clock.now().astimezone(WARSAW).replace(tzinfo=None)
+    body = {
+        **WINDOW,
+        "start": now.isoformat(),
+        "end": (now + timedelta(hours=2)).isoformat(),
+    }
+    w = api.post("/api/v1/windows", json=body, headers=auth("engineer")).json()
+    disk(bridge, 0.95, mountpoint="/var")
+    disk(bridge, 0.97, mountpoint="/data")  # the same rule on the same host, another disk
+    shown = api.get(f"/api/v1/windows/{w['id']}", headers=auth("engineer")).json()
+    alerts = {a["labels"]["mountpoint"]: a for a in shown["alerts"]}
+    assert set(alerts) == {"/var", "/data"}
+    assert {a["rule"] for a in shown["alerts"]} == {"disk_usage"}
+    assert {a["asset"] for a in shown["alerts"]} == {"srv-a1"}
+    assert alerts["/data"]["value"] == 0.97 and alerts["/var"]["value"] == 0.95

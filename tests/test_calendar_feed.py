@@ -293,3 +293,20 @@ def test_empty_feed_is_still_a_calendar_with_the_timezone():
 def test_naive_datetime_is_refused():
     with pytest.raises(ValueError, match="aware"):
         build_calendar([window(start=datetime(2026, 10, 6, 22, 0))], [], CLIENTS, NOW)
+
+
+def test_a_stored_window_off_its_rule_starts_at_the_rules_first_occurrence():
+    """Planned before starts were checked (Tuesday, BYDAY=WE): RFC 5545 leaves such a series
+    undefined and clients differ (Outlook and libical skip the DTSTART, Google shows it), so the
+    feed writes the occurrence dyzur mutes first: Wednesday, the same length."""
+    w = window(
+        start=warsaw(2026, 12, 1, 22, 0),
+        end=warsaw(2026, 12, 2, 2, 0),
+        rrule="FREQ=WEEKLY;BYDAY=WE",
+    )
+    parsed = event(feed([w]), "okno-1@dyzur")
+
+    assert parsed.start == warsaw(2026, 12, 2, 22, 0)
+    assert parsed.end == warsaw(2026, 12, 3, 2, 0)
+    first = next(iter(rrulestr(parsed["RRULE"].to_ical().decode(), dtstart=parsed.start)))
+    assert first == parsed.start  # DTSTART is the first instance, as RFC 5545 wants

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
 
 from bridge.auth import hash_token
+from bridge.clock import WARSAW
 from tests.conftest import DATA
 
 
@@ -127,3 +129,109 @@ def test_a_deeply_nested_update_plan_file_is_a_message(tmp_path):
     )
     assert r.returncode == 2, r.stderr
     assert f"{path}: invalid YAML: nested too deeply" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- `dyzur window` against a bridge on the tests' controlled clock ---------------------------
+
+
+@pytest.fixture
+def served(bridge):
+    """The bridge (its clock set by the test) served over real HTTP in a thread."""
+    import threading
+
+    import uvicorn
+
+    from bridge.api import create_app
+    from tests.conftest import free_port
+    from tests.processes import wait_for
+
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(bridge, run_ticker=False), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="the bridge to listen")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def window(url, *args, who="engineer"):
+    from tests.conftest import TOKENS
+
+    return dyzur("window", *args, "--url", url, "--token", TOKENS[who])
+
+
+def plan(url, start, end, *extra, asset="srv-a1"):
+    return window(
+        url,
+        *("plan", "--client", "szpital-a", "--asset", asset, "--reason", "aktualizacja"),
+        *("--start", start, "--end", end, *extra),
+    )
+
+
+def test_window_plan_refuses_a_start_off_its_rrule_naming_the_first_occurrence(served):
+    r = plan(served, "2026-11-24T22:00", "2026-11-25T02:00", "--rrule", "FREQ=WEEKLY;BYDAY=WE")
+    assert r.returncode == 2, r.stdout
+    assert r.stderr == (
+        "start: Tuesday 2026-11-24T22:00:00+01:00 is not an occurrence of rrule "
+        "FREQ=WEEKLY;BYDAY=WE; its first occurrence would be Wednesday "
+        "2026-11-25T22:00:00+01:00 to 2026-11-26T02:00:00+01:00: plan that start and end, "
+        "or change rrule\n"
+    )
+    r = plan(served, "2026-11-25T22:00", "2026-11-26T02:00", "--rrule", "FREQ=WEEKLY;BYDAY=WE")
+    assert r.returncode == 0, r.stderr
+
+
+def test_window_list_marks_ended_windows_and_shows_a_recurring_ones_next_night(served, clock):
+    one_off = plan(served, "2026-11-24T22:00", "2026-11-25T02:00").stdout.split()[1].rstrip(":")
+    r = plan(
+        served,
+        "2026-11-24T22:00",
+        "2026-11-25T02:00",
+        "--rrule",
+        "FREQ=WEEKLY;COUNT=2",
+        asset="srv-a2",
+    )
+    weekly = r.stdout.split()[1].rstrip(":")
+    clock.set(datetime(2026, 11, 25, 1, 0, tzinfo=UTC))  # 02:00 in Warsaw: the first night over
+    lines = {line.split()[0]: line for line in window(served, "list").stdout.splitlines()}
+    assert lines[one_off] == (
+        f"{one_off} szpital-a: 2026-11-24T22:00:00+01:00 – 2026-11-25T02:00:00+01:00 "
+        "on srv-a1 ENDED"
+    )
+    assert lines[weekly] == (
+        f"{weekly} szpital-a: 2026-11-24T22:00:00+01:00 – 2026-11-25T02:00:00+01:00 on srv-a2 "
+        "(every: FREQ=WEEKLY;COUNT=2, next: 2026-12-01T22:00:00+01:00 – "
+        "2026-12-02T02:00:00+01:00)"
+    )
+    clock.set(datetime(2026, 12, 1, 22, 0, tzinfo=UTC))  # 23:00 in Warsaw, the second night
+    lines = {line.split()[0]: line for line in window(served, "list").stdout.splitlines()}
+    assert lines[weekly].endswith(
+        "(every: FREQ=WEEKLY;COUNT=2, now: 2026-12-01T22:00:00+01:00 – "
+        "2026-12-02T02:00:00+01:00) ACTIVE"
+    )
+    clock.set(datetime(2026, 12, 2, 1, 0, tzinfo=UTC))  # its last night is over
+    lines = {line.split()[0]: line for line in window(served, "list").stdout.splitlines()}
+    assert lines[weekly].endswith("(every: FREQ=WEEKLY;COUNT=2) ENDED")
+
+
+def test_window_show_tells_two_alerts_of_one_rule_on_one_host_apart(served, bridge):
+    from tests.test_lifecycle import disk
+
+    now = bridge.clock.now().astimezone(WARSAW)
+    r = plan(served, now.isoformat(), (now + timedelta(hours=2)).isoformat())
+    window_id = r.stdout.split()[1].rstrip(":")
+    disk(bridge, 0.95, mountpoint="/var")
+    disk(bridge, 0.97, mountpoint="/data")
+    r = window(served, "show", window_id)
+    assert r.returncode == 0, r.stderr
+    fired = now.isoformat()
+    assert r.stdout.splitlines()[1:] == [
+        "  reason: aktualizacja",
+        f"  disk_usage on srv-a1 {{mountpoint=/var}} (usterka): fired {fired}, value 0.95, firing",
+        f"  disk_usage on srv-a1 {{mountpoint=/data}} (usterka): fired {fired}, value 0.97, firing",
+    ]
+    assert r.stdout.splitlines()[0].endswith(" ACTIVE")

@@ -300,3 +300,103 @@ def test_a_bad_window_is_refused_naming_the_field(bridge, change, message):
     with pytest.raises(WindowError, match=message.replace("(", r"\(")):
         plan(bridge, START, end, **kw)
     assert bridge.store.windows() == []
+
+
+# --- a recurring window starts on an occurrence of its rule ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rrule", "first"),
+    [
+        # Tuesday 1 December 22:00 with a Wednesday rule: the rule's first night is the 2nd
+        (
+            "FREQ=WEEKLY;BYDAY=WE",
+            "Wednesday 2026-12-02T22:00:00+01:00 to 2026-12-03T02:00:00+01:00",
+        ),
+        # the second Tuesday of the month: 1 December is the first
+        (
+            "FREQ=MONTHLY;BYDAY=2TU",
+            "Tuesday 2026-12-08T22:00:00+01:00 to 2026-12-09T02:00:00+01:00",
+        ),
+        # the right day, another hour
+        ("FREQ=DAILY;BYHOUR=23", "Tuesday 2026-12-01T23:00:00+01:00 to 2026-12-02T03:00:00+01:00"),
+    ],
+)
+def test_a_recurring_window_whose_start_is_not_an_occurrence_of_its_rule_is_refused(
+    bridge, rrule, first
+):
+    tuesday = warsaw(2026, 12, 1, 22, 0)
+    with pytest.raises(WindowError) as caught:
+        plan(bridge, tuesday, tuesday + timedelta(hours=4), rrule=rrule)
+    message = str(caught.value)
+    assert message.startswith("start: Tuesday 2026-12-01T22:00:00+01:00 is not an occurrence")
+    assert f"rrule {rrule}" in message and f"first occurrence would be {first}" in message
+    assert bridge.store.windows() == []
+    # Nothing mutes that Tuesday night: a one-off window of the same asset is free.
+    plan(bridge, warsaw(2026, 12, 1, 23, 0), warsaw(2026, 12, 2, 1, 0))
+
+
+def test_a_rule_with_no_occurrence_from_the_start_is_refused(bridge):
+    start = warsaw(2026, 12, 1, 22, 0)
+    with pytest.raises(WindowError, match="rrule: gives no occurrence from"):
+        plan(bridge, start, start + timedelta(hours=4), rrule="FREQ=WEEKLY;UNTIL=20261124T000000")
+    assert bridge.store.windows() == []
+
+
+def test_the_first_occurrence_the_refusal_names_is_what_mutes_and_conflicts(bridge):
+    tuesday = warsaw(2026, 12, 1, 22, 0)
+    with pytest.raises(WindowError):
+        plan(bridge, tuesday, tuesday + timedelta(hours=4), rrule="FREQ=WEEKLY;BYDAY=WE")
+    # planned as the message says: the start is the first night muted, and the first conflict
+    window = plan(
+        bridge, warsaw(2026, 12, 2, 22), warsaw(2026, 12, 3, 2), rrule="FREQ=WEEKLY;BYDAY=WE"
+    )
+    schedule = bridge.maintenance.schedule()
+    assert schedule.muting("srv-a1", warsaw(2026, 12, 1, 23)) is None
+    assert schedule.muting("srv-a1", warsaw(2026, 12, 2, 23)).window == window.id
+    with pytest.raises(WindowConflict) as caught:
+        plan(bridge, warsaw(2026, 12, 2, 23), warsaw(2026, 12, 3, 1))
+    assert "2026-12-02T22:00:00+01:00" in str(caught.value)
+
+
+def test_a_stored_window_off_its_rule_mutes_from_the_rules_first_occurrence(bridge, store):
+    """A window planned before starts were checked: muting, conflicts and the next occurrence
+    all follow the rule (the calendar feed writes that occurrence as its DTSTART)."""
+    window = MaintenanceWindow(
+        "OS-2026-0099",
+        "szpital-a",
+        warsaw(2026, 12, 1, 22).astimezone(UTC),
+        warsaw(2026, 12, 2, 2).astimezone(UTC),
+        "stare okno",
+        assets=["srv-a1"],
+        rrule="FREQ=WEEKLY;BYDAY=WE",
+    )
+    store.save_window(window)
+    bridge.maintenance._changed()
+    schedule = bridge.maintenance.schedule()
+    assert schedule.muting("srv-a1", warsaw(2026, 12, 1, 23)) is None
+    assert schedule.muting("srv-a1", warsaw(2026, 12, 2, 23)).window == window.id
+    start, _ = bridge.maintenance.next_occurrence(window, warsaw(2026, 11, 30))
+    assert start == warsaw(2026, 12, 2, 22)
+
+
+def test_a_window_ends_when_its_last_occurrence_is_over():
+    one_off = MaintenanceWindow("a", "c", warsaw(2026, 12, 1, 22), warsaw(2026, 12, 2, 2), "r")
+    assert not Occurrences(one_off).ended(warsaw(2026, 12, 2, 1, 59))
+    assert Occurrences(one_off).ended(warsaw(2026, 12, 2, 2))
+    twice = MaintenanceWindow(
+        "b", "c", warsaw(2026, 12, 1, 22), warsaw(2026, 12, 2, 2), "r", rrule="FREQ=WEEKLY;COUNT=2"
+    )
+    assert not Occurrences(twice).ended(warsaw(2026, 12, 5))
+    assert Occurrences(twice).following(warsaw(2026, 12, 5))[0] == warsaw(2026, 12, 8, 22)
+    assert Occurrences(twice).ended(warsaw(2026, 12, 9, 2))
+    weekly = MaintenanceWindow(
+        "c", "c", warsaw(2026, 12, 1, 22), warsaw(2026, 12, 2, 2), "r", rrule="FREQ=WEEKLY"
+    )
+    assert not Occurrences(weekly).ended(warsaw(2036, 12, 5))  # beyond any horizon: no end
+    weekly.cancelled_at = warsaw(2026, 12, 8, 23).astimezone(UTC)  # during the second night
+    assert Occurrences(weekly).following(warsaw(2026, 12, 8, 22, 30)) == (
+        warsaw(2026, 12, 8, 22),
+        weekly.cancelled_at,
+    )
+    assert Occurrences(weekly).ended(weekly.cancelled_at)

@@ -84,6 +84,11 @@ class WindowIn(BaseModel):
 class SuppressedOut(BaseModel):
     rule: str
     asset: str
+    labels: dict[str, str] = Field(
+        description="the alert's labels: two alerts of one rule on one asset differ here "
+        "(mountpoint=/var and mountpoint=/data)"
+    )
+    value: float | None = Field(description="the value that fired it, if the rule has one")
     category: str
     state: str
     fired_at: str
@@ -95,6 +100,8 @@ class SuppressedOut(BaseModel):
         return cls(
             rule=a.rule,
             asset=a.asset,
+            labels=dict(sorted(a.labels.items())),
+            value=a.value,
             category=a.category.value,
             state=a.state.value,
             fired_at=local_iso(a.fired_at) or "",
@@ -121,6 +128,9 @@ class WindowOut(BaseModel):
     cancelled_at: str | None
     cancelled_by: str | None
     active: bool
+    ended: bool = Field(
+        description="no occurrence is left: the last one is over, or the window was cancelled"
+    )
     next_start: str | None = Field(description="the occurrence running now or next")
     next_end: str | None
     alerts: list[SuppressedOut] | None = None
@@ -148,6 +158,7 @@ class WindowOut(BaseModel):
             cancelled_at=local_iso(w.cancelled_at),
             cancelled_by=w.cancelled_by,
             active=Occurrences(w).at(now) is not None,
+            ended=occurrence is None,
             next_start=local_iso(occurrence[0]) if occurrence else None,
             next_end=local_iso(occurrence[1]) if occurrence else None,
             alerts=alerts,
