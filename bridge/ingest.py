@@ -167,6 +167,7 @@ class Ingestor:
         append = good.append
         versions: list[tuple[str, str]] = []
         isfinite = math.isfinite
+        join = "".join
         for index, s in enumerate(samples):
             value = s.value
             if not isfinite(value):
@@ -195,7 +196,8 @@ class Ingestor:
             elif ts > latest_allowed:
                 rejected.append(Rejection(index, "future_timestamp", "timestamp is in the future"))
                 continue
-            bad_label = forbidden_character(labels)
+            # One C-level scan of every value; the names are looked for only when it fails.
+            bad_label = None if join(labels.values()).isprintable() else forbidden_character(labels)
             if bad_label is not None:
                 rejected.append(
                     Rejection(
