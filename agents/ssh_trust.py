@@ -1,13 +1,53 @@
 """`dyzur ssh trust HOST[:PORT]`: show an SSH host key's fingerprint and, once an engineer has
 compared it with the host's own (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` there),
-record it in dyzur's known_hosts. dyzur never trusts a host key on its own."""
+record it in dyzur's known_hosts. dyzur never trusts a host key on its own.
+
+Which known_hosts: the bridge's (``--config dyzur.yaml``: its ``ssh.known_hosts``, relative to
+the config file, the one update runbooks use) or a file named directly (``--known-hosts``: an
+agent's ssh collector's)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import yaml
 
 from collectors.ssh.known_hosts import KnownHosts, record, trust
+
+
+class ConfigProblem(Exception):
+    """The bridge's config names no known_hosts dyzur ssh trust can use."""
+
+
+def bridge_known_hosts(config: str | Path) -> Path:
+    """The known_hosts of the bridge's config: ``ssh.known_hosts``, relative to the config file
+    (as the bridge reads it). Only that setting is read; ``dyzur check-config`` checks the rest."""
+    path = Path(config)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigProblem(f"{path}: cannot read the file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigProblem(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    except RecursionError:
+        raise ConfigProblem(f"{path}: invalid YAML: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigProblem(f"{path}: {where}invalid YAML") from None
+    ssh = data.get("ssh") if isinstance(data, dict) else None
+    if ssh is None:
+        raise ConfigProblem(
+            f"{path}: no ssh section: the bridge records host keys in the known_hosts its "
+            "ssh: section names (ssh: {known_hosts: known_hosts, key_file: ...}); for an "
+            "agent's known_hosts give --known-hosts FILE"
+        )
+    known_hosts = ssh.get("known_hosts") if isinstance(ssh, dict) else None
+    if not isinstance(known_hosts, str) or not known_hosts:
+        raise ConfigProblem(f"{path}: ssh.known_hosts: a file name is required")
+    return path.resolve().parent / known_hosts
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -22,12 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("trust", help="show a host key's fingerprint and record it on confirmation")
     t.add_argument("host", help="HOST or HOST:PORT")
-    t.add_argument("--known-hosts", required=True, help="dyzur's known_hosts file")
+    where = t.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config", "-c", help="the bridge's dyzur.yaml: record in its ssh.known_hosts"
+    )
+    where.add_argument("--known-hosts", help="a known_hosts file (an agent's ssh collector's)")
     t.add_argument("--yes", action="store_true", help="record without asking (scripts)")
     t.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
+    if args.config is None and args.known_hosts is None:
+        t.error(
+            "where to record the key: give the bridge's config (--config dyzur.yaml, its "
+            "ssh.known_hosts) or a known_hosts file (--known-hosts FILE)"
+        )
+    try:
+        path = bridge_known_hosts(args.config) if args.config else Path(args.known_hosts)
+    except ConfigProblem as exc:
+        print(f"dyzur ssh trust: {exc}", file=sys.stderr)
+        return 2
     host, port = _host_port(args.host)
-    known = KnownHosts(args.known_hosts)
+    known = KnownHosts(path)
     try:
         key, fp, already = trust(known, host, port, args.timeout)
     except Exception as exc:  # unreachable, not SSH: say so plainly
@@ -45,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print("not recorded")
             return 1
     record(known, host, port, key)
-    print(f"recorded in {args.known_hosts}")
+    print(f"recorded in {path}")
     return 0
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
+import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated
 
@@ -31,10 +35,78 @@ app.add_typer(update_app, name="update")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="dyzur.yaml")]
 
+# Whether the command running was asked for JSON (--json, --format json): then its errors are
+# JSON too. Set by those options' callbacks as its command line is read, reset for each command.
+_json_errors: ContextVar[bool] = ContextVar("json_errors", default=False)
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
+
+@app.callback()
+def _each_command() -> None:
+    _json_errors.set(False)
+
+
+def _json_option(value: bool) -> bool:
+    if value:
+        _json_errors.set(True)
+    return value
+
+
+def _format_option(value: str) -> str:
+    if value == "json":
+        _json_errors.set(True)
+    return value
+
+
+def _fail(message: str, body: object = None, status: int | None = None) -> typer.Exit:
+    """Exit 2 with ``message`` on stderr. A command asked for JSON (``--json``, ``--format
+    json``) gets its error as JSON too: the API's error body (``detail``, ``errors`` naming each
+    refused field, ``conflicts_with``) with the HTTP ``status`` (null: the bridge was not asked,
+    or did not answer)."""
+    if _json_errors.get():
+        typer.echo(json.dumps(_error_body(message, body, status), ensure_ascii=False), err=True)
+    else:
+        typer.echo(message, err=True)
     return typer.Exit(2)
+
+
+def _error_body(message: str, body: object = None, status: int | None = None) -> dict:
+    error = {"detail": message, "errors": [], "conflicts_with": None}
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        error |= body  # the bridge's own ErrorBody
+    return error | {"status": status}
+
+
+def _json_in(args: list[str]) -> bool:
+    pairs = itertools.pairwise(args)
+    return "--json" in args or "--format=json" in args or ("--format", "json") in pairs
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `dyzur` command. With ``--json`` (or ``--format json``) even a usage error (an
+    option missing or refused before the command runs) is JSON on stderr, exit 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not _json_in(args):
+        app(args=args)
+        return
+    try:
+        code = app(args=args, standalone_mode=False)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:
+        # Click's usage errors (typer's own copy of Click in recent releases, so by their
+        # shape): a missing argument, an unknown option, a refused value.
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", 0), int)):
+            raise
+        errors = []
+        param = getattr(exc, "param", None)
+        if param is not None:
+            option = param.param_type_name == "option" and param.opts
+            field = param.opts[0] if option else str(param.name).upper()
+            errors.append({"field": field, "msg": exc.format_message(), "type": "usage"})
+        body = {"detail": exc.format_message(), "errors": errors}
+        sys.stderr.write(json.dumps(_error_body("", body), ensure_ascii=False) + "\n")
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _load(path: Path):
@@ -62,7 +134,7 @@ def run(
     from bridge.service import Bridge
     from bridge.store import StoreError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _log_in_utc()
     loaded = _load(config)
     try:
         bridge = Bridge(loaded)
@@ -92,6 +164,7 @@ def run(
             port=port or listen.port,
             access_log=access_log,
             log_level="info",
+            log_config=None,  # uvicorn's lines go through the root logger: times in UTC
             **tls,
         )
     finally:
@@ -100,6 +173,26 @@ def run(
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def utc_log_formatter() -> logging.Formatter:
+    """Each line starts with its time in UTC, ISO 8601 marked Z (2026-11-23T09:00:00.123Z),
+    whatever the host's time zone."""
+    import time
+
+    formatter = logging.Formatter(
+        "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter.converter = time.gmtime
+    return formatter
+
+
+def _log_in_utc() -> None:
+    """The bridge's log, dyzur's and uvicorn's lines alike (uvicorn runs without a logging
+    config of its own, so its loggers reach this handler)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(utc_log_formatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 @app.command("check-config")
@@ -177,7 +270,9 @@ def report_sla(
     config: ConfigPath,
     client: Annotated[str, typer.Option(help="client id")],
     month: Annotated[str, typer.Option(help="YYYY-MM, in Europe/Warsaw")],
-    format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    format: Annotated[
+        str, typer.Option("--format", help="table, csv or json", callback=_format_option)
+    ] = "table",
 ) -> None:
     """Reaction times of a client's tickets in a month, per category, for the invoice."""
     from bridge.report import ReportError, render_report, sla_report
@@ -296,6 +391,17 @@ def agent() -> None:
     raise _fail("run the agent as: dyzur agent --config agent.yaml")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def ssh() -> None:
+    """Record a host key: dyzur ssh trust HOST:PORT --config dyzur.yaml (or --known-hosts F)."""
+    # Listed for --help only: bridge/entry.py runs `dyzur ssh` (agents/ssh_trust.py), which
+    # an agent-only install has too, before this CLI is loaded.
+    raise _fail("record a host key as: dyzur ssh trust HOST:PORT --config dyzur.yaml")
+
+
 # --- window and update: thin clients of a running bridge's API, so its tokens, roles and
 # audit trail (the token's name as the actor) apply as they do to any other caller.
 
@@ -312,7 +418,9 @@ CaFile = Annotated[
     Path | None,
     typer.Option(exists=True, dir_okay=False, help="verify the bridge's HTTPS with this CA"),
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="print the API's JSON (errors too)", callback=_json_option)
+]
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -354,10 +462,11 @@ def _call(
         )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise _fail(f"cannot reach the bridge at {url}: {exc}") from None
+    status = response.status_code
     try:
         data = response.json()
     except ValueError:
-        raise _fail(f"{url}: HTTP {response.status_code}, not an answer of the bridge") from None
+        raise _fail(f"{url}: HTTP {status}, not an answer of the bridge", status=status) from None
     if response.is_success:
         return data
     detail = data.get("detail", data) if isinstance(data, dict) else data
@@ -365,9 +474,9 @@ def _call(
         detail = data["errors"]  # ErrorBody: each refused field, one a line
     if isinstance(detail, list):
         detail = "\n".join(f"{d.get('field', '?')}: {d.get('msg', d)}" for d in detail)
-    if response.status_code == 401:
-        raise _fail(f"the bridge at {url} refused the token: {detail}")
-    raise _fail(str(detail))
+    if status == 401:
+        raise _fail(f"the bridge at {url} refused the token: {detail}", data, status)
+    raise _fail(str(detail), data, status)
 
 
 def _iso(value) -> str:
@@ -588,3 +697,90 @@ def update_hold(
 ) -> None:
     """Keep production from starting until an engineer approves."""
     _gate_command("hold", id, reason, url, token, ca_file, as_json)
+
+
+# --- audit list: the audit trail for engineers without a SIEM, through the API like window and
+# update, so a hospital's token reads its own hospital's events only (audit verify, by contrast,
+# checks the chain in the store file itself).
+
+AUDIT_COLUMNS = ("ID", "TIME", "ACTOR", "ACTION", "OUTCOME", "CLIENT", "ASSET", "DETAIL")
+AUDIT_PAGE = 1000  # the API's largest page
+
+
+def _detail_text(detail: dict) -> str:
+    """key=value pairs; a value that is not one plain word is written as JSON (quoted, with
+    control characters escaped), so one event stays on one line."""
+
+    def value(v) -> str:
+        if isinstance(v, str) and v and v.isprintable() and " " not in v and '"' not in v:
+            return v
+        return json.dumps(v, ensure_ascii=False)
+
+    return " ".join(f"{k}={value(v)}" for k, v in detail.items())
+
+
+def _audit_table(events: list[dict]) -> str:
+    from datetime import datetime
+
+    if not events:
+        return "(no audit events)"
+    rows = [
+        (
+            str(e["id"]),
+            datetime.fromisoformat(e["at"]).isoformat(sep=" ", timespec="seconds"),
+            e["actor"],
+            e["action"],
+            e["outcome"],
+            e["client"] or "-",
+            e["asset"] or "-",
+            _detail_text(e["detail"]),
+        )
+        for e in events
+    ]
+    widths = [max(len(r[i]) for r in [AUDIT_COLUMNS, *rows]) for i in range(len(AUDIT_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [AUDIT_COLUMNS, *rows]
+    )
+
+
+@audit_app.command("list")
+def audit_list(
+    since: Annotated[
+        str | None, typer.Option(help="ISO 8601; without an offset: Europe/Warsaw")
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option(help="ticket.opened, or a prefix ending in *: 'ticket.*'")
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="a token's name, dyzur, agent:NAME")] = None,
+    asset: Annotated[str | None, typer.Option(help="an asset id")] = None,
+    client: Annotated[str | None, typer.Option(help="a hospital's id")] = None,
+    order: Annotated[str, typer.Option(help="newest or oldest first")] = "newest",
+    limit: Annotated[int, typer.Option(min=1, help="at most this many events")] = 50,
+    format: Annotated[
+        str, typer.Option("--format", help="table or json", callback=_format_option)
+    ] = "table",
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    ca_file: CaFile = None,
+    as_json: AsJson = False,
+) -> None:
+    """Audit events through the bridge's API (engineer, admin, or a hospital's token for its
+    own), newest first; times in Europe/Warsaw."""
+    if format not in ("table", "json"):
+        raise _fail(f"--format: expected table or json, got {format!r}")
+    if order not in ("newest", "oldest"):
+        raise _fail(f"--order: expected newest or oldest, got {order!r}")
+    filters = {"since": since, "action": action, "actor": actor, "asset": asset, "client": client}
+    params = {k: v for k, v in filters.items() if v is not None} | {"order": order}
+    events: list[dict] = []
+    while len(events) < limit:
+        page = min(limit - len(events), AUDIT_PAGE)
+        after = {"after": events[-1]["id"]} if events else {}
+        got = _call(
+            "GET", "/api/v1/audit", url, token, ca_file, params=params | after | {"limit": page}
+        )
+        events += got
+        if len(got) < page:
+            break
+    _show(events, as_json or format == "json", _audit_table)

@@ -20,10 +20,10 @@ def main() -> None:
         module, _, function = COMMANDS[argv[0]].partition(":")
         sys.exit(getattr(importlib.import_module(module), function)(argv[1:]))
     try:
-        from bridge.cli import app
+        from bridge.cli import main as bridge_main
     except ImportError as exc:  # an agent-only install has no bridge libraries
         sys.exit(
             f"dyzur: the bridge is not installed here ({exc.name} missing): "
             "pip install 'dyzur[bridge]'; the agent runs as: dyzur agent --config FILE"
         )
-    app()
+    bridge_main(argv)
