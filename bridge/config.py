@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ EXAMPLE_CONFIG = Path(__file__).with_name("example.yaml")
 # a core, and a period of centuries overflows the dates computed from it.
 ConnectTimeout = duration_between(1.0, 300.0)
 SoakPeriod = duration_between(0.0, 14 * 86400.0)
+SettlePeriod = duration_between(0.0, 3600.0)
 ReopenPeriod = duration_between(0.0, 30 * 86400.0)
 TickInterval = duration_between(0.1, 600.0)
 ClockSkew = duration_between(1.0, 86400.0)
@@ -78,6 +79,9 @@ class SshSettings(_Strict):
 class UpdateSettings(_Strict):
     # How long the test assets must stay free of awaria/usterka alerts after the test stage.
     soak: SoakPeriod = 1800.0
+    # How long a stage's window keeps muting its hosts after the stage completed or failed
+    # (a restarted AMMS settling); then the window ends and alerts open tickets at once.
+    settle: SettlePeriod = 120.0
 
 
 class CategoryMapping(_Strict):
@@ -179,6 +183,7 @@ class LoadedConfig:
     clients: dict[str, Client]
     assets: dict[str, Asset]
     tokens: TokenRegistry
+    path: Path | None = None  # the file it was read from (absolute); None: parsed from data
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -321,4 +326,4 @@ def load_config(path: Path | str) -> LoadedConfig:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(str(path), [f"{where}invalid YAML: {problem}"]) from None
-    return parse_config(data, str(path), path.resolve().parent)
+    return replace(parse_config(data, str(path), path.resolve().parent), path=path.resolve())

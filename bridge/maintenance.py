@@ -51,6 +51,18 @@ class WindowNotFound(LookupError):
     pass
 
 
+class WindowOfPlan(ValueError):
+    """A window that is a stage of an update plan: only the plan may cancel it (409)."""
+
+    def __init__(self, window: MaintenanceWindow) -> None:
+        super().__init__(
+            f"window {window.id} is a stage of update plan {window.plan}; cancel the plan "
+            f"instead: dyzur update cancel {window.plan} --reason ... "
+            f"(POST /api/v1/updates/{window.plan}/cancel)"
+        )
+        self.window = window
+
+
 @dataclass(frozen=True)
 class WindowRequest:
     client: str
@@ -202,12 +214,21 @@ class Maintenance:
                 return window
         raise WindowNotFound(window_id)
 
-    def cancel(self, window_id: str, actor: str) -> MaintenanceWindow:
+    def refuse(self, requests: list[WindowRequest], plan: str | None = None) -> None:
+        """Raise what ``plan_all`` would raise for these requests (a field, a conflict),
+        without saving anything: an update plan checks its windows before taking a number."""
+        for window in [self.check(r, plan) for r in requests]:
+            self._refuse_conflict(window)
+
+    def cancel(self, window_id: str, actor: str, plan: str | None = None) -> MaintenanceWindow:
         """Cancel a window: a running occurrence ends now, and alerts still firing in it open
-        their tickets at the next tick. Cancelling twice changes nothing."""
+        their tickets at the next tick. Cancelling twice changes nothing. A stage's window of
+        an update plan is cancelled only by its plan (``plan``): WindowOfPlan otherwise."""
         now = self.clock.now()
         with self.store.alert_lock(PLANNING_LOCK):
             window = self.get(window_id)
+            if window.plan is not None and window.plan != plan:
+                raise WindowOfPlan(window)
             if window.cancelled_at is not None:
                 return window
             window.cancelled_at = now
@@ -222,7 +243,35 @@ class Maintenance:
         self._changed()
         return window
 
-    def _audit(self, action: str, window: MaintenanceWindow, actor: str, now: datetime) -> None:
+    def end_early(
+        self, window_id: str, at: datetime, actor: str, plan: str | None = None
+    ) -> MaintenanceWindow | None:
+        """End a one-off window at ``at`` instead of its planned end (an update stage's window
+        once the stage is over and settled): alerts still firing in it open their tickets at
+        the first tick from ``at``. None when it already ends by then (or is not one-off)."""
+        now = self.clock.now()
+        with self.store.alert_lock(PLANNING_LOCK):
+            window = self.get(window_id)
+            if window.plan is not None and window.plan != plan:
+                raise WindowOfPlan(window)
+            if window.rrule or window.cancelled_at is not None or window.end <= at:
+                return None
+            planned_end = window.end
+            window.end = max(at, window.start)
+            self.store.save_window(window)
+            for record in self.store.suppressed_alerts(
+                window=window.id, state=SuppressedState.FIRING
+            ):
+                record.until = min(record.until, window.end)
+                self.store.save_suppressed(record)
+            planned = local_iso(planned_end)
+            self._audit("window.ended_early", window, actor, now, planned_end=planned)
+        self._changed()
+        return window
+
+    def _audit(
+        self, action: str, window: MaintenanceWindow, actor: str, now: datetime, **extra: object
+    ) -> None:
         detail = {
             "window": window.id,
             "start": local_iso(window.start),
@@ -233,6 +282,7 @@ class Maintenance:
         }
         if window.plan:
             detail["plan"] = window.plan
+        detail.update(extra)
         self.store.append_audit(
             AuditEvent(now, actor, action, "success", window.client, None, detail)
         )

@@ -313,6 +313,7 @@ class StageState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     NOT_RUN = "not_run"  # production after a failed or unapproved test stage, or a missed window
+    CANCELLED = "cancelled"  # the plan was cancelled while it ran: stopped after its command
 
 
 class GateState(StrEnum):
@@ -322,7 +323,9 @@ class GateState(StrEnum):
     SOAKING = "soaking"  # runbook passed; watching the test assets for alerts until soak_until
     HELD = "held"  # an engineer stopped it; only an approval lets production run
     PASSED = "passed"  # post-checks OK and the soak quiet, or approved by an engineer
-    FAILED = "failed"  # the test stage failed or an alert fired during the soak
+    # The test stage failed (final), or the soak judgement found alerts or tickets of the test
+    # assets (an engineer may still approve over it, with an override and a reason).
+    FAILED = "failed"
     NOT_REQUIRED = "not_required"  # a client without a test environment (explicit flag)
 
 
@@ -331,6 +334,7 @@ class PlanStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     EXPIRED = "expired"  # the production window passed without production running
+    CANCELLED = "cancelled"  # an engineer called it off (update cancel)
 
 
 Phase = Literal["pre_check", "update", "post_check"]
@@ -358,6 +362,8 @@ class UpdateStage:
     finished_at: datetime | None = None
     failure: str | None = None
     failure_ticket: str | None = None
+    # The assets on which every update command ran successfully (set when the stage ends).
+    updated: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -380,6 +386,14 @@ class UpdatePlan:
     gate_at: datetime | None = None
     gate_reason: str | None = None
     soak_until: datetime | None = None
+    # The last soak judgement (by the ticker at the soak's end, or at an approval): what it
+    # found on the test assets from the end of the test stage until ``judged_until``.
+    gate_findings: list[str] = field(default_factory=list)
+    judged_until: datetime | None = None
+    gate_override: bool = False  # approved over a judgement that found something
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
 
     def stage(self, environment: str) -> UpdateStage | None:
         return next((s for s in self.stages if s.environment == environment), None)

@@ -65,6 +65,8 @@ class Bridge:
             self.clock,
             self._ssh_runner if self.config.ssh is not None else None,
             self.config.updates.soak,
+            self.config.updates.settle,
+            str(loaded.path) if loaded.path is not None else None,
         )
         self.alertmanager = AlertmanagerReceiver(
             self.config.alertmanager, self.lifecycle, loaded.assets, self.metrics

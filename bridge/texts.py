@@ -44,16 +44,39 @@ TIMELINE = {
         "stage_succeeded": "Etap {stage} zakończony powodzeniem; wersja {version} na: {assets}.",
         "stage_failed": "Etap {stage} nieudany na {asset}: krok {phase} `{command}` zakończył się "
         "kodem {exit_code}. {error}Wynik:\n{output}",
+        "stage_not_run_step": "Etap {stage} nieudany na {asset}: krok {phase} `{command}` nie "
+        "został wykonany: {problem}",
         "stage_interrupted": "Etap {stage} przerwany: most zatrzymał się w trakcie; sprawdź hosty "
         "ręcznie.",
+        "stage_cancelled": "Etap {stage} anulowany po bieżącym poleceniu. Zaktualizowane: "
+        "{updated}. Niezaktualizowane: {not_updated}. Sprawdź stan hostów.",
+        "stage_cancelled_interrupted": "Etap {stage} anulowany; most zatrzymał się w trakcie "
+        "etapu. Zaktualizowane: {updated}. Niezaktualizowane lub niepewne: {not_updated}. "
+        "Sprawdź stan hostów.",
+        "muting_ends": "Wyciszenie alertów {assets} kończy się o {at} (okno {window} skrócone "
+        "do końca etapu i czasu na ustabilizowanie).",
         "soak": "Okres obserwacji środowiska testowego do {until}.",
-        "gate_passed": "Bramka przed produkcją otwarta: {reason}.",
-        "gate_failed": "Bramka przed produkcją zamknięta: {reason}. Produkcja nie zostanie "
-        "zaktualizowana.",
+        "gate_passed": "Bramka przed produkcją otwarta: etap testowy bez błędów; w okresie "
+        "obserwacji {since} – {until} hosty testowe nie miały alertów ani zgłoszeń kategorii "
+        "Awaria lub Usterka.",
+        "gate_failed": "Bramka przed produkcją zamknięta: w okresie obserwacji {since} – {until} "
+        "hosty testowe miały alerty lub zgłoszenia: {findings}. Produkcja nie zostanie "
+        "zaktualizowana, chyba że inżynier zatwierdzi ją wbrew tej ocenie (dyzur update approve "
+        "{plan} --override --reason ...).",
         "gate_held": "Bramka wstrzymana przez {actor}: {reason}.",
-        "gate_approved": "Bramka zatwierdzona przez {actor}: {reason}.",
+        "gate_approved": "Bramka zatwierdzona przez {actor}: {reason}. Ocena okresu obserwacji "
+        "{since} – {until}: brak alertów i zgłoszeń kategorii Awaria lub Usterka hostów "
+        "testowych.{cut_short}",
+        "gate_overridden": "Bramka zatwierdzona przez {actor} WBREW ocenie okresu obserwacji "
+        "{since} – {until}, która wykazała: {findings}. Uzasadnienie: {reason}.{cut_short}",
+        "soak_cut_short": " Obserwacja zakończona zatwierdzeniem przed planowanym końcem "
+        "({until}).",
         "plan_completed": "Aktualizacja do wersji {version} zakończona.",
         "plan_expired": "Okno etapu {stage} minęło, a etap nie został uruchomiony ({reason}).",
+        "plan_cancelled": "Plan {plan_id} anulowany przez {actor}: {reason}. Kolejne kroki i etapy "
+        "nie zostaną uruchomione.",
+        "prod_not_run": "Produkcja nie została zaktualizowana: {why}. Zgłoszenie pozostaje "
+        "otwarte do decyzji inżyniera.",
         "failure_ticket": "Otwarto zgłoszenie {ticket}.",
         "stale": "Pominięto nieaktualne powiadomienie: alert aktywny od {since} został już "
         "rozwiązany ({resolved}); to spóźniona kopia lub powtórka, zgłoszenie nie zostaje "
@@ -79,15 +102,34 @@ TIMELINE = {
         "stage_succeeded": "{stage} stage succeeded; version {version} on: {assets}.",
         "stage_failed": "{stage} stage failed on {asset}: {phase} step `{command}` ended with "
         "exit code {exit_code}. {error}Output:\n{output}",
+        "stage_not_run_step": "{stage} stage failed on {asset}: {phase} step `{command}` did "
+        "not run: {problem}",
         "stage_interrupted": "{stage} stage interrupted: the bridge stopped while it ran; check "
         "the hosts by hand.",
+        "stage_cancelled": "{stage} stage cancelled after its current command. Updated: "
+        "{updated}. Not updated: {not_updated}. Check the hosts.",
+        "stage_cancelled_interrupted": "{stage} stage cancelled; the bridge stopped while it "
+        "ran. Updated: {updated}. Not updated or unknown: {not_updated}. Check the hosts.",
+        "muting_ends": "Alerts of {assets} are muted until {at} (window {window} shortened to "
+        "the stage's end and the settle time).",
         "soak": "Watching the test environment until {until}.",
-        "gate_passed": "Gate to production opened: {reason}.",
-        "gate_failed": "Gate to production closed: {reason}. Production will not be updated.",
+        "gate_passed": "Gate to production opened: the test stage passed, and the test hosts "
+        "had no Awaria or Usterka alerts or tickets in the soak {since} – {until}.",
+        "gate_failed": "Gate to production closed: in the soak {since} – {until} the test hosts "
+        "had alerts or tickets: {findings}. Production will not be updated unless an engineer "
+        "approves over this judgement (dyzur update approve {plan} --override --reason ...).",
         "gate_held": "Gate held by {actor}: {reason}.",
-        "gate_approved": "Gate approved by {actor}: {reason}.",
+        "gate_approved": "Gate approved by {actor}: {reason}. Soak judgement {since} – {until}: "
+        "no Awaria or Usterka alerts or tickets of the test hosts.{cut_short}",
+        "gate_overridden": "Gate approved by {actor} OVER the soak judgement {since} – {until}, "
+        "which found: {findings}. Reason: {reason}.{cut_short}",
+        "soak_cut_short": " The soak was cut short by the approval (planned until {until}).",
         "plan_completed": "Update to version {version} completed.",
         "plan_expired": "The {stage} stage's window passed without the stage running ({reason}).",
+        "plan_cancelled": "Plan {plan_id} cancelled by {actor}: {reason}. No further step or stage "
+        "will run.",
+        "prod_not_run": "Production was not updated: {why}. This ticket stays open for an "
+        "engineer.",
         "failure_ticket": "Ticket {ticket} opened.",
         "stale": "Stale notification ignored: the alert firing since {since} was already "
         "resolved at {resolved} (a late copy or a replay); the ticket is not reopened.",
@@ -137,9 +179,13 @@ UPDATE_TICKETS = {
         "failed_title": "Nieudana aktualizacja AMMS {version}: etap {stage} na {asset}",
         "failed_description": "Plan {plan}: krok {phase} `{command}` na {asset} zakończył się "
         "kodem {exit_code}. {error}\nWynik:\n{output}",
+        "failed_description_not_run": "Plan {plan}: krok {phase} `{command}` na {asset} nie "
+        "został wykonany: {problem}",
         "gate_title": "Aktualizacja AMMS {version} zatrzymana: alerty w środowisku testowym",
-        "gate_description": "Plan {plan}: w okresie obserwacji po etapie testowym wystąpiły "
-        "alerty: {alerts}. Produkcja nie zostanie zaktualizowana.",
+        "gate_description": "Plan {plan}: w okresie obserwacji {since} – {until} po etapie "
+        "testowym hosty testowe miały alerty lub zgłoszenia: {findings}. Produkcja nie zostanie "
+        "zaktualizowana, chyba że inżynier zatwierdzi ją wbrew tej ocenie: dyzur update approve "
+        "{plan} --override --reason ...",
     },
     "en": {
         "plan_title": "AMMS update to version {version}: {client}",
@@ -148,9 +194,13 @@ UPDATE_TICKETS = {
         "failed_title": "AMMS update {version} failed: {stage} stage on {asset}",
         "failed_description": "Plan {plan}: {phase} step `{command}` on {asset} ended with "
         "exit code {exit_code}. {error}\nOutput:\n{output}",
+        "failed_description_not_run": "Plan {plan}: {phase} step `{command}` on {asset} did "
+        "not run: {problem}",
         "gate_title": "AMMS update {version} stopped: alerts in the test environment",
-        "gate_description": "Plan {plan}: alerts fired while the test environment was "
-        "watched after the test stage: {alerts}. Production will not be updated.",
+        "gate_description": "Plan {plan}: in the soak {since} – {until} after the test stage "
+        "the test hosts had alerts or tickets: {findings}. Production will not be updated "
+        "unless an engineer approves over this judgement: dyzur update approve {plan} "
+        "--override --reason ...",
     },
 }
 
@@ -161,3 +211,137 @@ def stage_name(language: str, environment: str) -> str:
 
 def update_text(language: str, key: str, **values: object) -> str:
     return UPDATE_TICKETS[language][key].format(**values)
+
+
+# Why a runbook step failed or did not run, as the ticket tells it.
+STEP_PROBLEMS = {
+    "pl": {
+        "unreachable": "brak połączenia SSH z {host}:{port} ({reason}).",
+        "auth": "serwer {host}:{port} odrzucił logowanie kluczem SSH jako {user} ({reason}).",
+        "host_key_unknown": "połączenie odrzucone: nieznany klucz hosta SSH {presented} serwera "
+        "{host}:{port}. Sprawdź klucz na hoście i zapisz go: {hint}",
+        "host_key_mismatch": "połączenie odrzucone: KLUCZ HOSTA SSH serwera {host}:{port} SIĘ "
+        "ZMIENIŁ (zapisany {expected}, przedstawiony {presented}); możliwy atak. Jeśli zmiana "
+        "jest zamierzona, sprawdź klucz na hoście i zapisz go: {hint}",
+        "timed_out": "przekroczono limit czasu {timeout} s; polecenie przerwane.",
+        "error": "{error}",
+    },
+    "en": {
+        "unreachable": "no SSH connection to {host}:{port} ({reason}).",
+        "auth": "{host}:{port} refused the SSH key login as {user} ({reason}).",
+        "host_key_unknown": "connection refused: unknown SSH host key {presented} of "
+        "{host}:{port}. Verify it on the host and record it: {hint}",
+        "host_key_mismatch": "connection refused: the SSH HOST KEY of {host}:{port} CHANGED "
+        "(recorded {expected}, presented {presented}); possibly an attack. If the change is "
+        "intended, verify the key on the host and record it: {hint}",
+        "timed_out": "timed out after {timeout} s; the command was stopped.",
+        "error": "{error}",
+    },
+}
+
+# What the soak judgement found on a test host: one ticket or muted alert and what it did.
+FINDINGS = {
+    "pl": {
+        "ticket": "{ticket} ({category}, {rule} na {asset}): {events}",
+        "muted": "alert {rule} na {asset} ({category}, wyciszony w oknie {window}): {events}",
+        "open_since": "otwarte od {at}",
+        "opened": "otwarte {at}",
+        "reopened": "otwarte ponownie {at}",
+        "refired": "alert ponownie aktywny {at}",
+        "escalated": "kategoria podniesiona {at}",
+        "recovered": "alert ustąpił {at}",
+        "resolved": "rozwiązane {at}",
+        "firing_since": "aktywny od {at}",
+        "fired": "aktywny od {at}",
+    },
+    "en": {
+        "ticket": "{ticket} ({category}, {rule} on {asset}): {events}",
+        "muted": "alert {rule} on {asset} ({category}, muted in window {window}): {events}",
+        "open_since": "open since {at}",
+        "opened": "opened {at}",
+        "reopened": "reopened {at}",
+        "refired": "fired again {at}",
+        "escalated": "escalated {at}",
+        "recovered": "recovered {at}",
+        "resolved": "resolved {at}",
+        "firing_since": "firing since {at}",
+        "fired": "fired {at}",
+    },
+}
+
+# Why production did not run, on the plan's aktualizacja ticket.
+NOT_RUN_REASONS = {
+    "pl": {
+        "test_failed": "etap testowy nieudany: krok {phase} `{command}` na {asset} (zgłoszenie "
+        "{ticket})",
+        "test_interrupted": "etap testowy przerwany (zgłoszenie {ticket})",
+        "test_missed": "okno etapu testowego minęło bez jego uruchomienia",
+        "gate": "okno produkcyjne minęło, a bramka nie została otwarta ({gate})",
+        "gate_failed": "okno produkcyjne minęło przy bramce zamkniętej przez ocenę okresu "
+        "obserwacji ({findings})",
+    },
+    "en": {
+        "test_failed": "the test stage failed: {phase} step `{command}` on {asset} (ticket "
+        "{ticket})",
+        "test_interrupted": "the test stage was interrupted (ticket {ticket})",
+        "test_missed": "the test stage's window passed without the stage running",
+        "gate": "the production window passed with the gate not open ({gate})",
+        "gate_failed": "the production window passed with the gate closed by the soak "
+        "judgement ({findings})",
+    },
+}
+
+GATE_NAMES = {
+    "pl": {
+        "waiting": "oczekuje na etap testowy",
+        "soaking": "trwa obserwacja",
+        "held": "wstrzymana",
+        "passed": "otwarta",
+        "failed": "zamknięta",
+        "not_required": "niewymagana",
+    },
+    "en": {
+        "waiting": "waiting for the test stage",
+        "soaking": "soaking",
+        "held": "held",
+        "passed": "passed",
+        "failed": "failed",
+        "not_required": "not required",
+    },
+}
+
+
+def step_problem(language: str, kind: str, **values: object) -> str:
+    return STEP_PROBLEMS[language][kind].format(**values)
+
+
+def finding_text(
+    language: str,
+    *,
+    ticket: str | None,
+    rule: str,
+    asset: str,
+    category: str,
+    window: str | None,
+    events: list[tuple[str, str]],
+) -> str:
+    """One finding of the soak judgement; ``events`` are (kind, time as read) pairs."""
+    texts = FINDINGS[language]
+    told = ", ".join(texts[kind].format(at=at) for kind, at in events)
+    key = "ticket" if ticket is not None else "muted"
+    return texts[key].format(
+        ticket=ticket,
+        rule=rule,
+        asset=asset,
+        category=category_name(language, category),
+        window=window or "—",
+        events=told,
+    )
+
+
+def not_run_reason(language: str, key: str, **values: object) -> str:
+    return NOT_RUN_REASONS[language][key].format(**values)
+
+
+def gate_name(language: str, gate: str) -> str:
+    return GATE_NAMES[language][gate]

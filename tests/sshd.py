@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import socket
 import subprocess
 import time
@@ -16,6 +17,8 @@ import pytest
 from tests.conftest import free_port, need_binary
 
 SSHD = "/usr/sbin/sshd"
+# The login of tests that act on a host as dyzur does (update runbooks), when run as root.
+DEDICATED_USER = "dyzur-runbook"
 
 
 def keygen(path: Path, kind: str = "ed25519", passphrase: str = "") -> Path:
@@ -157,3 +160,25 @@ class Sshd:
     def accepted_logins(self) -> int:
         """How many SSH connections authenticated (one 'Accepted publickey' line each)."""
         return self.log().count("Accepted publickey")
+
+
+def dedicated_user() -> str:
+    """A non-root login for the SSH server's sessions, as dyzur has on an AMMS host: the
+    current user when it is not root; under root, a system user made for it the first time
+    (``useradd``; it stays, with a home of its own and no password). Its sessions can read
+    and write only what is reachable for any user: keep its files outside root's tmp_path."""
+    if os.geteuid() != 0:
+        return getpass.getuser()
+    try:
+        pwd.getpwnam(DEDICATED_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                need_binary("useradd"),
+                *("--system", "--create-home", "--home-dir", f"/var/lib/{DEDICATED_USER}"),
+                *("--shell", "/bin/sh", "--password", "*", DEDICATED_USER),
+            ],
+            capture_output=True,
+        )  # two test runs at once: one of them finds it made
+        pwd.getpwnam(DEDICATED_USER)
+    return DEDICATED_USER

@@ -283,3 +283,23 @@ def test_the_alerts_recorded_against_a_window_show_their_labels(api, bridge):
     assert {a["rule"] for a in shown["alerts"]} == {"disk_usage"}
     assert {a["asset"] for a in shown["alerts"]} == {"srv-a1"}
     assert alerts["/data"]["value"] == 0.97 and alerts["/var"]["value"] == 0.95
+
+
+def test_a_window_of_an_update_plan_is_cancelled_only_with_its_plan(amms_api):
+    p = amms_api.post("/api/v1/updates", json=PLAN, headers=auth("engineer")).json()
+    plan, window = p["id"], p["stages"][0]["window"]
+    r = amms_api.post(f"/api/v1/windows/{window}/cancel", headers=auth("engineer"))
+    assert r.status_code == 409
+    assert r.json()["detail"] == (
+        f"window {window} is a stage of update plan {plan}; cancel the plan instead: "
+        f"dyzur update cancel {plan} --reason ... (POST /api/v1/updates/{plan}/cancel)"
+    )
+    shown = amms_api.get(f"/api/v1/windows/{window}", headers=auth("engineer")).json()
+    assert shown["cancelled_at"] is None and shown["plan"] == plan
+    r = amms_api.post(
+        f"/api/v1/updates/{plan}/cancel", json={"reason": "dostawca wycofał wersję"},
+        headers=auth("engineer"),
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    shown = amms_api.get(f"/api/v1/windows/{window}", headers=auth("engineer")).json()
+    assert shown["cancelled_by"] == "jan.kowalski"

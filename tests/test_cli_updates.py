@@ -8,14 +8,17 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from bridge.cli import _plan, app
 from bridge.clock import WARSAW
+from collectors.ssh.known_hosts import KnownHosts, record, trust
 from tests.conftest import TOKENS, config_data, free_port
-from tests.processes import RunningBridge, tls_bridge_config
+from tests.processes import RunningBridge, tls_bridge_config, wait_for
+from tests.test_updates import hosts, login, shared, sshd  # noqa: F401 (fixtures)
 
 # Neither the developer's nor CI's environment may choose the bridge or the token.
 CLEAN_ENV = {"DYZUR_URL": None, "DYZUR_TOKEN": None}
@@ -271,3 +274,104 @@ def test_an_update_planned_held_and_refused_approval(tmp_path: Path):
         "  amms-a-test pre_check: amms-status -> exit 0",
         "  amms-a-test pre_check: amms-update 5.4.0 -> error: timed out",
     ]
+
+
+def test_an_override_and_a_cancel_through_the_cli(tmp_path: Path, sshd, hosts, login):  # noqa: F811
+    """A bridge process runs the test stage over SSH at once (its window has begun); an alert of
+    the test host in the soak makes approval an override, and the plan is then called off."""
+    key, _fp, _known = trust(KnownHosts(tmp_path / "known_hosts"), "127.0.0.1", sshd.port)
+    record(KnownHosts(tmp_path / "known_hosts"), "127.0.0.1", sshd.port, key)
+    data = config_data("sqlite:///var/dyzur.db")
+    ssh = {"host": "127.0.0.1", "port": sshd.port}
+    data["assets"] += [
+        {"id": "amms-a-test", "client": "szpital-a", "kind": "amms", "environment": "test"},
+        {"id": "amms-a-prod", "client": "szpital-a", "kind": "amms", "environment": "prod"},
+    ]
+    for asset in data["assets"][-2:]:
+        asset["ssh"] = ssh
+    data["ssh"] = {"known_hosts": "known_hosts", "key_file": "id_ed25519", "user": login}
+    data["updates"] = {"soak": "30m", "settle": "0s"}
+    data["tick_interval"] = "0.2s"
+    (tmp_path / "dyzur.yaml").write_text(yaml.safe_dump(data))
+    now = datetime.now(WARSAW).replace(microsecond=0, tzinfo=None)
+    host = f"{hosts}/{{asset}}"
+    plan = {
+        "client": "szpital-a",
+        "target_version": "5.5.0",
+        "test_window": {"start": now - timedelta(minutes=1), "end": now + timedelta(hours=1)},
+        "prod_window": {"start": now + timedelta(hours=2), "end": now + timedelta(hours=4)},
+        "runbook": {"update": [f"echo {{version}} > {host}/version"]},
+    }
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    bridge = RunningBridge(tmp_path / "dyzur.yaml", free_port())
+    try:
+        r = dyzur(bridge.url, "update", "plan", "--file", str(tmp_path / "plan.yaml"))
+        assert r.exit_code == 0, r.output
+        plan_id = r.stdout.split()[1]
+
+        def tested():
+            shown = json.loads(dyzur(bridge.url, "update", "status", plan_id, "--json").stdout)
+            return shown if shown["stages"][0]["state"] == "succeeded" else None
+
+        shown = wait_for(tested, what="the test stage")
+        assert (hosts / "amms-a-test" / "version").read_text() == "5.5.0\n"
+        sample = {"metric": "dz_test_disk_used_ratio", "value": 0.95,
+                  "labels": {"asset": "amms-a-test", "mountpoint": "/var"}}  # fmt: skip
+        r = httpx.post(
+            f"{bridge.url}/api/v1/samples",
+            json={"samples": [sample]},
+            headers={"Authorization": f"Bearer {TOKENS['agent']}"},
+        )
+        assert r.status_code == 200 and r.json()["accepted"] == 1
+        [ticket] = wait_for(lambda: _tickets(bridge.url), what="the disk ticket")
+
+        r = dyzur(bridge.url, "update", "approve", plan_id, "--reason", "testy OK")
+        assert r.exit_code == 2
+        assert f"found: {ticket} (Fault (Usterka), disk_usage on amms-a-test): opened " in r.stderr
+        assert "give override with a reason" in r.stderr
+        r = dyzur(bridge.url, "update", "approve", plan_id, "--override")
+        assert r.exit_code == 2 and r.stderr.startswith("reason: ")
+        r = dyzur(
+            bridge.url, "update", "approve", plan_id, "--override", "--reason", "znany problem"
+        )
+        assert r.exit_code == 0, r.output
+        gate, judged, finding = r.stdout.splitlines()
+        assert gate.startswith(f"{plan_id}: gate passed OVER THE SOAK JUDGEMENT by jan.kowalski ")
+        assert gate.endswith(": znany problem")
+        assert judged.startswith(f"  soak judgement {shown['stages'][0]['finished_at']} – ")
+        assert judged.endswith(": found")
+        assert finding.startswith(f"    {ticket} (Fault (Usterka), disk_usage on amms-a-test)")
+
+        prod_window = shown["stages"][1]["window"]
+        r = dyzur(bridge.url, "window", "cancel", prod_window)
+        assert r.exit_code == 2
+        assert r.stderr == (
+            f"window {prod_window} is a stage of update plan {plan_id}; cancel the plan instead: "
+            f"dyzur update cancel {plan_id} --reason ... (POST /api/v1/updates/{plan_id}/cancel)\n"
+        )
+        r = dyzur(bridge.url, "update", "cancel", plan_id)
+        assert r.exit_code == 2 and "--reason" in r.output
+        r = dyzur(
+            bridge.url, "update", "cancel", plan_id, "--reason", "szpital odwołał", who="client-a"
+        )
+        assert r.exit_code == 2 and "may not" in r.stderr
+        r = dyzur(bridge.url, "update", "cancel", plan_id, "--reason", "szpital odwołał")
+        assert r.exit_code == 0, r.output
+        lines = r.stdout.splitlines()
+        assert lines[0].startswith(f"{plan_id} szpital-a -> 5.5.0: cancelled, ticket ")
+        assert lines[1].startswith("  cancelled by jan.kowalski at ")
+        assert lines[1].endswith(": szpital odwołał")
+        assert lines[3].startswith("  prod: ") and lines[3].endswith(": not_run")
+        r = dyzur(bridge.url, "window", "list", "--all")
+        assert f"{prod_window} szpital-a: " in r.stdout and "cancelled by jan.kowalski" in r.stdout
+    finally:
+        bridge.stop()
+
+
+def _tickets(url: str) -> list[str]:
+    r = httpx.get(
+        f"{url}/api/v1/tickets",
+        params={"asset": "amms-a-test"},
+        headers={"Authorization": f"Bearer {TOKENS['engineer']}"},
+    )
+    return [t["number"] for t in r.json() if t["rule"] == "disk_usage"]

@@ -1,4 +1,5 @@
-"""Staged AMMS updates: plan, list, status, and the engineer's approve or hold of the gate."""
+"""Staged AMMS updates: plan, list, status; the engineer's approve or hold of the gate, and
+cancel."""
 
 from __future__ import annotations
 
@@ -132,6 +133,17 @@ class GateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field("", max_length=500)
+    override: bool = Field(
+        False,
+        description="approve although the soak judgement found alerts or tickets of the test "
+        "assets (or failed the gate); needs a reason, and is recorded as an override",
+    )
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="why (on the ticket)")
 
 
 class StageOut(BaseModel):
@@ -145,6 +157,9 @@ class StageOut(BaseModel):
     finished_at: str | None
     failure: str | None
     failure_ticket: str | None
+    updated: list[str] = Field(
+        description="assets on which every update command succeeded (when the stage ended)"
+    )
 
     @classmethod
     def of(cls, s: UpdateStage) -> StageOut:
@@ -159,6 +174,7 @@ class StageOut(BaseModel):
             finished_at=local_iso(s.finished_at),
             failure=s.failure,
             failure_ticket=s.failure_ticket,
+            updated=s.updated,
         )
 
 
@@ -201,12 +217,22 @@ class PlanOut(BaseModel):
     gate_by: str | None
     gate_at: str | None
     gate_reason: str | None
+    gate_override: bool = Field(description="approved over a judgement that found something")
+    gate_findings: list[str] = Field(
+        description="what the last soak judgement found on the test assets (empty: nothing)"
+    )
+    judged_until: str | None = Field(
+        description="the soak judgement covers the end of the test stage until this time"
+    )
     soak_seconds: float
     soak_until: str | None
     without_test_stage: bool
     ticket: str
     created_by: str
     created_at: str
+    cancelled_at: str | None
+    cancelled_by: str | None
+    cancel_reason: str | None
     stages: list[StageOut]
     runbook: list[dict[str, str | float]]
     steps: list[StepOut] | None = None
@@ -222,12 +248,18 @@ class PlanOut(BaseModel):
             gate_by=p.gate_by,
             gate_at=local_iso(p.gate_at),
             gate_reason=p.gate_reason,
+            gate_override=p.gate_override,
+            gate_findings=p.gate_findings,
+            judged_until=local_iso(p.judged_until),
             soak_seconds=p.soak,
             soak_until=local_iso(p.soak_until),
             without_test_stage=p.without_test_stage,
             ticket=p.ticket,
             created_by=p.created_by,
             created_at=local_iso(p.created_at) or "",
+            cancelled_at=local_iso(p.cancelled_at),
+            cancelled_by=p.cancelled_by,
+            cancel_reason=p.cancel_reason,
             stages=[StageOut.of(s) for s in p.stages],
             runbook=[
                 {"phase": s.phase, "command": s.command, "timeout": s.timeout} for s in p.runbook
@@ -298,6 +330,8 @@ async def _gate(bridge: Bridge, plan_id: str, action) -> PlanOut:
         raise HTTPException(404, f"no update plan {plan_id}") from None
     except GateRefused as exc:
         raise HTTPException(409, str(exc)) from None
+    except UpdateError as exc:
+        raise HTTPException(422, str(exc)) from None
     return PlanOut.of(plan)
 
 
@@ -308,11 +342,14 @@ async def approve(
     principal: Principal = Depends(engineers),
     bridge: Bridge = Depends(get_bridge),
 ) -> PlanOut:
-    """Open the gate by hand (after a test stage whose runbook passed)."""
+    """Open the gate by hand (after a test stage whose runbook passed). The soak judgement is
+    made now and returned (gate_findings, judged_until); over one that found something, only
+    with override and a reason (409 naming the findings otherwise)."""
+    body = body or GateIn()
     return await _gate(
         bridge,
         plan_id,
-        lambda: bridge.updates.approve(plan_id, principal.name, body.reason if body else ""),
+        lambda: bridge.updates.approve(plan_id, principal.name, body.reason, body.override),
     )
 
 
@@ -328,4 +365,23 @@ async def hold(
         bridge,
         plan_id,
         lambda: bridge.updates.hold(plan_id, principal.name, body.reason if body else ""),
+    )
+
+
+@router.post(
+    "/{plan_id}/cancel",
+    response_model=PlanOut,
+    responses={**GATE, **error_responses(409, e409="the plan already ended")},
+)
+async def cancel(
+    plan_id: str,
+    body: CancelIn,
+    principal: Principal = Depends(engineers),
+    bridge: Bridge = Depends(get_bridge),
+) -> PlanOut:
+    """Call a plan off: no later step or stage runs; a stage running now stops after its
+    current command and is reported as cancelled with the hosts it did and did not update;
+    the windows of stages that did not run are cancelled."""
+    return await _gate(
+        bridge, plan_id, lambda: bridge.updates.cancel(plan_id, principal.name, body.reason)
     )

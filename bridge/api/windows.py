@@ -25,7 +25,13 @@ from bridge.api.schemas import error_response, error_responses
 from bridge.auth import Principal, Role
 from bridge.calendar_feed import build_calendar
 from bridge.clock import WARSAW, local_iso
-from bridge.maintenance import WindowConflict, WindowError, WindowNotFound, WindowRequest
+from bridge.maintenance import (
+    WindowConflict,
+    WindowError,
+    WindowNotFound,
+    WindowOfPlan,
+    WindowRequest,
+)
 from bridge.models import MaintenanceWindow, SuppressedAlert
 from bridge.service import Bridge
 from bridge.windows import Occurrences, covered_assets, parse_selector
@@ -231,15 +237,26 @@ def get_window(
     return WindowOut.of(bridge, _visible(bridge, window_id, principal), with_alerts=True)
 
 
-@router.post("/windows/{window_id}/cancel", response_model=WindowOut, responses=NO_WINDOW)
+@router.post(
+    "/windows/{window_id}/cancel",
+    response_model=WindowOut,
+    responses={
+        **NO_WINDOW,
+        **error_responses(409, e409="a stage of an update plan: cancel the plan"),
+    },
+)
 def cancel_window(
     window_id: str,
     principal: Principal = Depends(engineers),
     bridge: Bridge = Depends(get_bridge),
 ) -> WindowOut:
-    """Cancel a window; alerts still firing in it open their tickets at the next tick."""
+    """Cancel a window; alerts still firing in it open their tickets at the next tick. A
+    stage's window of an update plan is refused (409): cancel the plan instead."""
     _visible(bridge, window_id, principal)
-    return WindowOut.of(bridge, bridge.maintenance.cancel(window_id, principal.name))
+    try:
+        return WindowOut.of(bridge, bridge.maintenance.cancel(window_id, principal.name))
+    except WindowOfPlan as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 def calendar_principal(

@@ -17,7 +17,7 @@ from bridge.models import (
     UpdateStage,
 )
 
-_PLAN_TIMES = ("created_at", "gate_at", "soak_until")
+_PLAN_TIMES = ("created_at", "gate_at", "soak_until", "judged_until", "cancelled_at")
 _STAGE_TIMES = ("start", "end", "started_at", "finished_at")
 
 
