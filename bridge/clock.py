@@ -45,5 +45,6 @@ def local_iso(when: datetime | None) -> str | None:
 
 
 def local_time(when: datetime | None) -> str:
-    """A time as a person reads it on a ticket: 2026-11-23 14:05 (Europe/Warsaw)."""
-    return "—" if when is None else when.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")
+    """A time as a person reads it on a ticket: 2026-11-23 14:05:37 (Europe/Warsaw). To the
+    second: a runbook's steps, a soak or an escalated deadline do not fall on whole minutes."""
+    return "—" if when is None else when.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M:%S")

@@ -62,7 +62,15 @@ def test_an_usterka_opened_monday_10_is_due_tuesday_10(bridge, clock):
     assert ticket.reaction_due == at("2026-11-24T10:00")
     assert ticket.sla_at_risk_at == at("2026-11-24T08:00")  # 75 % of 8 h = 6 h of service time
     assert ticket.sla_state is SlaState.RUNNING
-    assert "Termin reakcji: 2026-11-24 10:00." in bridge.store.timeline(ticket.number)[0].message
+    assert "Termin reakcji: 2026-11-24 10:00:00." in bridge.store.timeline(ticket.number)[0].message
+
+
+def test_timeline_times_are_to_the_second(bridge, clock):
+    """A deadline that does not fall on a whole minute is not rounded away on the ticket."""
+    clock.set(at("2026-11-23T10:00:37"))
+    disk(bridge, 0.95)
+    ticket = only_ticket(bridge)
+    assert "Termin reakcji: 2026-11-24 10:00:37." in bridge.store.timeline(ticket.number)[0].message
 
 
 def test_a_24_7_client_counts_real_time(bridge, clock):
@@ -137,7 +145,7 @@ def test_at_risk_then_breached_each_once_with_timeline_audit_and_metrics(bridge,
     kinds = [e.kind for e in bridge.store.timeline(number)]
     assert kinds == ["opened", "sla_at_risk", "sla_breached"]
     assert bridge.store.timeline(number)[-1].message == (
-        "Przekroczono czas reakcji: brak reakcji do 2026-11-24 10:00."
+        "Przekroczono czas reakcji: brak reakcji do 2026-11-24 10:00:00."
     )
     mine = [e.action for e in bridge.store.audit_events() if e.detail.get("ticket") == number]
     assert mine == ["ticket.opened", "sla.at_risk", "sla.breached"]
