@@ -138,6 +138,25 @@ def test_unknown_host_key_is_refused_with_its_fingerprint(
     )
 
 
+def test_the_unknown_key_hint_works_as_printed(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    """The hint names the known_hosts file the refusing process reads, so an engineer who
+    pastes it (and confirms the fingerprint) records the key where it is looked for."""
+    import re
+    import sys
+
+    with runner(known, client_key) as r, pytest.raises(UnknownHostKey) as exc:
+        r.run(target(sshd), "echo hi", timeout=10)
+    [command] = re.findall(r"run: (dyzur ssh trust .*)$", str(exc.value))
+    assert command == f"dyzur ssh trust 127.0.0.1:{sshd.port} --known-hosts {known.path}"
+    args = [sys.executable, "-m", "bridge", *command.split()[1:], "--yes"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    with runner(known, client_key) as r:
+        assert r.run(target(sshd), "echo hi", timeout=10).stdout.strip() == "hi"
+
+
 def test_trusted_host_runs_command(known: KnownHosts, sshd: Sshd, client_key: Path) -> None:
     trusted(known, sshd)
     events: list[CommandEvent] = []

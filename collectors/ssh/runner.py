@@ -94,10 +94,13 @@ class SshKeyError(SshError):
 class UnknownHostKey(SshError):
     """The host presented a key dyzur has no record of: refused until an engineer trusts it."""
 
-    def __init__(self, host: str, port: int, fingerprint: str) -> None:
+    def __init__(
+        self, host: str, port: int, fingerprint: str, known_hosts: Path | None = None
+    ) -> None:
+        where = f" --known-hosts {known_hosts}" if known_hosts is not None else ""
         super().__init__(
             f"{host_key_name(host, port)}: unknown SSH host key {fingerprint}; "
-            f"verify it on the host and run: dyzur ssh trust {host}:{port}"
+            f"verify it on the host and run: dyzur ssh trust {host}:{port}{where}"
         )
         self.host = host
         self.port = port
@@ -183,12 +186,13 @@ class CommandEvent:
 class RejectUnknownHostKey(paramiko.MissingHostKeyPolicy):
     """Refuse every host key not in dyzur's known_hosts file (never auto-add, never just warn)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, known_hosts: Path | None = None) -> None:
         self.host = host
         self.port = port
+        self.known_hosts = known_hosts  # named in the hint, so it works as printed
 
     def missing_host_key(self, client, hostname, key) -> None:  # type: ignore[no-untyped-def]
-        raise UnknownHostKey(self.host, self.port, fingerprint(key))
+        raise UnknownHostKey(self.host, self.port, fingerprint(key), self.known_hosts)
 
 
 # --- the runner -----------------------------------------------------------------------------
@@ -329,7 +333,9 @@ class SshRunner:
         name = host_key_name(t.host, t.port)
         for key in known:
             client.get_host_keys().add(name, key.get_name(), key)
-        client.set_missing_host_key_policy(RejectUnknownHostKey(t.host, t.port))
+        client.set_missing_host_key_policy(
+            RejectUnknownHostKey(t.host, t.port, self.known_hosts.path)
+        )
         try:
             client.connect(
                 t.host,
