@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))
 import trustme  # noqa: E402
 
 from bridge.clock import Clock  # noqa: E402
+from bridge.delivery.siem import Destination, Forwarder  # noqa: E402
 from bridge.metrics import BridgeMetrics  # noqa: E402
 from bridge.models import AuditEvent  # noqa: E402
-from bridge.siem import Destination, Forwarder  # noqa: E402
 from bridge.store.sqlite import SQLiteStore  # noqa: E402
 from tests.rsyslog import Rsyslog  # noqa: E402
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge.clock import WARSAW
 from bridge.models import Category, Contract
-from bridge.sla import NO_CLOCK, ServiceCalendar, polish_holidays, reaction_due
+from bridge.tickets.sla import NO_CLOCK, ServiceCalendar, polish_holidays, reaction_due
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SPAN_SECONDS = 4 * 366 * 86400  # 2025-2028

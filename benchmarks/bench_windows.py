@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bridge.auth import Principal, Role
 from bridge.clock import WARSAW, FixedClock
 from bridge.config import parse_config
-from bridge.maintenance import WindowRequest
+from bridge.maintenance.planning import WindowRequest
 from bridge.models import Asset, MaintenanceWindow
 from bridge.service import Bridge
 from bridge.store import TicketFilter
@@ -65,7 +65,7 @@ def fleet() -> tuple[dict[str, Asset], list[MaintenanceWindow]]:
 
 
 def bench_muting(n: int, repeats: int) -> None:
-    from bridge.windows import WindowSchedule
+    from bridge.maintenance.windows import WindowSchedule
 
     assets, windows = fleet()
     schedule = WindowSchedule(windows, assets)

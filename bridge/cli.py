@@ -240,7 +240,7 @@ def sla_due(
 ) -> None:
     """Print when the first response is due, as ISO 8601 with its UTC offset."""
     from bridge.models import Category, Contract
-    from bridge.sla import reaction_due
+    from bridge.tickets.sla import reaction_due
 
     try:
         cat = Category(category)
@@ -275,8 +275,8 @@ def report_sla(
     ] = "table",
 ) -> None:
     """Reaction times of a client's tickets in a month, per category, for the invoice."""
-    from bridge.report import ReportError, render_report, sla_report
     from bridge.store import StoreError, open_store
+    from bridge.tickets.report import ReportError, render_report, sla_report
 
     if format not in ("table", "csv", "json"):
         raise _fail(f"--format: expected table, csv or json, got {format!r}")

@@ -10,8 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
+from bridge.delivery.siem import Destination
 from bridge.models import Asset, Client, duration_between
-from bridge.siem import Destination
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
 

@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from bridge.lifecycle import Change
+    from bridge.tickets.lifecycle import Change
 
 
 class _ReadAtScrape(Collector):

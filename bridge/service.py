@@ -6,19 +6,19 @@ import logging
 import threading
 from collections import Counter
 
-from bridge.alertmanager import AlertmanagerReceiver
-from bridge.alertmanager import rule_of as alertmanager_rule_of
 from bridge.clock import Clock
 from bridge.config import LoadedConfig, siem_destinations
-from bridge.ingest import Ingestor
-from bridge.lifecycle import TicketLifecycle
-from bridge.maintenance import Maintenance
+from bridge.delivery.siem import Forwarder
+from bridge.maintenance.planning import Maintenance
+from bridge.maintenance.updates import Updates
 from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent, Ticket
 from bridge.refusals import RefusalAudit
-from bridge.siem import Forwarder
+from bridge.sources.alertmanager import AlertmanagerReceiver
+from bridge.sources.alertmanager import rule_of as alertmanager_rule_of
+from bridge.sources.samples import Ingestor
 from bridge.store import Store, open_store
-from bridge.updates import Updates
+from bridge.tickets.lifecycle import TicketLifecycle
 from collectors.ssh.known_hosts import KnownHosts
 from collectors.ssh.runner import SshCredentials, SshRunner
 from rules.engine import Engine

@@ -8,7 +8,7 @@ import logging
 import sqlite3
 from datetime import timedelta
 
-from bridge.maintenance import WindowRequest
+from bridge.maintenance.planning import WindowRequest
 from bridge.models import Category, SuppressedState, TicketStatus
 from bridge.store import TicketFilter
 from bridge.store.sqlite import MIGRATIONS, SQLiteStore
@@ -303,7 +303,7 @@ def test_a_late_copy_after_a_recovery_inside_a_window_opens_no_ticket(api, bridg
 
 
 def test_an_alert_without_an_inventory_asset_is_logged_once(api, bridge, caplog, monkeypatch):
-    caplog.set_level(logging.WARNING, logger="bridge.alertmanager")
+    caplog.set_level(logging.WARNING, logger="bridge.sources.alertmanager")
     ups = {"alertname": "UpsOnBattery", "instance": "ups-x:9100", "fingerprint": "u1"}
 
     def send(**labels):

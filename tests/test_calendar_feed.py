@@ -8,8 +8,8 @@ import pytest
 from dateutil.rrule import rrulestr
 from icalendar import Calendar, Event
 
-from bridge.calendar_feed import build_calendar
 from bridge.clock import WARSAW
+from bridge.maintenance.calendar_feed import build_calendar
 from bridge.models import (
     Client,
     Contract,

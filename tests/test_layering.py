@@ -62,7 +62,7 @@ def test_only_the_api_imports_fastapi_and_only_a_redis_store_imports_redis():
 
 def test_importing_collectors_agents_or_rules_pulls_no_web_stack():
     code = (
-        "import sys, collectors, agents, rules.engine, rules.loader, bridge.lifecycle;"
+        "import sys, collectors, agents, rules.engine, rules.loader, bridge.tickets.lifecycle;"
         "bad = {'fastapi', 'starlette', 'uvicorn', 'redis'} & set(sys.modules);"
         "sys.exit(', '.join(sorted(bad)) or None)"
     )

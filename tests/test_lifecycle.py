@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
-from bridge.ingest import BatchOrigin
-from bridge.lifecycle import TicketLifecycle
 from bridge.models import Category, TicketStatus
 from bridge.service import Bridge
+from bridge.sources.samples import BatchOrigin
 from bridge.store import StoreError, TicketFilter
 from bridge.store.sqlite import SQLiteStore
+from bridge.tickets.lifecycle import TicketLifecycle
 from collectors import Sample
 from tests.conftest import AGENT
 
@@ -377,7 +377,7 @@ def test_a_ticket_that_fires_again_is_retitled_with_the_new_value(tmp_path, stor
 
 def test_an_alert_without_a_value_leaves_the_value_out_of_the_timeline(bridge, clock):
     """Alertmanager alerts carry no value (NaN): no "(wartość nan)" on the ticket."""
-    from bridge.alertmanager import alertmanager_rule
+    from bridge.sources.alertmanager import alertmanager_rule
     from rules.model import Alert, AlertState
 
     def notified(asset: str, state: AlertState) -> None:

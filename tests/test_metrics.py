@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.maintenance import WindowRequest
+from bridge.maintenance.planning import WindowRequest
 from bridge.store import TicketFilter
 from tests.conftest import START, auth
 from tests.test_alertmanager import am_alert, notification, post

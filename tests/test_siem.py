@@ -16,9 +16,9 @@ import yaml
 
 from bridge.audit import verify_store
 from bridge.clock import Clock
+from bridge.delivery.siem import Destination, Forwarder
 from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent
-from bridge.siem import Destination, Forwarder
 from bridge.store.sqlite import SQLiteStore
 from tests.conftest import config_data
 from tests.processes import wait_for
@@ -242,7 +242,7 @@ def test_tls_with_a_wrong_ca_is_refused(store, tls_rsyslog, forwarders, tmp_path
     other = trustme.CA()
     other.cert_pem.write_to_path(tmp_path / "other-ca.pem")
     add(store, 5)
-    caplog.set_level(logging.ERROR, logger="bridge.siem")
+    caplog.set_level(logging.ERROR, logger="bridge.delivery.siem")
     _, metrics = forwarders(
         store,
         Destination.from_url(

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.delivery.siem_format import cef, octet_counted, rfc5424, summary
 from bridge.models import AuditEvent
-from bridge.siem_format import cef, octet_counted, rfc5424, summary
 
 HASH = "ce36863f51b6baf9d16397ffb3e9af506b284a816f72d487e55943c1fd974d6d"
 PREV = "23352a67ac7ffc4b5d98023dc1a54ee507d4bf95dc1c4154045c5e2bbde73317"

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bridge.clock import WARSAW
 from bridge.models import Category, Contract
-from bridge.sla import (
+from bridge.tickets.sla import (
     DEFAULT_REACTION,
     NO_CLOCK,
     ServiceCalendar,

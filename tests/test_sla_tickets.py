@@ -181,7 +181,7 @@ def test_every_ticket_change_is_an_audit_event_with_actor_client_and_asset(bridg
 
 def test_categories_without_a_clock_have_no_deadline(bridge):
     from bridge.models import Category, Contract
-    from bridge.sla import reaction_due
+    from bridge.tickets.sla import reaction_due
 
     assert reaction_due(Contract(), Category.UTRZYMANIE, at("2026-11-23T10:00")) is None
 

@@ -21,7 +21,8 @@ import yaml
 pytest.importorskip("paramiko")
 
 from bridge.config import ConfigError, load_config, parse_config
-from bridge.maintenance import WindowConflict, WindowOfPlan, WindowRequest
+from bridge.maintenance.planning import WindowConflict, WindowOfPlan, WindowRequest
+from bridge.maintenance.updates import GateRefused, StageWindow, UpdateError, UpdateRequest
 from bridge.models import (
     Category,
     GateState,
@@ -32,7 +33,6 @@ from bridge.models import (
 )
 from bridge.service import Bridge
 from bridge.store import TicketFilter
-from bridge.updates import GateRefused, StageWindow, UpdateError, UpdateRequest
 from collectors.ssh.known_hosts import KnownHosts, record, trust
 from tests.conftest import DATA, START, config_data
 from tests.processes import wait_for
@@ -379,7 +379,7 @@ def test_an_unknown_host_key_refuses_the_runbook(
     hint = f"dyzur ssh trust 127.0.0.1:{sshd.port} --config {tmp_path / 'dyzur.yaml'}"
     try:
         p = plan(bridge, hosts)
-        with caplog.at_level(logging.WARNING, logger="bridge.updates"):
+        with caplog.at_level(logging.WARNING, logger="bridge.maintenance.updates"):
             at(bridge, clock, TEST_WINDOW.start)
         p = bridge.updates.get(p.id)
         assert p.status is PlanStatus.FAILED
@@ -413,7 +413,7 @@ def test_a_changed_host_key_refuses_the_runbook_and_is_audited(
     bridge = bridge_of(tmp_path, data, store, clock)
     try:
         p = plan(bridge, hosts)
-        with caplog.at_level(logging.WARNING, logger="bridge.updates"):
+        with caplog.at_level(logging.WARNING, logger="bridge.maintenance.updates"):
             at(bridge, clock, TEST_WINDOW.start)
         [event] = audit(bridge, "ssh.host_key_mismatch")
         assert event.outcome == "failure" and event.asset == "amms-a-test"

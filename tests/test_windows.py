@@ -9,10 +9,10 @@ import pytest
 
 from bridge.clock import WARSAW
 from bridge.config import parse_config
-from bridge.maintenance import WindowConflict, WindowError, WindowRequest
+from bridge.maintenance.planning import WindowConflict, WindowError, WindowRequest
+from bridge.maintenance.windows import Occurrences, WindowSchedule, covered_assets, parse_selector
 from bridge.models import Asset, Category, MaintenanceWindow, SuppressedState, TicketStatus
 from bridge.service import Bridge
-from bridge.windows import Occurrences, WindowSchedule, covered_assets, parse_selector
 from tests.conftest import DATA, START, config_data
 from tests.test_lifecycle import disk, kinds, tickets
 

@@ -9,8 +9,8 @@ from starlette.concurrency import run_in_threadpool
 from bridge.api.deps import get_bridge, refuse, require
 from bridge.api.schemas import AgentStreamOut, IngestResponse, RejectedSample, SampleBatch
 from bridge.auth import Principal, Role
-from bridge.ingest import BatchOrigin, Rejection, StreamForbidden
 from bridge.service import Bridge
+from bridge.sources.samples import BatchOrigin, Rejection, StreamForbidden
 
 router = APIRouter(prefix="/api/v1", tags=["samples"])
 

@@ -71,7 +71,7 @@ class SampleIn(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _timestamp_in_range(cls, value: float | None) -> float | None:
-        # NaN passes here: like a NaN value, it rejects only its own sample (bridge.ingest).
+        # NaN passes here: like a NaN value, it rejects only its own sample (sources.samples).
         if value is None or math.isnan(value):
             return value
         return epoch_in_range(value)

@@ -9,10 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from bridge.api.deps import client_scope, get_bridge, require
 from bridge.api.schemas import INT64_MAX, TicketOut, error_responses
 from bridge.auth import Principal, Role
-from bridge.lifecycle import TicketNotFound
 from bridge.models import Category, Ticket, TicketStatus
 from bridge.service import Bridge
 from bridge.store import TicketFilter
+from bridge.tickets.lifecycle import TicketNotFound
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
 readers = require(Role.ENGINEER, Role.CLIENT)

@@ -22,10 +22,8 @@ from bridge.api.schemas import error_response, error_responses
 from bridge.api.windows import PlannedTime
 from bridge.auth import Principal, Role
 from bridge.clock import local_iso
-from bridge.maintenance import WindowConflict, WindowError
-from bridge.models import RunbookStep, StepRecord, UpdatePlan, UpdateStage, duration_between
-from bridge.service import Bridge
-from bridge.updates import (
+from bridge.maintenance.planning import WindowConflict, WindowError
+from bridge.maintenance.updates import (
     VERSION_PATTERN,
     GateRefused,
     PlanNotFound,
@@ -33,7 +31,9 @@ from bridge.updates import (
     UpdateError,
     UpdateRequest,
 )
-from bridge.windows import parse_selector
+from bridge.maintenance.windows import parse_selector
+from bridge.models import RunbookStep, StepRecord, UpdatePlan, UpdateStage, duration_between
+from bridge.service import Bridge
 
 router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
 readers = require(Role.ENGINEER, Role.CLIENT)

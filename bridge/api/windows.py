@@ -23,18 +23,18 @@ from bridge.api.deps import (
 )
 from bridge.api.schemas import error_response, error_responses
 from bridge.auth import Principal, Role
-from bridge.calendar_feed import build_calendar
 from bridge.clock import WARSAW, local_iso
-from bridge.maintenance import (
+from bridge.maintenance.calendar_feed import build_calendar
+from bridge.maintenance.planning import (
     WindowConflict,
     WindowError,
     WindowNotFound,
     WindowOfPlan,
     WindowRequest,
 )
+from bridge.maintenance.windows import Occurrences, covered_assets, parse_selector
 from bridge.models import MaintenanceWindow, SuppressedAlert
 from bridge.service import Bridge
-from bridge.windows import Occurrences, covered_assets, parse_selector
 
 router = APIRouter(prefix="/api/v1", tags=["maintenance windows"])
 readers = require(Role.ENGINEER, Role.CLIENT)

@@ -20,10 +20,10 @@ from typing import Protocol
 
 from bridge.auth import Principal, Role
 from bridge.config import AlertmanagerSettings
-from bridge.ingest import Rejection
-from bridge.lifecycle import Change, LifecycleError, Stale, Suppression, TicketLifecycle
 from bridge.metrics import BridgeMetrics
 from bridge.models import Asset
+from bridge.sources.samples import Rejection
+from bridge.tickets.lifecycle import Change, LifecycleError, Stale, Suppression, TicketLifecycle
 from rules.model import Alert, AlertState, Rule, Text, fingerprint
 
 log = logging.getLogger(__name__)

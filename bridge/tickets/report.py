@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 
 from bridge.clock import WARSAW
 from bridge.models import Category, Client, SlaState
-from bridge.sla import ServiceCalendar
 from bridge.store import Store
+from bridge.tickets.sla import ServiceCalendar
 
 
 class ReportError(ValueError):

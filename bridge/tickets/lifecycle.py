@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bridge.clock import WARSAW, Clock, local_iso, local_time
+from bridge.maintenance.windows import Muting
 from bridge.models import (
     Asset,
     AuditEvent,
@@ -28,10 +29,9 @@ from bridge.models import (
     TimelineEntry,
     ticket_number,
 )
-from bridge.sla import ServiceCalendar, reaction_time
 from bridge.store import Store
-from bridge.texts import category_name, timeline_text
-from bridge.windows import Muting
+from bridge.tickets.sla import ServiceCalendar, reaction_time
+from bridge.tickets.texts import category_name, timeline_text
 from rules.model import Alert, AlertState, Rule, Transition
 from rules.templates import render
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridge.clock import WARSAW, Clock, local_iso, local_time
-from bridge.lifecycle import TicketLifecycle
-from bridge.maintenance import Maintenance, WindowRequest
+from bridge.maintenance.planning import Maintenance, WindowRequest
+from bridge.maintenance.windows import covered_assets, selected
 from bridge.models import (
     Asset,
     AuditEvent,
@@ -49,7 +49,8 @@ from bridge.models import (
     UpdateStage,
 )
 from bridge.store import Store, TicketFilter
-from bridge.texts import (
+from bridge.tickets.lifecycle import TicketLifecycle
+from bridge.tickets.texts import (
     finding_text,
     gate_name,
     not_run_reason,
@@ -58,7 +59,6 @@ from bridge.texts import (
     timeline_text,
     update_text,
 )
-from bridge.windows import covered_assets, selected
 from collectors.base import SSH_HOST_KEY_MISMATCH, SSH_HOST_KEY_UNKNOWN
 from collectors.durations import format_duration
 from collectors.ssh.runner import (

@@ -13,15 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from bridge.clock import WARSAW, Clock, local_iso
-from bridge.models import (
-    Asset,
-    AuditEvent,
-    Client,
-    MaintenanceWindow,
-    SuppressedState,
-)
-from bridge.store import Store
-from bridge.windows import (
+from bridge.maintenance.windows import (
     CONFLICT_HORIZON,
     Muting,
     Occurrences,
@@ -30,6 +22,14 @@ from bridge.windows import (
     find_conflict,
     validate_rrule,
 )
+from bridge.models import (
+    Asset,
+    AuditEvent,
+    Client,
+    MaintenanceWindow,
+    SuppressedState,
+)
+from bridge.store import Store
 
 MAX_WINDOW = timedelta(days=7)
 REFRESH_SECONDS = 5.0

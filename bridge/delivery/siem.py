@@ -26,9 +26,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.clock import Clock
+from bridge.delivery.siem_format import cef, octet_counted, rfc5424
 from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent
-from bridge.siem_format import cef, octet_counted, rfc5424
 from bridge.store import Store
 
 log = logging.getLogger(__name__)

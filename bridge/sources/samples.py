@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from bridge.auth import Principal, Role
 from bridge.clock import Clock, to_datetime
-from bridge.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
 from bridge.metrics import BridgeMetrics
 from bridge.models import Asset, AuditEvent
 from bridge.store import BatchClaim, BatchRecord
+from bridge.tickets.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
 from collectors import AGENT_AUDIT_ACTIONS, Sample
 from rules.engine import Engine
 from rules.model import AlertState, Rule, Transition

@@ -2,7 +2,7 @@
 
 Engineers and hospital IT subscribe to it in Outlook, Thunderbird or Google Calendar. Times are
 written as Europe/Warsaw wall-clock times with a VTIMEZONE, not as UTC: a recurring window repeats
-at the same Warsaw hour across DST changes (as ``bridge.windows`` evaluates it), and only a zoned
+at the same Warsaw hour across DST changes (as ``windows`` evaluates it), and only a zoned
 DTSTART makes calendar clients repeat it that way too.
 
 Pure: given the windows, the plans, the clients and ``now``; the output is byte-for-byte the same
@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from icalendar import Calendar, Event, Timezone, vRecur
 
 from bridge.clock import WARSAW, local_time
+from bridge.maintenance.windows import Occurrences
 from bridge.models import (
     Client,
     Language,
@@ -26,7 +27,6 @@ from bridge.models import (
     UpdatePlan,
     UpdateStage,
 )
-from bridge.windows import Occurrences
 
 PRODID = "-//dyzur//maintenance windows//PL"
 CALENDAR_NAME = "dyzur: okna serwisowe"
@@ -207,7 +207,7 @@ def _client(client_id: str, clients: Mapping[str, Client]) -> tuple[str, Languag
 def _rrule(text: str) -> vRecur:
     """A window's RRULE for a DTSTART with TZID.
 
-    ``bridge.windows`` reads UNTIL as Warsaw wall-clock time (its DTSTART is naive), but RFC 5545
+    ``windows`` reads UNTIL as Warsaw wall-clock time (its DTSTART is naive), but RFC 5545
     requires UTC for UNTIL when DTSTART has a TZID, and clients drop the rule otherwise.
     """
     rule = vRecur.from_ical(text)
@@ -220,7 +220,7 @@ def _utc_until(value: date | datetime) -> datetime:
     if not isinstance(value, datetime):
         value = datetime.combine(value, time())
     if value.tzinfo is None:
-        # The same reading as bridge.windows: a wall time skipped in spring counts as CET.
+        # The same reading as windows.py: a wall time skipped in spring counts as CET.
         value = value.replace(tzinfo=WARSAW)
     return value.astimezone(UTC)
 
