@@ -391,6 +391,7 @@ class UpdatePlan:
     gate_findings: list[str] = field(default_factory=list)
     judged_until: datetime | None = None
     gate_override: bool = False  # approved over a judgement that found something
+    gate_ticket: str | None = None  # the usterka a failed soak judgement opened
     cancelled_at: datetime | None = None
     cancelled_by: str | None = None
     cancel_reason: str | None = None

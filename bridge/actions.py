@@ -1,0 +1,156 @@
+"""The names of what happened: audit actions and ticket timeline events.
+
+The values are a contract: SIEMs, the audit API's filters and the tests match on them, so a
+value never changes once released. ``Action`` is every audit action dyzur writes itself (the
+agents' own actions come from ``collectors.base``); ``Event`` is every kind of line on a
+ticket's timeline, and ``TICKET_ACTIONS`` says which audit action each recorded kind is.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from collectors.base import SSH_COMMAND, SSH_HOST_KEY_MISMATCH, SSH_HOST_KEY_UNKNOWN
+
+
+class Action(StrEnum):
+    # A ticket's life (lifecycle; one per recorded timeline event, see TICKET_ACTIONS).
+    TICKET_OPENED = "ticket.opened"
+    TICKET_ESCALATED = "ticket.escalated"
+    TICKET_REFIRED = "ticket.refired"
+    TICKET_REOPENED = "ticket.reopened"
+    TICKET_RECOVERED = "ticket.recovered"
+    TICKET_LEFT_OPEN = "ticket.left_open"
+    TICKET_RESOLVED = "ticket.resolved"
+    TICKET_ACKNOWLEDGED = "ticket.acknowledged"
+    SLA_AT_RISK = "sla.at_risk"
+    SLA_BREACHED = "sla.breached"
+    # An update plan's progress as written on its aktualizacja ticket.
+    TICKET_STAGE_STARTED = "ticket.stage_started"
+    TICKET_STAGE_SUCCEEDED = "ticket.stage_succeeded"
+    TICKET_STAGE_FAILED = "ticket.stage_failed"
+    TICKET_STAGE_CANCELLED = "ticket.stage_cancelled"
+    TICKET_STAGE_CANCELLED_INTERRUPTED = "ticket.stage_cancelled_interrupted"
+    TICKET_SOAK = "ticket.soak"
+    TICKET_GATE_PASSED = "ticket.gate_passed"
+    TICKET_GATE_FAILED = "ticket.gate_failed"
+    TICKET_GATE_APPROVED = "ticket.gate_approved"
+    TICKET_GATE_OVERRIDDEN = "ticket.gate_overridden"
+    TICKET_GATE_HELD = "ticket.gate_held"
+    TICKET_MUTING_ENDS = "ticket.muting_ends"
+    TICKET_FAILURE_TICKET = "ticket.failure_ticket"
+    TICKET_PLAN_COMPLETED = "ticket.plan_completed"
+    TICKET_PLAN_CANCELLED = "ticket.plan_cancelled"
+    TICKET_PLAN_EXPIRED = "ticket.plan_expired"
+    TICKET_PROD_NOT_RUN = "ticket.prod_not_run"
+    # Maintenance windows and the alerts they muted.
+    WINDOW_PLANNED = "window.planned"
+    WINDOW_CANCELLED = "window.cancelled"
+    WINDOW_ENDED_EARLY = "window.ended_early"
+    WINDOW_ALERT_SUPPRESSED = "window.alert_suppressed"
+    WINDOW_ALERT_RECOVERED = "window.alert_recovered"
+    WINDOW_ALERT_RELEASED = "window.alert_released"
+    WINDOW_ALERT_DROPPED = "window.alert_dropped"
+    # Staged updates.
+    UPDATE_PLANNED = "update.planned"
+    UPDATE_STAGE_STARTED = "update.stage_started"
+    UPDATE_STEP = "update.step"
+    UPDATE_STAGE_SUCCEEDED = "update.stage_succeeded"
+    UPDATE_STAGE_FAILED = "update.stage_failed"
+    UPDATE_STAGE_CANCELLED = "update.stage_cancelled"
+    UPDATE_GATE_PASSED = "update.gate_passed"
+    UPDATE_GATE_FAILED = "update.gate_failed"
+    UPDATE_GATE_APPROVED = "update.gate_approved"
+    UPDATE_GATE_OVERRIDDEN = "update.gate_overridden"
+    UPDATE_GATE_HELD = "update.gate_held"
+    UPDATE_CANCELLED = "update.cancelled"
+    UPDATE_EXPIRED = "update.expired"
+    UPDATE_COMPLETED = "update.completed"
+    # Assets and agents.
+    ASSET_VERSION_SEEN = "asset.version_seen"
+    ASSET_VERSION_SET = "asset.version_set"
+    AGENT_SEQ_ANOMALY = "agent.seq_anomaly"
+    AGENT_STREAM_REFUSED = "agent.stream_refused"
+    # Requests refused for their credentials (aggregated, see bridge/refusals.py).
+    TOKEN_MISSING = "token.missing"  # noqa: S105 (an action, not a secret)
+    TOKEN_REFUSED = "token.refused"  # noqa: S105
+    ROLE_REFUSED = "role.refused"
+    # SSH, as the agents record it too (collectors.base).
+    SSH_COMMAND = SSH_COMMAND
+    SSH_HOST_KEY_UNKNOWN = SSH_HOST_KEY_UNKNOWN
+    SSH_HOST_KEY_MISMATCH = SSH_HOST_KEY_MISMATCH
+    # The bridge itself.
+    CONFIG_LOADED = "config.loaded"
+    SIEM_EVENTS_DROPPED = "siem.events_dropped"
+
+
+class Event(StrEnum):
+    """The kind of a line on a ticket's timeline."""
+
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    REFIRED = "refired"
+    REOPENED = "reopened"
+    RECOVERED = "recovered"
+    LEFT_OPEN = "left_open"
+    RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"
+    SLA_AT_RISK = "sla_at_risk"
+    SLA_BREACHED = "sla_breached"
+    STALE = "stale"  # written without an audit event
+    WINDOW_ENDED = "window_ended"  # written without an audit event
+    STAGE_STARTED = "stage_started"
+    STAGE_SUCCEEDED = "stage_succeeded"
+    STAGE_FAILED = "stage_failed"
+    STAGE_CANCELLED = "stage_cancelled"
+    STAGE_CANCELLED_INTERRUPTED = "stage_cancelled_interrupted"
+    SOAK = "soak"
+    GATE_PASSED = "gate_passed"
+    GATE_FAILED = "gate_failed"
+    GATE_APPROVED = "gate_approved"
+    GATE_OVERRIDDEN = "gate_overridden"
+    GATE_HELD = "gate_held"
+    MUTING_ENDS = "muting_ends"
+    FAILURE_TICKET = "failure_ticket"
+    PLAN_COMPLETED = "plan_completed"
+    PLAN_CANCELLED = "plan_cancelled"
+    PLAN_EXPIRED = "plan_expired"
+    PROD_NOT_RUN = "prod_not_run"
+
+
+# The audit action of each timeline event that is recorded with one (lifecycle._record).
+TICKET_ACTIONS: dict[Event, Action] = {
+    Event.OPENED: Action.TICKET_OPENED,
+    Event.ESCALATED: Action.TICKET_ESCALATED,
+    Event.REFIRED: Action.TICKET_REFIRED,
+    Event.REOPENED: Action.TICKET_REOPENED,
+    Event.RECOVERED: Action.TICKET_RECOVERED,
+    Event.LEFT_OPEN: Action.TICKET_LEFT_OPEN,
+    Event.RESOLVED: Action.TICKET_RESOLVED,
+    Event.ACKNOWLEDGED: Action.TICKET_ACKNOWLEDGED,
+    Event.SLA_AT_RISK: Action.SLA_AT_RISK,
+    Event.SLA_BREACHED: Action.SLA_BREACHED,
+    Event.STAGE_STARTED: Action.TICKET_STAGE_STARTED,
+    Event.STAGE_SUCCEEDED: Action.TICKET_STAGE_SUCCEEDED,
+    Event.STAGE_FAILED: Action.TICKET_STAGE_FAILED,
+    Event.STAGE_CANCELLED: Action.TICKET_STAGE_CANCELLED,
+    Event.STAGE_CANCELLED_INTERRUPTED: Action.TICKET_STAGE_CANCELLED_INTERRUPTED,
+    Event.SOAK: Action.TICKET_SOAK,
+    Event.GATE_PASSED: Action.TICKET_GATE_PASSED,
+    Event.GATE_FAILED: Action.TICKET_GATE_FAILED,
+    Event.GATE_APPROVED: Action.TICKET_GATE_APPROVED,
+    Event.GATE_OVERRIDDEN: Action.TICKET_GATE_OVERRIDDEN,
+    Event.GATE_HELD: Action.TICKET_GATE_HELD,
+    Event.MUTING_ENDS: Action.TICKET_MUTING_ENDS,
+    Event.FAILURE_TICKET: Action.TICKET_FAILURE_TICKET,
+    Event.PLAN_COMPLETED: Action.TICKET_PLAN_COMPLETED,
+    Event.PLAN_CANCELLED: Action.TICKET_PLAN_CANCELLED,
+    Event.PLAN_EXPIRED: Action.TICKET_PLAN_EXPIRED,
+    Event.PROD_NOT_RUN: Action.TICKET_PROD_NOT_RUN,
+}
+
+
+def ticket_action(kind: str) -> Action:
+    """The audit action recorded with a timeline event of ``kind`` (ValueError for a kind that
+    is no Event, KeyError for one written without an audit event)."""
+    return TICKET_ACTIONS[Event(kind)]
