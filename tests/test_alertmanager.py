@@ -321,7 +321,7 @@ def test_an_alert_without_an_inventory_asset_is_logged_once(api, bridge, caplog,
     send(**{**ups, "instance": "ups-y:9100"})  # another asset label value: its own warning
     assert len(warnings()) == 2
     # the memory of what was logged is bounded: the oldest is forgotten, and logged again
-    monkeypatch.setattr("bridge.alertmanager.UNKNOWN_WARNED", 2)
+    monkeypatch.setattr("bridge.sources.alertmanager.UNKNOWN_WARNED", 2)
     send(**{**ups, "instance": "ups-z:9100"})
     send(**ups)
     assert len(warnings()) == 4
