@@ -518,6 +518,40 @@ def test_a_ticket_resolved_before_the_soak_does_not_count(bridge, clock, hosts):
     assert "nie miały alertów ani zgłoszeń kategorii Awaria lub Usterka" in passed
 
 
+def test_another_plans_failed_update_of_the_test_host_in_the_soak_fails_the_gate(
+    bridge, clock, hosts
+):
+    """Only the plan's own tickets are left out of its judgement: a second plan whose test
+    stage failed on the same test host during the soak is a finding; the first plan's own
+    gate ticket is not."""
+    first = plan(bridge, hosts, soak=5 * 3600)
+    at(bridge, clock, TEST_WINDOW.start)
+    second_test = StageWindow(TEST_WINDOW.end + timedelta(minutes=30), TEST_WINDOW.end + SOAK * 3)
+    second_prod = StageWindow(PROD_WINDOW.end + SOAK, PROD_WINDOW.end + SOAK * 4)
+    second = plan(
+        bridge,
+        hosts,
+        version="5.2.2",
+        runbook=runbook(hosts, post_check="echo 'AMMS nie wstał'; exit 2"),
+        test_window=second_test,
+        prod_window=second_prod,
+    )
+    at(bridge, clock, second_test.start)
+    second = bridge.updates.get(second.id)
+    assert second.status is PlanStatus.FAILED
+    failed = second.stages[0].failure_ticket
+    assert bridge.store.get_ticket(failed).asset == "amms-a-test"
+
+    at(bridge, clock, bridge.updates.get(first.id).soak_until)
+    first = bridge.updates.get(first.id)
+    assert first.gate is GateState.FAILED
+    [finding] = first.gate_findings
+    assert finding.startswith(f"{failed} (Fault (Usterka), amms_update_failed on amms-a-test)")
+    # Approving over it judges again: the same finding, not the gate ticket just opened.
+    first = bridge.updates.approve(first.id, "anna.nowak", "szpital sprawdził", override=True)
+    assert first.gate_override and first.gate_findings == [finding]
+
+
 @pytest.mark.parametrize("language", ["pl", "en"])
 def test_the_gate_ticket_speaks_the_contract_language(
     tmp_path, sshd, store, clock, hosts, login, language

@@ -5,11 +5,13 @@ runbook thread for the plan is alive, and returns the actions to apply, in order
 I/O, reads no clock and touches no store; the service applies the actions (``service.py``).
 
 A gate judgement's outcome is not known here: when the last action returned is ``JudgeGate``,
-the caller applies it and asks again (a passed gate lets production start in the same tick).
+the caller applies it and asks again (a passed gate lets production start in the same tick);
+``drive`` does that.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -91,3 +93,24 @@ def next_actions(plan: UpdatePlan, now: datetime, runner_alive: bool = False) ->
     if prod.state is StageState.PLANNED and now >= prod.start and plan.gate in OPEN_GATES:
         return [StartStage("prod")]
     return []
+
+
+def drive(
+    plan: UpdatePlan,
+    now: datetime,
+    runner_alive: bool,
+    apply: Callable[[PlanAction], None],
+) -> list[PlanAction]:
+    """One tick for ``plan``: ``apply`` each action in order (it changes the plan), asking
+    again after a gate judgement; returns what was applied."""
+    done: list[PlanAction] = []
+    actions = next_actions(plan, now, runner_alive)
+    while actions:
+        for action in actions:
+            apply(action)
+            done.append(action)
+        if not isinstance(actions[-1], JudgeGate):
+            break
+        # The judgement decided the gate: production may start or expire in this same tick.
+        actions = next_actions(plan, now, runner_alive)
+    return done

@@ -39,7 +39,7 @@ from bridge.maintenance.updates.machine import (
     PlanAction,
     SettleCancelled,
     StartStage,
-    next_actions,
+    drive,
 )
 from bridge.maintenance.updates.runner import (
     Outcome,
@@ -349,22 +349,13 @@ class Updates:
                 log.exception("update plan %s: tick failed", candidate.id)
 
     def _drive(self, plan_id: str) -> None:
-        start: str | None = None
         with self._editing(plan_id) as plan:
             now = self.clock.now()
             alive = self.runbooks.alive(plan.id)
-            actions = next_actions(plan, now, alive)
-            while actions:
-                for action in actions:
-                    self._apply(plan, action, now)
-                    if isinstance(action, StartStage):
-                        start = action.environment
-                if not isinstance(actions[-1], JudgeGate):
-                    break
-                # The judgement decided the gate: production may start in this same tick.
-                actions = next_actions(plan, now, alive)
-        if start is not None:
-            self.runbooks.start(plan_id, start)
+            done = drive(plan, now, alive, lambda action: self._apply(plan, action, now))
+        for action in done:  # the runbook's thread, once the plan says the stage runs
+            if isinstance(action, StartStage):
+                self.runbooks.start(plan_id, action.environment)
 
     def _apply(self, plan: UpdatePlan, action: PlanAction, now: datetime) -> None:
         """One action of the state machine, inside ``_editing``."""
