@@ -21,9 +21,11 @@ run: install
 	test -f $(CONFIG) || $(BIN)/dyzur init $(CONFIG)
 	$(BIN)/dyzur run --config $(CONFIG)
 
+# The linters and the type checker (mypy, configured in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Every test, after the linters.
 test: lint
@@ -48,4 +50,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_tickets.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

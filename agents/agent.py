@@ -94,7 +94,9 @@ class Agent:
 
     # --- samples -> spool ------------------------------------------------------------------
 
-    def encode(self, collector: str, samples: list[Sample], now: float, up: bool) -> list[dict]:
+    def encode(
+        self, collector: str, samples: list[Sample], now: float, up: bool
+    ) -> list[dict[str, Any]]:
         """The samples as the bridge takes them, tagged with this host's asset, plus the
         collector's health so the bridge's rules see a failing collector too."""
         asset = self.config.asset
@@ -299,7 +301,12 @@ class Agent:
         return 0 if ok else 1
 
     def _print(
-        self, collector: str, samples: list[Sample], now: float, up: bool, events: list
+        self,
+        collector: str,
+        samples: list[Sample],
+        now: float,
+        up: bool,
+        events: list[dict[str, Any]],
     ) -> None:
         for s in self.encode(collector, samples, now, up):
             sys.stdout.write(format_sample(s["metric"], s["labels"], s["value"]) + "\n")

@@ -91,14 +91,18 @@ class _Reader:
         for key in data:
             self.problems.append(f"{path}{key}: unknown setting")
 
-    def text(self, data: dict, key: str, path: str, default: str | None = None) -> str | None:
+    def text(
+        self, data: dict[str, Any], key: str, path: str, default: str | None = None
+    ) -> str | None:
         value = data.pop(key, default)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             self.problems.append(f"{path}{key}: expected a non-empty string")
             return default
         return value
 
-    def duration(self, data: dict, key: str, path: str, default: float | None) -> float | None:
+    def duration(
+        self, data: dict[str, Any], key: str, path: str, default: float | None
+    ) -> float | None:
         value = data.pop(key, None)
         if value is None:
             return default
@@ -115,7 +119,9 @@ class _Reader:
             return default
         return seconds
 
-    def number(self, data: dict, key: str, path: str, default: float, low: float, high: float):
+    def number(
+        self, data: dict[str, Any], key: str, path: str, default: float, low: float, high: float
+    ) -> float:
         value = data.pop(key, default)
         if (
             isinstance(value, bool)

@@ -71,6 +71,7 @@ class Spool:
                 seq = conn.execute(
                     "INSERT INTO batches(samples, body) VALUES (?, ?)", (samples, body)
                 ).lastrowid
+                assert seq is not None  # sqlite3 sets it after every INSERT
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
 from bridge.delivery.siem import Destination
-from bridge.models import Asset, Client, duration_between
+from bridge.models import Asset, Client, Duration, between
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
 
@@ -19,13 +19,13 @@ EXAMPLE_CONFIG = Path(__file__).with_name("example.yaml")
 
 # The sane range of each duration setting (README, "Configuration"): a tick of 0s would spin
 # a core, and a period of centuries overflows the dates computed from it.
-ConnectTimeout = duration_between(1.0, 300.0)
-SoakPeriod = duration_between(0.0, 14 * 86400.0)
-SettlePeriod = duration_between(0.0, 3600.0)
-ReopenPeriod = duration_between(0.0, 30 * 86400.0)
-TickInterval = duration_between(0.1, 600.0)
-ClockSkew = duration_between(1.0, 86400.0)
-EventsMaxAge = duration_between(60.0, 365 * 86400.0)
+ConnectTimeout = Annotated[Duration, between(1.0, 300.0)]
+SoakPeriod = Annotated[Duration, between(0.0, 14 * 86400.0)]
+SettlePeriod = Annotated[Duration, between(0.0, 3600.0)]
+ReopenPeriod = Annotated[Duration, between(0.0, 30 * 86400.0)]
+TickInterval = Annotated[Duration, between(0.1, 600.0)]
+ClockSkew = Annotated[Duration, between(1.0, 86400.0)]
+EventsMaxAge = Annotated[Duration, between(60.0, 365 * 86400.0)]
 
 
 class _Strict(BaseModel):
@@ -234,9 +234,9 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
             Destination.from_url(dest.name, dest.url)
         except ValueError as exc:
             problems.append(f"siem.{i}.url: {exc}")
-        for client in dest.clients or ():
-            if client not in clients:
-                problems.append(f"siem.{i}.clients: unknown client {client!r}")
+        for client_id in dest.clients or ():
+            if client_id not in clients:
+                problems.append(f"siem.{i}.clients: unknown client {client_id!r}")
         for name in ("ca_file", "client_cert", "client_key"):
             value = getattr(dest, name)
             if value is not None and not (base_dir / value).is_file():
@@ -258,12 +258,12 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
             problems.append(f"tokens.{i}.sha256: the same token is configured twice")
         hashes.add(token.sha256)
         try:
-            role, client = parse_role(token.role)
+            role, role_client = parse_role(token.role)
         except ValueError as exc:
             problems.append(f"tokens.{i}.role: {exc}")
             continue
-        if client is not None and client not in clients:
-            problems.append(f"tokens.{i}.role: unknown client {client!r}")
+        if role_client is not None and role_client not in clients:
+            problems.append(f"tokens.{i}.role: unknown client {role_client!r}")
         if token.client is not None:
             if role.value != "agent":
                 problems.append(f"tokens.{i}.client: only agent tokens are scoped by client")

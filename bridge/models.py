@@ -65,19 +65,26 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def duration_between(low: float, high: float) -> Any:
-    """A Duration from ``low`` to ``high`` seconds; outside that it is refused, saying so."""
+def between(low: float, high: float) -> AfterValidator:
+    """Refuses seconds outside ``low`` to ``high``, saying so: ``Annotated[Duration, between(…)]``
+    is a type a type checker reads as a float."""
 
     def check(seconds: float) -> float:
         if not low <= seconds <= high:
             raise ValueError(f"must be from {_span(low)} to {_span(high)}, got {_span(seconds)}")
         return seconds
 
-    return Annotated[float, BeforeValidator(_duration), AfterValidator(check)]
+    return AfterValidator(check)
+
+
+def duration_between(low: float, high: float) -> Any:
+    """A Duration from ``low`` to ``high`` seconds, built at run time (a type checker cannot
+    read it as a type: write ``Annotated[Duration, between(low, high)]`` in annotations)."""
+    return Annotated[Duration, between(low, high)]
 
 
 # A contract's reaction time: at least a second, at most 30 days of service time.
-ReactionTime = duration_between(1.0, 30 * 86400.0)
+ReactionTime = Annotated[Duration, between(1.0, 30 * 86400.0)]
 
 Language = Literal["pl", "en"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

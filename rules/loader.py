@@ -115,7 +115,7 @@ class RuleFileError(Exception):
 # --- YAML with line numbers ----------------------------------------------------------------
 
 
-class _Map(dict):  # type: ignore[type-arg]
+class _Map(dict[Any, Any]):
     """A YAML mapping that remembers where it and each of its keys stand (1-based lines)."""
 
     line: int

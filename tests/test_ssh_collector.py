@@ -163,6 +163,11 @@ def test_options_errors_name_the_field(tmp_path):
         )
     with pytest.raises(CollectorConfigError, match="key_file: a key file, or use_agent"):
         SshCollector.from_options("amms", {"known_hosts": "kh", "hosts": []})
+    for options in ({"use_agent": True, "hosts": []}, {"known_hosts": 5, "use_agent": True}):
+        with pytest.raises(
+            CollectorConfigError, match=r"^known_hosts: the path of dyzur's known_hosts$"
+        ):
+            SshCollector.from_options("amms", options)
 
 
 def test_the_agent_runs_the_checks_and_the_bridge_records_every_command(tmp_path, sshd):

@@ -491,6 +491,22 @@ def test_wrong_client_key_is_a_clear_error_without_key_material(
         assert "PRIVATE KEY" not in text
 
 
+def test_a_key_of_an_unsupported_type_is_named_so(known: KnownHosts, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    key = tmp_path / "id_dsa"
+    key.write_bytes(
+        dsa.generate_private_key(2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(SshKeyError, match=r"id_dsa: unsupported key type \(use ed25519 or RSA\)"):
+        SshRunner(known, SshCredentials(key_file=key))
+
+
 def test_credentials_need_a_key_or_the_agent() -> None:
     with pytest.raises(ValueError):
         SshCredentials()

@@ -238,8 +238,13 @@ def _timezone_span(events: list[Event], stamp: datetime) -> tuple[date, date]:
     From just before the first event (the feed stays small), to at least icalendar's default end
     (2038): a recurring window keeps the right offsets for years in clients that read only it.
     """
-    starts = [e.start.date() for e in events] or [stamp.astimezone(WARSAW).date()]
-    ends = [e.end.date() for e in events] or starts
+    starts = [_day(e.start) for e in events] or [stamp.astimezone(WARSAW).date()]
+    ends = [_day(e.end) for e in events] or starts
     first = min(starts) - timedelta(days=1)
     last = max(Timezone.DEFAULT_LAST_DATE, max(ends) + timedelta(days=366))
     return first, last
+
+
+def _day(value: date | datetime) -> date:
+    """The date of an event's start or end: icalendar types them as a date or a datetime."""
+    return value.date() if isinstance(value, datetime) else value

@@ -10,7 +10,8 @@ costs one timeout, once, and one parked daemon thread, not one per collection.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
+from functools import partial
 from typing import Any
 
 
@@ -60,8 +61,7 @@ class MountProber:
         threading.Thread(target=work, name="dyzur-host-statfs", daemon=True).start()
         with cond:
             while len(results) < len(todo):
-                answered = len(results)
-                if not cond.wait_for(lambda n=answered: len(results) > n, self._timeout):
+                if not cond.wait_for(partial(_grew, results, len(results)), self._timeout):
                     state["abandoned"] = True
                     hung = state["current"]
                     if hung is not None and hung not in results:
@@ -69,3 +69,8 @@ class MountProber:
                         return dict(results), hung
                     return dict(results), None
             return dict(results), None
+
+
+def _grew(results: Sized, answered: int) -> bool:
+    """Whether ``results`` holds more than the ``answered`` it held when the wait began."""
+    return len(results) > answered

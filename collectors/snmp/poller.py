@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from pyasn1.type import univ
 from pysnmp.error import PySnmpError
@@ -75,7 +76,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self):  # never pickled into a spool or a log by accident
+    def __reduce__(self) -> NoReturn:  # never pickled into a spool or a log by accident
         raise TypeError("a Secret cannot be pickled")
 
 
@@ -214,7 +215,9 @@ class _Session:
         # SNMPv3 gets an engine of its own: USM users are kept per engine by name, and two
         # devices may have the same user name with different keys.
         self.own_engine = engine is None or device.version == "3"
-        self.engine = offline_engine() if self.own_engine else engine
+        if engine is None or self.own_engine:
+            engine = offline_engine()
+        self.engine: SnmpEngine = engine
         self.auth = device.auth_data()
         self.context = ContextData(contextName=device.context) if device.context else ContextData()
         self.target: UdpTransportTarget | None = None
@@ -354,8 +357,8 @@ def _table_samples(
         if missing:
             skipped.extend((m.metric, missing) for m in table.metrics)
             continue
-        for spec in table.metrics:
-            _samples_of(spec, row, labels, now, out, skipped)
+        for metric in table.metrics:
+            _samples_of(metric, row, labels, now, out, skipped)
 
 
 async def poll_device(device: Device, now: float, engine: SnmpEngine | None = None) -> PollResult:

@@ -167,7 +167,8 @@ class SshCollector(Collector):
         unknown = set(options) - allowed
         _require(not unknown, "options", f"unknown option(s): {', '.join(sorted(unknown))}")
         known_hosts = options.get("known_hosts")
-        _require(isinstance(known_hosts, str), "known_hosts", "the path of dyzur's known_hosts")
+        if not isinstance(known_hosts, str):
+            raise CollectorConfigError("known_hosts: the path of dyzur's known_hosts")
         key_file, use_agent = options.get("key_file"), bool(options.get("use_agent", False))
         _require(key_file is not None or use_agent, "key_file", "a key file, or use_agent: true")
         user = options.get("user")

@@ -30,6 +30,7 @@ from os import PathLike
 from pathlib import Path
 
 import paramiko
+from paramiko.pkey import UnknownKeyType
 
 from collectors.ssh.known_hosts import (
     DEFAULT_SSH_PORT,
@@ -191,7 +192,9 @@ class RejectUnknownHostKey(paramiko.MissingHostKeyPolicy):
         self.port = port
         self.known_hosts = known_hosts  # named in the hint, so it works as printed
 
-    def missing_host_key(self, client, hostname, key) -> None:  # type: ignore[no-untyped-def]
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         raise UnknownHostKey(self.host, self.port, fingerprint(key), self.known_hosts)
 
 
@@ -201,8 +204,12 @@ class RejectUnknownHostKey(paramiko.MissingHostKeyPolicy):
 def _load_key(path: str | PathLike[str], passphrase: str | None) -> paramiko.PKey:
     p = Path(path)
     try:
-        # cryptography wants the passphrase as bytes
-        key = paramiko.PKey.from_path(p, passphrase.encode() if passphrase is not None else None)
+        # cryptography wants the passphrase as bytes (paramiko hands it over unchanged, though
+        # it annotates it as str)
+        key = paramiko.PKey.from_path(
+            p,
+            passphrase.encode() if passphrase is not None else None,  # type: ignore[arg-type]
+        )
     except FileNotFoundError:
         raise SshKeyError(f"SSH key file {p} does not exist") from None
     except PermissionError:
@@ -212,7 +219,7 @@ def _load_key(path: str | PathLike[str], passphrase: str | None) -> paramiko.PKe
         if passphrase is None:
             raise SshKeyError(f"SSH key file {p} is encrypted; no passphrase was given") from None
         raise SshKeyError(f"SSH key file {p} cannot be opened with the passphrase given") from None
-    except paramiko.UnknownKeyType:
+    except UnknownKeyType:
         raise SshKeyError(f"SSH key file {p}: unsupported key type (use ed25519 or RSA)") from None
     except (ValueError, paramiko.SSHException):
         if passphrase is not None:
@@ -234,7 +241,8 @@ def _send_signal(chan: paramiko.Channel, name: str) -> None:
     m.add_string("signal")
     m.add_boolean(False)
     m.add_string(name)
-    chan.transport._send_user_message(m)
+    # Private: paramiko has no public call for a channel request (nor a stub for this one).
+    chan.get_transport()._send_user_message(m)  # type: ignore[attr-defined]
 
 
 class SshRunner:
@@ -502,7 +510,7 @@ class SshRunner:
                         take(err, chan.recv_stderr(32768))
                     code = chan.recv_exit_status()
                     break
-                if chan.closed or not chan.transport.is_active():
+                if chan.closed or not chan.get_transport().is_active():
                     code = -1
                     break
                 remaining = deadline - time.monotonic()
