@@ -6,6 +6,7 @@ import logging
 import threading
 from collections import Counter
 
+from bridge.actions import Action
 from bridge.clock import Clock
 from bridge.config import LoadedConfig, siem_destinations
 from bridge.delivery.siem import Forwarder
@@ -79,7 +80,7 @@ class Bridge:
         self._watch()
         self.ingestor.start()
         self.audit(
-            "config.loaded",
+            Action.CONFIG_LOADED,
             clients=len(loaded.clients),
             assets=len(loaded.assets),
             rules=len(loaded.rules),

@@ -20,6 +20,7 @@ import yaml
 
 pytest.importorskip("paramiko")
 
+from bridge.actions import Action
 from bridge.config import ConfigError, load_config, parse_config
 from bridge.maintenance.planning import WindowConflict, WindowOfPlan, WindowRequest
 from bridge.maintenance.updates import GateRefused, StageWindow, UpdateError, UpdateRequest
@@ -220,6 +221,8 @@ def test_a_full_staged_update(bridge, clock, hosts, login):
     ]
     assert open_tickets(bridge, Category.USTERKA) == []
     assert open_tickets(bridge, Category.AWARIA) == []
+    # every audit action the update wrote is a named one (bridge/actions.py)
+    assert {e.action for e in bridge.store.audit_events()} <= set(Action)
 
 
 def test_a_failed_post_check_in_test_stops_the_plan_and_production_never_runs(bridge, clock, hosts):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from bridge.actions import Action
 from bridge.auth import Principal, Role
 from bridge.service import Bridge
 
@@ -26,11 +27,11 @@ def get_principal(
 ) -> Principal:
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
-        refuse(request, bridge, "token.missing")
+        refuse(request, bridge, Action.TOKEN_MISSING)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", challenge)
     principal = bridge.loaded.tokens.authenticate(credentials.credentials)
     if principal is None:
-        refuse(request, bridge, "token.refused")
+        refuse(request, bridge, Action.TOKEN_REFUSED)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token", challenge)
     return principal
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bridge.actions import Action
 from bridge.clock import Clock
 from bridge.delivery.siem_format import cef, octet_counted, rfc5424
 from bridge.metrics import BridgeMetrics
@@ -211,7 +212,7 @@ class DestinationWorker:
             AuditEvent(
                 self.clock.now(),
                 "dyzur",
-                "siem.events_dropped",
+                Action.SIEM_EVENTS_DROPPED,
                 "failure",
                 client=client,
                 detail={"destination": d.name, "dropped": count},

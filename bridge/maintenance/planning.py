@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from bridge.actions import Action
 from bridge.clock import WARSAW, Clock, local_iso
 from bridge.maintenance.windows import (
     CONFLICT_HORIZON,
@@ -193,7 +194,7 @@ class Maintenance:
                 window.created_by = actor
                 window.created_at = now
                 self.store.save_window(window)
-                self._audit("window.planned", window, actor, now)
+                self._audit(Action.WINDOW_PLANNED, window, actor, now)
         self._changed()
         return windows
 
@@ -239,7 +240,7 @@ class Maintenance:
             ):
                 record.until = min(record.until, now)
                 self.store.save_suppressed(record)
-            self._audit("window.cancelled", window, actor, now)
+            self._audit(Action.WINDOW_CANCELLED, window, actor, now)
         self._changed()
         return window
 
@@ -265,7 +266,7 @@ class Maintenance:
                 record.until = min(record.until, window.end)
                 self.store.save_suppressed(record)
             planned = local_iso(planned_end)
-            self._audit("window.ended_early", window, actor, now, planned_end=planned)
+            self._audit(Action.WINDOW_ENDED_EARLY, window, actor, now, planned_end=planned)
         self._changed()
         return window
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bridge.actions import Action
 from bridge.auth import Principal, Role
 from bridge.clock import Clock, to_datetime
 from bridge.metrics import BridgeMetrics
@@ -302,7 +303,7 @@ class Ingestor:
                     AuditEvent(
                         now,
                         "dyzur",
-                        "asset.version_seen",
+                        Action.ASSET_VERSION_SEEN,
                         "success",
                         self.assets[asset].client,
                         asset,
@@ -342,7 +343,7 @@ class Ingestor:
                 AuditEvent(
                     record.at,
                     f"agent:{principal.name}",
-                    "agent.seq_anomaly",
+                    Action.AGENT_SEQ_ANOMALY,
                     "failure",
                     scope.client if scope is not None else principal.client,
                     asset or None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from bridge.actions import ticket_action
 from bridge.clock import WARSAW, Clock, local_iso, local_time
 from bridge.maintenance.windows import Muting
 from bridge.models import (
@@ -111,12 +112,12 @@ class TicketLifecycle:
         actor: str = "dyzur",
         new: bool = False,
     ) -> Change:
+        action = ticket_action(kind)  # an explicit table (bridge/actions.py); before writing
         entry = TimelineEntry(now, kind, text, actor)
         if new:
             self.store.insert_ticket(ticket, entry)
         else:
             self.store.update_ticket(ticket, entry)
-        action = f"sla.{kind.removeprefix('sla_')}" if kind.startswith("sla_") else f"ticket.{kind}"
         detail = {
             "ticket": ticket.number,
             "category": ticket.category.value,
