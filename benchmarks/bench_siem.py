@@ -1,7 +1,8 @@
 """Audit events forwarded per second to a real rsyslog, over TCP and over TLS.
 
-Writes N events into a fresh SQLite store, starts a forwarder to an rsyslogd started here
-(127.0.0.1, free ports), and times until rsyslog has written every one of them to its file.
+Writes N events into a fresh SQLite store, starts the outbox with one SIEM consumer forwarding
+to an rsyslogd started here (127.0.0.1, free ports), and times until rsyslog has written every
+one of them to its file.
 
     python benchmarks/bench_siem.py [--events 20000]
 """
@@ -21,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 import trustme  # noqa: E402
 
 from bridge.clock import Clock  # noqa: E402
-from bridge.delivery.siem import Destination, Forwarder  # noqa: E402
+from bridge.delivery.outbox import Outbox  # noqa: E402
+from bridge.delivery.siem import Destination, SiemConsumer  # noqa: E402
 from bridge.metrics import BridgeMetrics  # noqa: E402
 from bridge.models import AuditEvent  # noqa: E402
 from bridge.store.sqlite import SQLiteStore  # noqa: E402
@@ -63,20 +65,19 @@ def run(kind: str, events: int, tmp: Path) -> float:
                 {"ticket": f"DZ-2026-{i:06d}", "category": "awaria"},
             )
         )
-    forwarder = Forwarder(
-        [Destination.from_url("bench", f"{kind}://127.0.0.1:{rsyslog.tcp_port}", ca_file=ca_file)],
-        store,
-        Clock(),
-        BridgeMetrics(),
+    outbox = Outbox(store, Clock())
+    destination = Destination.from_url(
+        "bench", f"{kind}://127.0.0.1:{rsyslog.tcp_port}", ca_file=ca_file
     )
+    outbox.register(SiemConsumer(destination, BridgeMetrics()))
     started = time.perf_counter()
-    forwarder.start()
+    outbox.start()
     try:
         while lines(rsyslog.out) < events:
             time.sleep(0.01)
         return events / (time.perf_counter() - started)
     finally:
-        forwarder.stop()
+        outbox.stop()
         rsyslog.stop()
         store.close()
 

@@ -82,6 +82,8 @@ class Action(StrEnum):
     # The bridge itself.
     CONFIG_LOADED = "config.loaded"
     SIEM_EVENTS_DROPPED = "siem.events_dropped"
+    # An outbox consumer refused an event for good (bridge.delivery.outbox).
+    OUTBOX_DELIVERY_FAILED = "outbox.delivery_failed"
 
 
 class Event(StrEnum):

@@ -9,7 +9,8 @@ from collections import Counter
 from bridge.actions import Action
 from bridge.clock import Clock
 from bridge.config import LoadedConfig, siem_destinations
-from bridge.delivery.siem import Forwarder
+from bridge.delivery.outbox import Outbox
+from bridge.delivery.siem import SiemConsumer
 from bridge.maintenance.planning import Maintenance
 from bridge.maintenance.updates import Updates
 from bridge.metrics import BridgeMetrics
@@ -73,9 +74,10 @@ class Bridge:
             self.config.alertmanager, self.lifecycle, loaded.assets, self.metrics
         )
         self.ingestor.external_rules = alertmanager_rule_of
-        self.forwarder = Forwarder(
-            siem_destinations(self.config, loaded.base_dir), self.store, self.clock, self.metrics
-        )
+        # What leaves dyzur: the outbox and its consumers, the SIEMs first.
+        self.outbox = Outbox(self.store, self.clock)
+        for destination in siem_destinations(self.config, loaded.base_dir):
+            self.outbox.register(SiemConsumer(destination, self.metrics))
         self.refusals = RefusalAudit(self.store.append_audit, self.clock)
         self._watch()
         self.ingestor.start()
@@ -145,7 +147,7 @@ class Bridge:
     def audit(self, action: str, actor: str = "dyzur", outcome: str = "success", **detail) -> None:
         """Record an audit event that belongs to no ticket (configuration, tokens, ...)."""
         self.store.append_audit(AuditEvent(self.clock.now(), actor, action, outcome, detail=detail))
-        self.forwarder.wake.set()
+        self.outbox.notify()
 
     def refused(
         self,
@@ -183,7 +185,7 @@ class Bridge:
         forward audit events to the SIEMs."""
         if self._ticker is not None:
             return
-        self.forwarder.start()
+        self.outbox.start()
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick_loop, name="dyzur-ticker", daemon=True)
         self._ticker.start()
@@ -194,7 +196,7 @@ class Bridge:
         self.check_deadlines()
         self.updates.tick()
         if self.refusals.flush():
-            self.forwarder.wake.set()
+            self.outbox.notify()
 
     def check_deadlines(self) -> None:
         for change in self.lifecycle.check_deadlines():
@@ -218,7 +220,7 @@ class Bridge:
 
     def close(self) -> None:
         self.refusals.flush(everything=True)
-        self.forwarder.stop()
+        self.outbox.stop()
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=5)

@@ -16,10 +16,11 @@ import yaml
 
 from bridge.audit import verify_store
 from bridge.clock import Clock
-from bridge.delivery.siem import Destination, Forwarder
+from bridge.delivery.outbox import Outbox
+from bridge.delivery.siem import Destination, SiemConsumer
 from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent
-from bridge.store.sqlite import SQLiteStore
+from bridge.store.sqlite import MIGRATIONS, SQLiteStore, _apply_script
 from tests.conftest import config_data
 from tests.processes import wait_for
 from tests.rsyslog import Rsyslog
@@ -43,15 +44,17 @@ def rsyslog(tmp_path):
 
 @pytest.fixture
 def forwarders():
-    """Start forwarders; all are stopped at the end of the test."""
+    """Start an outbox forwarding to SIEM destinations; all are stopped at the end."""
     started = []
 
-    def start(store, *destinations) -> tuple[Forwarder, BridgeMetrics]:
+    def start(store, *destinations) -> tuple[Outbox, BridgeMetrics]:
         metrics = BridgeMetrics()
-        f = Forwarder(list(destinations), store, Clock(), metrics)
-        f.start()
-        started.append(f)
-        return f, metrics
+        outbox = Outbox(store, Clock())
+        for destination in destinations:
+            outbox.register(SiemConsumer(destination, metrics))
+        outbox.start()
+        started.append(outbox)
+        return outbox, metrics
 
     yield start
     for f in started:
@@ -212,6 +215,32 @@ def test_each_hospital_gets_only_its_own_events(store, tmp_path, forwarders):
         company.stop()
 
 
+def test_an_upgraded_store_goes_on_where_each_siem_was(tmp_path, rsyslog, forwarders):
+    """A store written before the outbox: its SIEM cursor becomes the consumer's, so after the
+    upgrade nothing already delivered is sent again and nothing is skipped."""
+    path = tmp_path / "old.db"
+    version = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE outbox_cursors" in m)
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:version]:
+            _apply_script(conn, script)
+        conn.execute(f"PRAGMA user_version = {version}")
+    old = SQLiteStore(path)  # audit events written by the old bridge, 6 of them delivered
+    events = add(old, 10)
+    old.close()
+    tamper(path, f"INSERT INTO siem_cursors VALUES ('soc', {events[5].id}, 0)")
+    store = SQLiteStore(path)
+    store.migrate()
+    outbox, _ = forwarders(
+        store, Destination.from_url("soc", f"tcp://127.0.0.1:{rsyslog.tcp_port}")
+    )
+    try:
+        wait_for(lambda: len(ids(rsyslog)) >= 4, timeout=20, what="the 4 undelivered events")
+        assert ids(rsyslog) == [e.id for e in events[6:]]
+    finally:
+        outbox.stop()
+        store.close()
+
+
 @pytest.fixture
 def tls_rsyslog(tmp_path):
     ca = trustme.CA()
@@ -254,7 +283,7 @@ def test_tls_with_a_wrong_ca_is_refused(store, tls_rsyslog, forwarders, tmp_path
     )
     assert r.records() == []
     assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
-    assert store.siem_cursor("soc")[0] == 0  # nothing counted as delivered
+    assert store.cursor("siem:soc").last_id == 0  # nothing counted as delivered
 
 
 def test_tls_with_a_client_certificate_when_the_siem_asks_for_one(store, tmp_path, forwarders):
@@ -283,7 +312,7 @@ def test_tls_with_a_client_certificate_when_the_siem_asks_for_one(store, tmp_pat
             timeout=20,
             what="the SIEM to refuse a client without a certificate",
         )
-        assert store.siem_cursor("anon")[0] == 0
+        assert store.cursor("siem:anon").last_id == 0
         forwarders(
             store,
             Destination.from_url(
@@ -296,7 +325,7 @@ def test_tls_with_a_client_certificate_when_the_siem_asks_for_one(store, tmp_pat
         )
         wait_for(lambda: len(ids(r)) >= 3, timeout=20, what="events with a client certificate")
         assert first_occurrences(ids(r)) == [e.id for e in events]
-        assert store.siem_cursor("anon")[0] == 0  # still refused
+        assert store.cursor("siem:anon").last_id == 0  # still refused
     finally:
         r.stop()
 

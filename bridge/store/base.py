@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from bridge.models import (
     AgentStream,
@@ -27,6 +28,9 @@ from bridge.models import (
     TimelineEntry,
     UpdatePlan,
 )
+
+if TYPE_CHECKING:  # roles imports this module
+    from bridge.store.roles import Cursor
 
 
 class BatchClaim(StrEnum):
@@ -192,11 +196,13 @@ class Store(ABC):
         """The id of the ``count``-th event after ``after_id`` (to drop a full queue's oldest)."""
 
     @abstractmethod
-    def siem_cursor(self, destination: str) -> tuple[int, int]:
-        """(last event id delivered, events dropped and not yet reported) of a SIEM."""
+    def cursor(self, consumer: str) -> Cursor:
+        """How far an outbox consumer got (``siem:<destination>``); zero when never moved."""
 
     @abstractmethod
-    def set_siem_cursor(self, destination: str, last_id: int, dropped: int) -> None: ...
+    def set_cursor(self, consumer: str, cursor: Cursor, fencing_token: int) -> bool:
+        """Move an outbox consumer's cursor; False (nothing changed) when ``fencing_token`` is
+        older than the lease token that moved it last."""
 
     @abstractmethod
     def sla_counts(self) -> dict[tuple[str, str, str], int]:

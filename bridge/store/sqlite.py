@@ -36,6 +36,7 @@ from bridge.store.base import (
     TicketFilter,
 )
 from bridge.store.codec import plan_from_json, plan_to_json
+from bridge.store.roles import Cursor
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
 # Statements are split on ";", so none may appear inside a statement or a comment.
@@ -223,6 +224,21 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE rule LIKE 'alertmanager:%' AND fingerprint LIKE 'am-%';
     UPDATE suppressed_alerts SET fingerprint = 'am:' || client || ':' || substr(fingerprint, 4)
         WHERE rule LIKE 'alertmanager:%' AND fingerprint LIKE 'am-%'
+    """,
+    """
+    -- One cursor per outbox consumer (bridge.delivery.outbox), keyed by its name: each SIEM
+    -- destination becomes the consumer siem:<destination> with its position and drop count,
+    -- so nothing is sent again or skipped after the upgrade. fencing_token is the lease token
+    -- that moved the cursor last, and an older one cannot move it (Cursors.set_cursor).
+    CREATE TABLE outbox_cursors (
+        consumer      TEXT PRIMARY KEY,
+        last_id       INTEGER NOT NULL,
+        dropped       INTEGER NOT NULL,
+        fencing_token INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO outbox_cursors(consumer, last_id, dropped)
+        SELECT 'siem:' || destination, last_id, dropped FROM siem_cursors;
+    DROP TABLE siem_cursors
     """,
 )
 
@@ -771,23 +787,28 @@ class SQLiteStore(Store):
         )
         return after_id if row is None else row[0]
 
-    def siem_cursor(self, destination: str) -> tuple[int, int]:
+    # --- outbox cursors ------------------------------------------------------------------------
+
+    def cursor(self, consumer: str) -> Cursor:
         row = (
             self._conn()
-            .execute(
-                "SELECT last_id, dropped FROM siem_cursors WHERE destination = ?", (destination,)
-            )
+            .execute("SELECT last_id, dropped FROM outbox_cursors WHERE consumer = ?", (consumer,))
             .fetchone()
         )
-        return (0, 0) if row is None else (row[0], row[1])
+        return Cursor() if row is None else Cursor(row[0], row[1])
 
-    def set_siem_cursor(self, destination: str, last_id: int, dropped: int) -> None:
+    def set_cursor(self, consumer: str, cursor: Cursor, fencing_token: int) -> bool:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO siem_cursors(destination, last_id, dropped) VALUES (?, ?, ?) "
-                "ON CONFLICT(destination) "
-                "DO UPDATE SET last_id = excluded.last_id, dropped = excluded.dropped",
-                (destination, last_id, dropped),
+            return (
+                conn.execute(
+                    "INSERT INTO outbox_cursors(consumer, last_id, dropped, fencing_token) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(consumer) DO UPDATE SET "
+                    "last_id = excluded.last_id, dropped = excluded.dropped, "
+                    "fencing_token = excluded.fencing_token "
+                    "WHERE outbox_cursors.fencing_token <= excluded.fencing_token",
+                    (consumer, cursor.last_id, cursor.dropped, fencing_token),
+                ).rowcount
+                == 1
             )
 
     def sla_counts(self) -> dict[tuple[str, str, str], int]:
