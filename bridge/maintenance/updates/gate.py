@@ -108,11 +108,11 @@ def soak_findings(
                 or (record.recovered_at is not None and record.recovered_at <= since)
             ):
                 continue
-            events = [("firing_since" if record.fired_at < since else "fired", record.fired_at)]
+            muted = [("firing_since" if record.fired_at < since else "fired", record.fired_at)]
             if record.recovered_at is not None and record.recovered_at <= until:
-                events.append(("recovered", record.recovered_at))
+                muted.append(("recovered", record.recovered_at))
             found.append(
-                Finding(record.asset, record.rule, record.category, None, window.id, tuple(events))
+                Finding(record.asset, record.rule, record.category, None, window.id, tuple(muted))
             )
     return found
 
