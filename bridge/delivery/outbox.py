@@ -496,6 +496,9 @@ class Outbox:
         return worker
 
     def start(self) -> None:
+        """One thread per registered consumer; a second call while running does nothing."""
+        if self._threads:
+            return
         self._stop.clear()
         for name, worker in self.workers.items():
             thread = threading.Thread(
