@@ -3,9 +3,10 @@
 Entries
     The outbox is the audit log. Every change that something outside should hear of writes its
     audit event in the same store transaction as the change itself (the ticket lifecycle's
-    ``_record`` appends the event inside the alert's transaction; an update plan's step the
-    same way), so an entry exists exactly when its change was committed: never a message about
-    a change that was rolled back, never a change without its message.
+    ``_record`` appends the ticket's event inside the alert's transaction), so an entry exists
+    exactly when its change was committed: never a message about a change that was rolled
+    back, never a change without its message. A new kind of change that should leave dyzur
+    writes its event the same way, inside the transaction of the change.
 
 Consumers
     A consumer (a SIEM, a helpdesk sink, an on-call pager) is registered by a unique name
