@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from collectors.durations import parse_duration
+from collectors.yamlfile import YamlError, load_yaml
 
 TOKEN_ENV = "DYZUR_AGENT_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 MAX_DURATION = 86400.0  # the longest interval, timeout or shutdown_timeout: 1d
@@ -214,20 +213,7 @@ def parse_agent_config(data: Any, source: str, base_dir: Path) -> AgentConfig:
 def load_agent_config(path: Path | str) -> AgentConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AgentConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        byte = exc.object[exc.start]
-        problem = f"line {line}: not UTF-8 text (byte {byte:#04x}); save it as UTF-8"
-        raise AgentConfigError(str(path), [problem]) from None
-    try:
-        data = yaml.safe_load(text)
-    except RecursionError:
-        raise AgentConfigError(str(path), ["invalid YAML: nested too deeply"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise AgentConfigError(str(path), [f"{where}invalid YAML: {exc}"]) from None
+        data = load_yaml(path)
+    except YamlError as exc:
+        raise AgentConfigError(str(path), [exc.located]) from None
     return parse_agent_config(data, str(path), path.resolve().parent)

@@ -12,9 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from collectors.ssh.known_hosts import KnownHosts, record, trust
+from collectors.yamlfile import YamlError, load_yaml
 
 
 class ConfigProblem(Exception):
@@ -26,17 +25,9 @@ def bridge_known_hosts(config: str | Path) -> Path:
     (as the bridge reads it). Only that setting is read; ``dyzur check-config`` checks the rest."""
     path = Path(config)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigProblem(f"{path}: cannot read the file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigProblem(f"{path}: not UTF-8 text; save it as UTF-8") from None
-    except RecursionError:
-        raise ConfigProblem(f"{path}: invalid YAML: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigProblem(f"{path}: {where}invalid YAML") from None
+        data = load_yaml(path)
+    except YamlError as exc:
+        raise ConfigProblem(str(exc)) from None
     ssh = data.get("ssh") if isinstance(data, dict) else None
     if ssh is None:
         raise ConfigProblem(

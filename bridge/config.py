@@ -6,12 +6,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
 from bridge.delivery.siem import Destination
 from bridge.models import Asset, Client, Duration, between
+from collectors.yamlfile import YamlError, load_yaml
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
 
@@ -309,21 +309,7 @@ def parse_config(data: Any, source: str, base_dir: Path) -> LoadedConfig:
 def load_config(path: Path | str) -> LoadedConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        byte = exc.object[exc.start]
-        problem = f"line {line}: not UTF-8 text (byte {byte:#04x}); save it as UTF-8"
-        raise ConfigError(str(path), [problem]) from None
-    try:
-        data = yaml.safe_load(text)
-    except RecursionError:
-        raise ConfigError(str(path), ["invalid YAML: nested too deeply"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [f"{where}invalid YAML: {problem}"]) from None
+        data = load_yaml(path)
+    except YamlError as exc:
+        raise ConfigError(str(path), [exc.located]) from None
     return replace(parse_config(data, str(path), path.resolve().parent), path=path.resolve())

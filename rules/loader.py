@@ -51,10 +51,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import TemplateSyntaxError
 
 from collectors.durations import parse_duration
+from collectors.yamlfile import YamlError, YamlMap, load_yaml, parse_yaml
 from rules.conditions import (
     LABEL_NAME,
     check_clear,
@@ -112,76 +112,16 @@ class RuleFileError(Exception):
         return f"{self.source}:{self.line}: {self.message}"
 
 
-# --- YAML with line numbers ----------------------------------------------------------------
+# --- YAML with line numbers: collectors.yamlfile --------------------------------------------
+
+_Map = YamlMap
 
 
-class _Map(dict[Any, Any]):
-    """A YAML mapping that remembers where it and each of its keys stand (1-based lines)."""
-
-    line: int
-    key_lines: dict[Any, int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings are ``_Map`` and that refuses duplicate keys."""
-
-
-def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    result = _Map()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark
-            ) from None
-        if key in result:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first at line {result.key_lines[key]})",
-                key_node.start_mark,
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
-    return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except RecursionError:
-        raise RuleFileError(source, None, "YAML error: nested too deeply") from None
-    except yaml.MarkedYAMLError as exc:
-        raise RuleFileError(source, *_yaml_error(exc, text)) from None
-    except yaml.YAMLError as exc:
-        raise RuleFileError(source, None, f"YAML error: {exc}") from None
-
-
-def _yaml_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[int | None, str]:
-    """The line to blame and the message for a YAML syntax error.
-
-    PyYAML marks where it noticed the problem; for an unclosed bracket or quote that is the
-    next line or the end of the file, so then the line where the bracket or quote opened is
-    the one to fix."""
-    problem = ": ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-    if "block scalar" in problem:  # `when: > 0.9`: ">" starts a folded scalar
-        problem += " (quote comparisons, for example when: '> 0.9')"
-    mark, context = exc.problem_mark, exc.context_mark
-    unclosed = (exc.context or "").startswith(("while parsing a flow", "while scanning a quoted"))
-    at_end = mark is not None and not text[mark.index :].strip()
-    if context is not None and (mark is None or unclosed or at_end):
-        if mark is not None and mark.line != context.line:
-            problem += f" (noticed at line {mark.line + 1})"
-        mark = context
-    return (mark.line + 1 if mark is not None else None), f"YAML syntax error: {problem}"
+def _yaml_error(exc: YamlError) -> RuleFileError:
+    message = exc.problem
+    if "block scalar" in message:  # `when: > 0.9`: ">" starts a folded scalar
+        message += " (quote comparisons, for example when: '> 0.9')"
+    return RuleFileError(exc.source, exc.line, message)
 
 
 # --- validation --------------------------------------------------------------------------
@@ -388,8 +328,15 @@ def _build_rule(ctx: _Ctx, raw: object, index: int, line: int) -> Rule:
 
 def load_rules_text(text: str, source: str) -> list[Rule]:
     """Parse and validate the rules in ``text``; ``source`` names it in errors."""
+    try:
+        doc = parse_yaml(text, source)
+    except YamlError as exc:
+        raise _yaml_error(exc) from None
+    return _rules(doc, source)
+
+
+def _rules(doc: Any, source: str) -> list[Rule]:
     ctx = _Ctx(source)
-    doc = _parse_yaml(text, source)
     if doc is None:
         raise ctx.error(None, "empty rule file (expected a mapping with the key 'rules')")
     if not isinstance(doc, _Map):
@@ -409,14 +356,11 @@ def load_rules_text(text: str, source: str) -> list[Rule]:
 
 def load_rule_file(path: str | Path) -> list[Rule]:
     """Load the rules of one YAML file."""
-    source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RuleFileError(source, None, f"not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise RuleFileError(source, None, f"cannot read the file: {exc.strerror or exc}") from None
-    return load_rules_text(text, source)
+        doc = load_yaml(path)
+    except YamlError as exc:
+        raise _yaml_error(exc) from None
+    return _rules(doc, str(path))
 
 
 def builtin_packs() -> list[str]:

@@ -168,7 +168,7 @@ def test_a_deeply_nested_rule_file_is_named(tmp_path):
     data = config_data()
     data["rule_files"] = ["deep.yaml"]
     assert problems(data, tmp_path) == [
-        f"rule_files: {tmp_path / 'deep.yaml'}: YAML error: nested too deeply"
+        f"rule_files: {tmp_path / 'deep.yaml'}: invalid YAML: nested too deeply"
     ]
 
 
@@ -178,3 +178,45 @@ def test_agent_events_max_age_has_a_range(tmp_path, value):
     assert any(
         p.startswith("agent_events_max_age: Value error, must be from 1m to 365d") for p in found
     )
+
+
+# --- one YAML loader (collectors.yamlfile) for the bridge's and the agent's configs and rules -
+
+
+def test_a_setting_given_twice_is_refused_naming_both_lines(tmp_path):
+    """The second reopen_period would silently win: the file is refused instead."""
+    import yaml
+
+    path = tmp_path / "dyzur.yaml"
+    text = yaml.safe_dump(config_data(), sort_keys=False)
+    first = text.splitlines().index("reopen_period: 1h") + 1
+    path.write_text(text + "reopen_period: 2h\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    last = len(text.splitlines()) + 1
+    assert info.value.problems == [
+        f"line {last}: invalid YAML: duplicate key 'reopen_period' (first at line {first})"
+    ]
+
+
+def test_an_agent_setting_given_twice_is_refused_naming_both_lines(tmp_path):
+    from agents.config import AgentConfigError, load_agent_config
+
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "asset: srv-a1\nbridge: {url: 'http://127.0.0.1:9'}\n"
+        "collectors: [{name: host}]\nasset: srv-a2\n"
+    )
+    with pytest.raises(AgentConfigError) as info:
+        load_agent_config(path)
+    assert info.value.problems == ["line 4: invalid YAML: duplicate key 'asset' (first at line 1)"]
+
+
+def test_a_rule_file_that_is_not_utf8_names_the_line(tmp_path):
+    from rules.loader import RuleFileError, load_rule_file
+
+    path = tmp_path / "site.yaml"
+    path.write_bytes("rules:\n  - name: dysk\n    # \u0141\u00f3d\u017a\n".encode("cp1250"))
+    with pytest.raises(RuleFileError) as info:
+        load_rule_file(path)
+    assert str(info.value) == f"{path}:3: not UTF-8 text (byte 0xa3); save it as UTF-8"

@@ -283,7 +283,7 @@ def test_load_rule_file_names_the_path(tmp_path):
         pytest.param(
             rules_yaml(DISK) + "  - name: [unclosed\n",
             8,
-            "YAML syntax error",
+            "invalid YAML",
             id="yaml-syntax",
         ),
         pytest.param(
@@ -372,7 +372,7 @@ def test_missing_language_is_an_error():
 def test_yaml_syntax_error_blames_the_line_to_fix(text, line, noticed):
     err = error(text)
     assert err.line == line
-    assert str(err).startswith(f"site.yaml:{line}: YAML syntax error")
+    assert str(err).startswith(f"site.yaml:{line}: invalid YAML")
     if noticed:
         assert f"(noticed at line {noticed})" in err.message
 
