@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from bridge.models import AuditEvent
 
 if TYPE_CHECKING:  # the store imports this module for the hash
-    from bridge.store import Store
+    from bridge.store import AuditFilter, Store
+    from bridge.store.roles import AuditLog
 
 GENESIS_HASH = "0" * 64
 
@@ -83,3 +84,13 @@ def verify_chain(events: Iterable[AuditEvent], high_water: int) -> ChainReport:
             count, expected_id, f"the newest events {expected_id}-{high_water} were deleted"
         )
     return ChainReport(count)
+
+
+class AuditQueries:
+    """Reading the trail (GET /api/v1/audit): events by filter, in the order recorded."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def matching(self, query: AuditFilter) -> list[AuditEvent]:
+        return self.log.list_audit(query)

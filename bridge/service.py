@@ -1,4 +1,9 @@
-"""One running bridge: config, store, clock, engine, lifecycle and metrics, wired together."""
+"""One running bridge: config, store, clock, engine, lifecycle and metrics, wired together.
+
+Wiring only: the constructor builds every service with its collaborators passed in and does
+no I/O; ``start()`` restores the engine's state from the store, records the configuration
+loaded and starts the time-driven work; ``stop()`` ends it and ``close()`` closes the store.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ import threading
 from collections import Counter
 
 from bridge.actions import Action
+from bridge.audit import AuditQueries
 from bridge.clock import Clock
 from bridge.config import LoadedConfig, siem_destinations
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
 from bridge.maintenance.planning import Maintenance
+from bridge.maintenance.queries import CalendarFeed, PlanQueries, WindowQueries
 from bridge.maintenance.updates import Updates
 from bridge.metrics import BridgeMetrics
 from bridge.models import AuditEvent, Ticket
@@ -19,7 +26,9 @@ from bridge.refusals import RefusalAudit
 from bridge.sources.alertmanager import AlertmanagerReceiver
 from bridge.sources.alertmanager import rule_of as alertmanager_rule_of
 from bridge.sources.samples import Ingestor
+from bridge.sources.versions import AmmsVersions
 from bridge.store import Store, open_store
+from bridge.tickets.desk import TicketDesk
 from bridge.tickets.lifecycle import TicketLifecycle
 from collectors.ssh.known_hosts import KnownHosts
 from collectors.ssh.runner import SshCredentials, SshRunner
@@ -29,15 +38,14 @@ log = logging.getLogger(__name__)
 
 
 class Bridge:
-    def __init__(
-        self, loaded: LoadedConfig, store: Store | None = None, clock: Clock | None = None
-    ) -> None:
+    def __init__(self, loaded: LoadedConfig, store: Store, clock: Clock | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.clock = clock or Clock()
-        self.store = store or open_store(self.config.store, loaded.base_dir)
+        self.store = store
         self.metrics = BridgeMetrics()
         self.engine = Engine(loaded.rules)
+        self.maintenance = Maintenance(self.store, loaded.clients, loaded.assets, self.clock)
         self.lifecycle = TicketLifecycle(
             self.store,
             loaded.clients,
@@ -45,9 +53,9 @@ class Bridge:
             self.clock,
             self.config.reopen_period,
             self.config.sla.at_risk_share,
+            muter=self.maintenance,
         )
-        self.maintenance = Maintenance(self.store, loaded.clients, loaded.assets, self.clock)
-        self.lifecycle.muter = self.maintenance
+        self.versions = AmmsVersions(self.store, self.store, loaded.assets)
         self.ingestor = Ingestor(
             self.engine,
             self.lifecycle,
@@ -57,6 +65,8 @@ class Bridge:
             self.config.max_clock_skew,
             self.config.agent_events_max_age,
             self.config.max_seq_gap,
+            versions=self.versions,
+            external_rules=alertmanager_rule_of,
         )
         self.updates = Updates(
             self.store,
@@ -73,24 +83,44 @@ class Bridge:
         self.alertmanager = AlertmanagerReceiver(
             self.config.alertmanager, self.lifecycle, loaded.assets, self.metrics
         )
-        self.ingestor.external_rules = alertmanager_rule_of
         # What leaves dyzur: the outbox and its consumers, the SIEMs first.
         self.outbox = Outbox(self.store, self.clock)
         for destination in siem_destinations(self.config, loaded.base_dir):
             self.outbox.register(SiemConsumer(destination, self.metrics))
         self.refusals = RefusalAudit(self.store.append_audit, self.clock)
+        # What the API reads, each a narrow service.
+        self.tickets = TicketDesk(self.store, self.lifecycle, self.metrics)
+        self.windows = WindowQueries(self.store, loaded.assets, self.clock)
+        self.plans = PlanQueries(self.store)
+        self.calendar = CalendarFeed(self.store, self.store, loaded.clients, self.clock)
+        self.trail = AuditQueries(self.store)
         self._watch()
-        self.ingestor.start()
-        self.audit(
-            Action.CONFIG_LOADED,
-            clients=len(loaded.clients),
-            assets=len(loaded.assets),
-            rules=len(loaded.rules),
-            tokens=len(self.config.tokens),
-            siem=[d.name for d in self.config.siem],
-        )
+        self._started = False
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+
+    @classmethod
+    def open(cls, loaded: LoadedConfig, clock: Clock | None = None) -> Bridge:
+        """A bridge on the store its configuration names, opened (and migrated) now."""
+        return cls(loaded, open_store(loaded.config.store, loaded.base_dir), clock)
+
+    def start(self, *, ticker: bool = True) -> None:
+        """Put the alerts of open tickets back into the engine, start watching the reporting
+        assets and record ``config.loaded``; with ``ticker``, start the time-driven work and
+        the SIEM forwarding. Starting again changes nothing."""
+        if not self._started:
+            self._started = True
+            self.ingestor.start()
+            self.audit(
+                Action.CONFIG_LOADED,
+                clients=len(self.loaded.clients),
+                assets=len(self.loaded.assets),
+                rules=len(self.loaded.rules),
+                tokens=len(self.config.tokens),
+                siem=[d.name for d in self.config.siem],
+            )
+        if ticker:
+            self.start_ticker()
 
     def _watch(self) -> None:
         """Gauges read at scrape time. Labels stay bounded: clients, categories, states —
@@ -112,13 +142,13 @@ class Bridge:
             "dyzur_sla_open_tickets",
             "Open tickets without a response that are at risk or past their deadline.",
             ["client", "category", "state"],
-            self.store.sla_counts,
+            lambda: dict(self.store.sla_counts().items()),
         )
         watch(
             "dyzur_tickets",
             "Tickets by client, category and status.",
             ["client", "category", "status"],
-            self.store.ticket_counts,
+            lambda: dict(self.store.ticket_counts().items()),
         )
         watch(
             "dyzur_maintenance_windows_active",
@@ -144,7 +174,9 @@ class Bridge:
         counts = Counter((w.client,) for w, _ in active)
         return {(c,): counts.get((c,), 0) for c in self.loaded.clients}
 
-    def audit(self, action: str, actor: str = "dyzur", outcome: str = "success", **detail) -> None:
+    def audit(
+        self, action: str, actor: str = "dyzur", outcome: str = "success", **detail: object
+    ) -> None:
         """Record an audit event that belongs to no ticket (configuration, tokens, ...)."""
         self.store.append_audit(AuditEvent(self.clock.now(), actor, action, outcome, detail=detail))
         self.outbox.notify()
@@ -204,12 +236,11 @@ class Bridge:
 
     def acknowledge(self, number: str, actor: str) -> Ticket:
         """An engineer's first response, timed in service hours for the metrics."""
-        ticket, first = self.lifecycle.acknowledge(number, actor)
-        if first and ticket.responded_at is not None:
-            calendar = self.lifecycle.calendar(ticket.client)
-            taken = calendar.between(ticket.opened_at, ticket.responded_at)
-            self.metrics.first_response.labels(ticket.category.value).observe(taken.total_seconds())
-        return ticket
+        return self.tickets.acknowledge(number, actor)
+
+    def ping(self) -> None:
+        """Raise when the store does not answer."""
+        self.store.ping()
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.config.tick_interval):
@@ -218,11 +249,15 @@ class Bridge:
             except Exception:  # the ticker must survive anything; the error is logged
                 log.exception("tick failed")
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """End the time-driven work and the forwarding; refusals still counted are audited."""
         self.refusals.flush(everything=True)
         self.outbox.stop()
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=5)
             self._ticker = None
+
+    def close(self) -> None:
+        self.stop()
         self.store.close()

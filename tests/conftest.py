@@ -129,6 +129,7 @@ def bridge(loaded: LoadedConfig, store: Store, clock: FixedClock):
     from bridge.service import Bridge
 
     b = Bridge(loaded, store=store, clock=clock)
+    b.start(ticker=False)
     yield b
     b.close()
 

@@ -424,6 +424,29 @@ def test_a_busy_store_answers_503_and_the_retry_is_taken(loaded, tmp_path, clock
     bridge.close()
 
 
+def test_building_a_bridge_touches_nothing_and_serving_it_starts_it(loaded, store, clock):
+    """Another bridge process on the same store: built, it has read and written nothing;
+    serving its API starts it, with the alert of the open ticket back in its engine and the
+    configuration it loaded recorded (config.loaded, once per start)."""
+    from fastapi.testclient import TestClient
+
+    from bridge.api import create_app
+    from bridge.service import Bridge
+    from rules.model import AlertState
+
+    first = Bridge(loaded, store, clock)
+    with TestClient(create_app(first, run_ticker=False)) as client:
+        assert push(client, [sample("srv-a1")]).json()["accepted"] == 1
+    written = store.audit_events()
+    second = Bridge(loaded, store, clock)
+    assert store.audit_events() == written
+    assert second.ingestor.alert_counts().get(AlertState.FIRING, 0) == 0
+    with TestClient(create_app(second, run_ticker=False)):
+        assert second.ingestor.alert_counts()[AlertState.FIRING] == 1
+        started = [e for e in store.audit_events() if e.action == "config.loaded"]
+        assert len(started) == 2
+
+
 def test_an_agents_audit_events_join_the_trail_once(api, bridge):
     event = {
         "action": "ssh.command",

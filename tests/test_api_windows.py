@@ -64,6 +64,23 @@ def test_bad_windows_get_a_4xx_naming_the_field(api):
     assert api.get("/api/v1/windows", headers=auth("engineer")).json() == []
 
 
+@pytest.mark.parametrize(
+    ("selector", "msg"),
+    [
+        ("room=5", "unknown key 'room' (known: "),
+        ("environment", "expected key=value, got 'environment'"),
+    ],
+)
+def test_a_bad_selector_is_422_naming_the_field(amms_api, selector, msg):
+    window = {**WINDOW, "selector": selector, "assets": []}
+    update = {**PLAN, "selector": selector}
+    for path, body in [("/api/v1/windows", window), ("/api/v1/updates", update)]:
+        r = amms_api.post(path, json=body, headers=auth("engineer"))
+        assert r.status_code == 422, r.text
+        [error] = r.json()["errors"]
+        assert error["field"] == "body.selector" and msg in error["msg"], error
+
+
 def test_only_engineers_and_admins_plan_and_cancel(api):
     for who in ("client-a", "agent"):
         r = api.post("/api/v1/windows", json=WINDOW, headers=auth(who))
@@ -289,7 +306,7 @@ def test_a_window_of_an_update_plan_is_cancelled_only_with_its_plan(amms_api):
     p = amms_api.post("/api/v1/updates", json=PLAN, headers=auth("engineer")).json()
     plan, window = p["id"], p["stages"][0]["window"]
     r = amms_api.post(f"/api/v1/windows/{window}/cancel", headers=auth("engineer"))
-    assert r.status_code == 409
+    assert r.status_code == 409 and r.json()["conflicts_with"] == plan
     assert r.json()["detail"] == (
         f"window {window} is a stage of update plan {plan}; cancel the plan instead: "
         f"dyzur update cancel {plan} --reason ... (POST /api/v1/updates/{plan}/cancel)"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import bridge.cli
+import bridge.cli.audit
 from bridge.cli import app, utc_log_formatter
 from bridge.clock import WARSAW
 from tests.conftest import TOKENS, config_data, free_port
@@ -111,7 +111,7 @@ def test_audit_list_filters(running):
 
 def test_audit_list_pages_through_the_api(running, monkeypatch):
     everything = json.loads(cli(running.url, "audit", "list", "--json").stdout)
-    monkeypatch.setattr(bridge.cli, "AUDIT_PAGE", 2)
+    monkeypatch.setattr(bridge.cli.audit, "AUDIT_PAGE", 2)
     r = cli(running.url, "audit", "list", "--format", "json", "--limit", "3")
     assert [e["id"] for e in json.loads(r.stdout)] == [e["id"] for e in everything[:3]]
     r = cli(running.url, "audit", "list", "--format", "json", "--limit", "1000")

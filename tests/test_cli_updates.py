@@ -13,7 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bridge.cli import _plan, app
+from bridge.cli import app
+from bridge.cli.update import _plan
 from bridge.clock import WARSAW
 from collectors.ssh.known_hosts import KnownHosts, record, trust
 from tests.conftest import TOKENS, config_data, free_port
@@ -151,7 +152,9 @@ def test_update_plan_names_the_line_of_broken_yaml(running, tmp_path: Path):
     plan.write_text("client: szpital-a\ntarget_version: 5.4.0\nrunbook:\n  update: [a\n")
     r = dyzur(running.url, "update", "plan", "--file", str(plan))
     assert r.exit_code == 2
-    assert r.stderr.startswith(f"{plan}:5: ")
+    # the line to fix: where the bracket opened, not the end of the file where YAML noticed it
+    assert r.stderr.startswith(f"{plan}: line 4: invalid YAML: ")
+    assert "(noticed at line 5)" in r.stderr
 
 
 def test_update_plan_shows_why_the_bridge_refuses_it(running, tmp_path: Path):

@@ -172,9 +172,11 @@ def test_acknowledge_records_the_first_response_once(bridge, clock):
 
 def test_a_restarted_bridge_keeps_its_alerts(loaded, store, clock):
     first = Bridge(loaded, store=store, clock=clock)
+    first.start(ticker=False)
     disk(first, 0.95)
     # A new bridge process on the same store: it must know the alert is firing.
     second = Bridge(loaded, store=store, clock=clock)
+    second.start(ticker=False)
     clock.advance(60)
     disk(second, 0.96)
     [ticket] = tickets(second)
@@ -218,6 +220,7 @@ def test_a_locked_database_refuses_the_batch_and_its_retry_is_taken(loaded, tmp_
     store = SQLiteStore(path, busy_timeout=0.05)
     store.migrate()
     bridge = Bridge(loaded, store=store, clock=clock)
+    bridge.start(ticker=False)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     # The sender is told (503 over HTTP): nothing of the batch was kept, not even evaluated.
@@ -242,6 +245,7 @@ def test_a_store_failing_mid_batch_keeps_nothing_and_loses_nothing(loaded, tmp_p
     store = SQLiteStore(path)
     store.migrate()
     bridge = Bridge(loaded, store=store, clock=clock)
+    bridge.start(ticker=False)
     breaker = sqlite3.connect(path, isolation_level=None)
     breaker.execute(
         "CREATE TRIGGER disk_full BEFORE INSERT ON timeline "
@@ -276,6 +280,8 @@ def test_concurrent_firings_of_one_alert_make_one_ticket(loaded, tmp_path, clock
     path = tmp_path / "shared.db"
     SQLiteStore(path).migrate()
     bridges = [Bridge(loaded, store=SQLiteStore(path), clock=clock) for _ in range(workers)]
+    for b in bridges:
+        b.start(ticker=False)
     barrier = threading.Barrier(workers)
 
     def fire(b: Bridge) -> None:
@@ -296,7 +302,10 @@ def test_concurrent_firings_of_one_alert_make_one_ticket(loaded, tmp_path, clock
 
 def test_lifecycle_is_usable_without_the_api(store, loaded, clock):
     # The lifecycle is plain Python over the store: no FastAPI import needed to drive it.
-    lifecycle = TicketLifecycle(store, loaded.clients, loaded.assets, clock)
+    from bridge.maintenance.planning import Maintenance
+
+    muter = Maintenance(store, loaded.clients, loaded.assets, clock)
+    lifecycle = TicketLifecycle(store, loaded.clients, loaded.assets, clock, muter=muter)
     assert lifecycle.firing_alerts() == []
 
 
@@ -351,6 +360,7 @@ def test_a_ticket_that_fires_again_is_retitled_with_the_new_value(tmp_path, stor
     data = config_data()
     data["rule_files"] = [str(tmp_path / "runtime.yaml")]
     bridge = Bridge(parse_config(data, "test.yaml", tmp_path), store=store, clock=clock)
+    bridge.start(ticker=False)
 
     def runtime(seconds: float, load: str) -> None:
         s = Sample(

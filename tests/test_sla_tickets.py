@@ -98,6 +98,7 @@ def test_escalation_keeps_an_earlier_deadline(loaded, store, clock):
 
     custom = parse_config(data, "test.yaml", loaded.base_dir)
     bridge = Bridge(custom, store=store, clock=clock)
+    bridge.start(ticker=False)
     clock.set(at("2026-11-23T10:00"))
     disk(bridge, 0.95)
     clock.set(at("2026-11-23T10:30"))
@@ -263,7 +264,8 @@ def november(tmp_path):
     path.write_text(yaml.safe_dump(config_data("sqlite:///var/dyzur.db")))
     loaded = load_config(path)
     clock = FixedClock(at("2026-11-02T09:00"))
-    bridge = Bridge(loaded, clock=clock)
+    bridge = Bridge.open(loaded, clock=clock)
+    bridge.start(ticker=False)
     disk(bridge, 0.95, asset="srv-a1")
     clock.advance(3600)
     bridge.acknowledge(only_ticket(bridge).number, "jan")  # 1 h: in time
@@ -319,8 +321,10 @@ def test_report_sla_refuses_bad_input(november):
 def test_the_deadline_survives_a_restart(loaded, store, clock):
     clock.set(at("2026-11-23T10:00"))
     first = Bridge(loaded, store=store, clock=clock)
+    first.start(ticker=False)
     disk(first, 0.95)
     second = Bridge(loaded, store=store, clock=clock)
+    second.start(ticker=False)
     clock.set(at("2026-11-24T10:00") + timedelta(seconds=1))
     [change] = second.lifecycle.check_deadlines()
     assert change.action == "sla_breached"

@@ -120,7 +120,9 @@ def bridge_of(tmp_path: Path, data: dict, store, clock) -> Bridge:
     """A bridge whose config is a file (dyzur run --config): its path is in the hints."""
     path = tmp_path / "dyzur.yaml"
     path.write_text(yaml.safe_dump(data))
-    return Bridge(load_config(path), store=store, clock=clock)
+    bridge = Bridge(load_config(path), store=store, clock=clock)
+    bridge.start(ticker=False)
+    return bridge
 
 
 def runbook(hosts: Path, post_check: str | None = None) -> list[RunbookStep]:
@@ -454,6 +456,7 @@ def test_a_stage_interrupted_by_a_restart_fails_and_production_never_runs(
     loaded, store, clock, hosts
 ):
     first = Bridge(loaded, store=store, clock=clock)
+    first.start(ticker=False)
     p = plan(first, hosts)
     clock.set(TEST_WINDOW.start)
     first.updates.tick = lambda: None  # this worker dies before it runs anything
@@ -463,6 +466,7 @@ def test_a_stage_interrupted_by_a_restart_fails_and_production_never_runs(
     first.close()
     store.migrate()
     second = Bridge(loaded, store=store, clock=clock)
+    second.start(ticker=False)
     try:
         at(second, clock, TEST_WINDOW.start + timedelta(seconds=30))
         assert second.updates.get(p.id).stages[0].state is StageState.RUNNING  # lease held

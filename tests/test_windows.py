@@ -119,12 +119,14 @@ def test_a_ticket_open_before_the_window_is_still_resolved_by_its_recovery(bridg
 
 def test_the_window_survives_a_restart_of_the_bridge(loaded, store, clock):
     first = Bridge(loaded, store=store, clock=clock)
+    first.start(ticker=False)
     window = plan(first, START, START + timedelta(hours=1))
     disk(first, 0.95)
     disk(first, 0.95, asset="srv-a1", mountpoint="/data")
     first.close()
     store.migrate()  # the same file, opened again
     second = Bridge(loaded, store=store, clock=clock)
+    second.start(ticker=False)
     try:
         # /var recovers while the window runs: the restarted engine knows it was firing
         disk(second, 0.5)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import get_bridge, require
+from bridge.api.deps import Agent, ReceiverDep
 from bridge.api.schemas import (
     EARLIEST_EPOCH,
     LATEST_EPOCH,
@@ -18,8 +18,6 @@ from bridge.api.schemas import (
     RejectedSample,
     error_responses,
 )
-from bridge.auth import Principal, Role
-from bridge.service import Bridge
 
 router = APIRouter(prefix="/api/v1", tags=["alertmanager"])
 
@@ -77,16 +75,14 @@ class AmResponse(BaseModel):
     responses=error_responses(400, 422),
 )
 async def alertmanager_webhook(
-    body: AmNotification,
-    principal: Principal = Depends(require(Role.AGENT)),
-    bridge: Bridge = Depends(get_bridge),
+    body: AmNotification, principal: Agent, receiver: ReceiverDep
 ) -> AmResponse:
     """Alerts from Alertmanager (webhook_config with http_config.authorization: an agent token).
     An alert without an inventory asset or a category is refused alone and named; the rest are
     taken. An alert is identified by its fingerprint within the hospital of its asset; a firing
     that started before the alert's recorded resolution (a late copy, a replay) is taken but
     reopens nothing. A 200 tells Alertmanager not to send the notification again."""
-    result = await run_in_threadpool(bridge.alertmanager.receive, body.alerts, principal)
+    result = await run_in_threadpool(receiver.receive, body.alerts, principal)
     return AmResponse(
         accepted=result.accepted,
         rejected=[

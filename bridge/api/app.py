@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridge.api import alertmanager, assets, audit, health, samples, tickets, updates, windows
-from bridge.api.deps import Forbidden, refuse_role
+from bridge.api.deps import refuse
 from bridge.api.limits import BodySizeLimit
 from bridge.api.schemas import FieldError, SampleBatch, error_response, error_responses
+from bridge.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from bridge.service import Bridge
 from bridge.store import StoreError
 
@@ -28,6 +29,13 @@ EVERY_OPERATION = error_responses(413)
 WITH_A_TOKEN = error_responses(401, 403, 413, 503)
 # Listed at most in ErrorBody.detail; `errors` carries them all.
 DETAIL_ERRORS = 3
+# Each kind of domain error's status, the first that matches.
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (Conflict, 409),
+    (NotFound, 404),
+    (Forbidden, 403),
+    (Invalid, 422),
+)
 
 
 def field_errors(errors: Sequence[Any]) -> list[FieldError]:
@@ -53,13 +61,16 @@ def summary(fields: list[FieldError]) -> str:
 
 
 def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
-    """Build the API around a running bridge. ``run_ticker`` starts the time-driven rules."""
+    """Build the API around a bridge; serving it starts the bridge (``run_ticker``: with its
+    time-driven work) and stops it at the end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if run_ticker:
-            bridge.start_ticker()
-        yield
+        bridge.start(ticker=run_ticker)
+        try:
+            yield
+        finally:
+            bridge.stop()
 
     app = FastAPI(
         title="dyzur",
@@ -80,11 +91,15 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
             return error_response(exc.status_code, summary(fields), fields, headers=exc.headers)
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(Forbidden)
-    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
-        # A role or hospital the token may not act for: audited (role.refused) per source.
-        refuse_role(request, exc)
-        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+    @app.exception_handler(DomainError)
+    async def refused(request: Request, exc: DomainError) -> JSONResponse:
+        # What a service refused: not found, a conflict, forbidden, invalid.
+        status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 500)
+        if isinstance(exc, Forbidden):
+            # Credentials that may not do this: audited (role.refused, ...) per source.
+            refuse(request, exc.refusal, exc.actor, exc.client, **exc.detail)
+        conflicts_with = exc.conflicts_with if isinstance(exc, Conflict) else None
+        return error_response(status, str(exc), conflicts_with=conflicts_with)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -116,13 +131,14 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            spec = generate()
-            body = SampleBatch.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = spec.setdefault("components", {}).setdefault("schemas", {})
-            components.update(body.pop("$defs", {}))
-            components["SampleBatch"] = body
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()  # kept as app.openapi_schema
+        body = SampleBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components["SampleBatch"] = body
+        return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

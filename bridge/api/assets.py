@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from bridge.api.deps import get_bridge, require
-from bridge.auth import Principal, Role
+from bridge.api.deps import AssetsDep, Reader, VersionsDep
 from bridge.models import AssetKind, Environment
-from bridge.service import Bridge
 
 router = APIRouter(prefix="/api/v1/assets", tags=["assets"])
 
@@ -24,12 +22,9 @@ class AssetOut(BaseModel):
 
 
 @router.get("", response_model=list[AssetOut])
-def list_assets(
-    principal: Principal = Depends(require(Role.ENGINEER, Role.CLIENT)),
-    bridge: Bridge = Depends(get_bridge),
-) -> list[AssetOut]:
+def list_assets(principal: Reader, assets: AssetsDep, versions: VersionsDep) -> list[AssetOut]:
     """Assets of the inventory (a client token: its own hospital's only)."""
-    facts = bridge.store.asset_facts()
+    deployed = versions.deployed()
     return [
         AssetOut(
             id=a.id,
@@ -38,8 +33,8 @@ def list_assets(
             environment=a.environment,
             name=a.name,
             depends_on=a.depends_on,
-            amms_version=facts.get(a.id, {}).get("amms_version"),
+            amms_version=deployed.get(a.id),
         )
-        for a in bridge.loaded.assets.values()
+        for a in assets.values()
         if principal.can_see(a.client)
     ]

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import client_scope, get_bridge, require
+from bridge.api.deps import Reader, TrailDep, client_scope
 from bridge.api.schemas import INT64_MAX, error_responses
 from bridge.api.windows import PlannedTime
-from bridge.auth import Principal, Role
 from bridge.clock import local_iso
 from bridge.models import AuditEvent
-from bridge.service import Bridge
 from bridge.store import AuditFilter
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
-readers = require(Role.ENGINEER, Role.CLIENT)
 
 
 class AuditEventOut(BaseModel):
@@ -72,6 +69,8 @@ NEXT_PAGE = {
 async def list_audit(
     request: Request,
     response: Response,
+    principal: Reader,
+    trail: TrailDep,
     client: str | None = Query(None, description="only this hospital's events"),
     action: str | None = Query(
         None, description="`ticket.opened`, or a prefix ending in `*`: `ticket.*`"
@@ -94,8 +93,6 @@ async def list_audit(
         "right after it in its order. The `Link` header of a full page carries it.",
     ),
     limit: int = Query(100, ge=1, le=1000),
-    principal: Principal = Depends(readers),
-    bridge: Bridge = Depends(get_bridge),
 ) -> list[AuditEventOut]:
     """Audit events in the order they were recorded, newest first (`order=oldest` to read
     forward, e.g. to poll with `after=` the last id seen). A client token sees its own
@@ -111,7 +108,7 @@ async def list_audit(
         newest_first=order == "newest",
         limit=limit + 1,
     )
-    events = await run_in_threadpool(bridge.store.list_audit, query)
+    events = await run_in_threadpool(trail.matching, query)
     if len(events) > limit:
         events = events[:limit]
         url = request.url.include_query_params(after=events[-1].id)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from bridge.api.deps import get_bridge, metrics_access
+from bridge.api.deps import PingDep, RegistryDep, metrics_access
 from bridge.api.schemas import error_response, error_responses
-from bridge.service import Bridge
 
 router = APIRouter(tags=["operations"])
 
@@ -22,10 +22,10 @@ class HealthOut(BaseModel):
     response_model=HealthOut,
     responses=error_responses(503, e503="store unavailable"),
 )
-def healthz(bridge: Bridge = Depends(get_bridge)):
+def healthz(ping: PingDep) -> HealthOut | JSONResponse:
     """200 when the store answers, 503 when it does not. No token needed; tells nothing secret."""
     try:
-        bridge.store.ping()
+        ping()
     except Exception:
         return error_response(503, "store unavailable", headers={"Retry-After": "5"})
     return HealthOut()
@@ -42,6 +42,6 @@ def healthz(bridge: Bridge = Depends(get_bridge)):
         ),
     },
 )
-def metrics(bridge: Bridge = Depends(get_bridge)) -> Response:
+def metrics(registry: RegistryDep) -> Response:
     """Prometheus text format. Needs an engineer or admin token unless public_metrics is set."""
-    return Response(generate_latest(bridge.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import get_bridge, refuse, require
+from bridge.api.deps import Agent, Engineer, IngestorDep
 from bridge.api.schemas import AgentStreamOut, IngestResponse, RejectedSample, SampleBatch
-from bridge.auth import Principal, Role
-from bridge.service import Bridge
-from bridge.sources.samples import BatchOrigin, Rejection, StreamForbidden
+from bridge.sources.samples import BatchOrigin, Rejection
 
 router = APIRouter(prefix="/api/v1", tags=["samples"])
 
@@ -42,11 +40,7 @@ def _field(loc: tuple) -> str:
         ]
     },
 )
-async def push_samples(
-    request: Request,
-    principal: Principal = Depends(require(Role.AGENT)),
-    bridge: Bridge = Depends(get_bridge),
-) -> IngestResponse:
+async def push_samples(request: Request, principal: Agent, ingestor: IngestorDep) -> IngestResponse:
     """Evaluate a batch. Bad samples (NaN, unknown asset, ...) are rejected one by one with
     their reason; the rest of the batch is accepted."""
     body = await request.body()
@@ -64,13 +58,9 @@ async def push_samples(
     origin = None
     if batch.agent is not None:
         origin = BatchOrigin(batch.agent.id, batch.agent.seq, batch.agent.dropped)
-    try:
-        result = await run_in_threadpool(
-            bridge.ingestor.ingest, batch.samples, principal, origin, batch.events
-        )
-    except StreamForbidden as exc:
-        refuse(request, bridge, "agent.stream_refused", f"agent:{principal.name}")
-        raise HTTPException(403, f"agent.id: {exc}") from None
+    result = await run_in_threadpool(
+        ingestor.ingest, batch.samples, principal, origin, batch.events
+    )
     return IngestResponse(
         accepted=result.accepted,
         rejected=[_rejected(r) for r in result.rejected],
@@ -85,8 +75,6 @@ def _rejected(r: Rejection) -> RejectedSample:
 
 
 @router.get("/agents", response_model=list[AgentStreamOut], tags=["agents"])
-def list_agents(
-    principal: Principal = Depends(require(Role.ENGINEER)), bridge: Bridge = Depends(get_bridge)
-) -> list[AgentStreamOut]:
+def list_agents(principal: Engineer, ingestor: IngestorDep) -> list[AgentStreamOut]:
     """Each agent's numbered batches: how many arrived, duplicates refused, batches it lost."""
-    return [AgentStreamOut.of(a) for a in bridge.store.agent_streams()]
+    return [AgentStreamOut.of(a) for a in ingestor.agent_streams()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
@@ -250,7 +251,9 @@ class ErrorBody(BaseModel):
         default_factory=list, description="each refused field (422); empty otherwise"
     )
     conflicts_with: str | None = Field(
-        None, description="409 of a window or an update plan: the window it overlaps"
+        None,
+        description="409: the window a new window or update stage overlaps, or the update plan "
+        "a window belongs to (cancel the plan instead)",
     )
 
 
@@ -293,7 +296,7 @@ def error_response(
     errors: list[FieldError] | None = None,
     *,
     conflicts_with: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(detail=detail, errors=errors or [], conflicts_with=conflicts_with)
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import client_scope, get_bridge, require
+from bridge.api.deps import Engineer, Reader, TicketsDep, client_scope, visible
 from bridge.api.schemas import INT64_MAX, TicketOut, error_responses
-from bridge.auth import Principal, Role
-from bridge.models import Category, Ticket, TicketStatus
-from bridge.service import Bridge
+from bridge.models import Category, TicketStatus
 from bridge.store import TicketFilter
 from bridge.tickets.lifecycle import TicketNotFound
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
-readers = require(Role.ENGINEER, Role.CLIENT)
-engineers = require(Role.ENGINEER)
 NO_TICKET = error_responses(404, 422, e404="no such ticket, or another hospital's")
-
-
-def _visible(bridge: Bridge, number: str, principal: Principal) -> Ticket:
-    ticket = bridge.store.get_ticket(number)
-    # Another hospital's ticket is reported as missing, so its existence does not leak.
-    if ticket is None or not principal.can_see(ticket.client):
-        raise HTTPException(404, f"no ticket {number}")
-    return ticket
 
 
 NEXT_PAGE = {
@@ -45,6 +33,8 @@ NEXT_PAGE = {
 def list_tickets(
     request: Request,
     response: Response,
+    principal: Reader,
+    tickets: TicketsDep,
     client: str | None = None,
     status: TicketStatus | None = None,
     category: Category | None = None,
@@ -57,14 +47,12 @@ def list_tickets(
         description="Keyset cursor: the number of the last ticket of the previous page; the "
         "list continues right after it. The `Link` header of a full page carries it.",
     ),
-    principal: Principal = Depends(readers),
-    bridge: Bridge = Depends(get_bridge),
 ) -> list[TicketOut]:
     """Tickets, newest first. A client token may filter only by its own client. When more
     tickets follow, the `Link` header (rel="next") gives the next page's URL (`before=`)."""
     scope = client_scope(principal, client)
     if before is not None:
-        cursor = bridge.store.get_ticket(before)
+        cursor = tickets.find(before)
         # A cursor outside the listed client is refused; another hospital's ticket is reported
         # as missing, so its existence does not leak.
         if (
@@ -76,44 +64,32 @@ def list_tickets(
                 [{"loc": ("query", "before"), "msg": f"no ticket {before}", "type": "value_error"}]
             )
     query = TicketFilter(scope, status, category, asset, limit + 1, offset, before)
-    tickets = bridge.store.list_tickets(query)
-    if len(tickets) > limit:
-        tickets = tickets[:limit]
+    found = tickets.matching(query)
+    if len(found) > limit:
+        found = found[:limit]
         url = request.url.remove_query_params("offset").include_query_params(
-            before=tickets[-1].number
+            before=found[-1].number
         )
         response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
-    return [TicketOut.of(t) for t in tickets]
+    return [TicketOut.of(t) for t in found]
 
 
 @router.get("/{number}", response_model=TicketOut, responses=NO_TICKET)
-def get_ticket(
-    number: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
-) -> TicketOut:
+def get_ticket(number: str, principal: Reader, tickets: TicketsDep) -> TicketOut:
     """One ticket with its timeline."""
-    ticket = _visible(bridge, number, principal)
-    return TicketOut.of(ticket, bridge.store.timeline(number))
-
-
-async def _act(bridge: Bridge, number: str, action) -> TicketOut:
-    try:
-        ticket = await run_in_threadpool(action)
-    except TicketNotFound:
-        raise HTTPException(404, f"no ticket {number}") from None
-    return TicketOut.of(ticket, await run_in_threadpool(bridge.store.timeline, number))
+    ticket = visible(principal, tickets.find(number), TicketNotFound(number))
+    return TicketOut.of(ticket, tickets.timeline(number))
 
 
 @router.post("/{number}/ack", response_model=TicketOut, responses=NO_TICKET)
-async def acknowledge(
-    number: str, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
-) -> TicketOut:
+async def acknowledge(number: str, principal: Engineer, tickets: TicketsDep) -> TicketOut:
     """An engineer's first response; the first one counts, repeating it changes nothing."""
-    return await _act(bridge, number, lambda: bridge.acknowledge(number, principal.name))
+    ticket = await run_in_threadpool(tickets.acknowledge, number, principal.name)
+    return TicketOut.of(ticket, await run_in_threadpool(tickets.timeline, number))
 
 
 @router.post("/{number}/resolve", response_model=TicketOut, responses=NO_TICKET)
-async def resolve(
-    number: str, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
-) -> TicketOut:
+async def resolve(number: str, principal: Engineer, tickets: TicketsDep) -> TicketOut:
     """Close a ticket by hand (for example one a keep_open rule left open)."""
-    return await _act(bridge, number, lambda: bridge.lifecycle.resolve(number, principal.name))
+    ticket = await run_in_threadpool(tickets.resolve, number, principal.name)
+    return TicketOut.of(ticket, await run_in_threadpool(tickets.timeline, number))

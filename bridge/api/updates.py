@@ -3,9 +3,10 @@ cancel."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -17,27 +18,21 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.deps import client_scope, get_bridge, require
-from bridge.api.schemas import error_response, error_responses
-from bridge.api.windows import PlannedTime
-from bridge.auth import Principal, Role
+from bridge.api.deps import Engineer, PlansDep, Reader, UpdatesDep, client_scope, visible
+from bridge.api.schemas import error_responses
+from bridge.api.windows import PlannedTime, Selector
 from bridge.clock import local_iso
-from bridge.maintenance.planning import WindowConflict, WindowError
 from bridge.maintenance.updates import (
     VERSION_PATTERN,
-    GateRefused,
     PlanNotFound,
     StageWindow,
-    UpdateError,
     UpdateRequest,
+    Updates,
 )
 from bridge.maintenance.windows import parse_selector
-from bridge.models import RunbookStep, StepRecord, UpdatePlan, UpdateStage, duration_between
-from bridge.service import Bridge
+from bridge.models import Duration, RunbookStep, StepRecord, UpdatePlan, UpdateStage, between
 
 router = APIRouter(prefix="/api/v1/updates", tags=["updates"])
-readers = require(Role.ENGINEER, Role.CLIENT)
-engineers = require(Role.ENGINEER)
 NO_PLAN = error_responses(404, 422, e404="no such update plan, or another hospital's")
 GATE = {
     **NO_PLAN,
@@ -49,17 +44,15 @@ Command = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 DURATION_TEXT = r"^(?=.)(\d+(\.\d+)?|(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?)$"
 
 
-def api_duration(low: float, high: float) -> Any:
+def as_read(low: float, high: float) -> WithJsonSchema:
     """A duration from ``low`` to ``high`` seconds, described in the OpenAPI as it is read."""
     number = {"type": "number", "minimum": low, "maximum": high}
-    return Annotated[
-        duration_between(low, high),
-        WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": DURATION_TEXT}]}),
-    ]
+    return WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": DURATION_TEXT}]})
 
 
-StepTimeout = api_duration(1.0, 86400.0)
-Soak = api_duration(0.0, 14 * 86400.0)  # as updates.soak of the config
+StepTimeout = Annotated[Duration, between(1.0, 86400.0), as_read(1.0, 86400.0)]
+# As updates.soak of the config.
+Soak = Annotated[Duration, between(0.0, 14 * 86400.0), as_read(0.0, 14 * 86400.0)]
 
 
 class StepIn(BaseModel):
@@ -126,7 +119,7 @@ class UpdateIn(BaseModel):
     without_test_stage: bool = Field(
         False, description="the client has no test environment: production alone"
     )
-    selector: str = Field("kind=amms", max_length=200, description="the assets it updates")
+    selector: Selector = Field("kind=amms", description="the assets it updates")
 
 
 class GateIn(BaseModel):
@@ -268,104 +261,74 @@ class PlanOut(BaseModel):
         )
 
 
-def _visible(bridge: Bridge, plan_id: str, principal: Principal) -> UpdatePlan:
-    plan = bridge.store.get_plan(plan_id)
-    if plan is None or not principal.can_see(plan.client):
-        raise HTTPException(404, f"no update plan {plan_id}")
-    return plan
-
-
 @router.post(
     "",
     status_code=201,
     response_model=PlanOut,
     responses=error_responses(400, 409, 422, e409="a stage overlaps a window of its assets"),
 )
-def plan_update(
-    body: UpdateIn, principal: Principal = Depends(engineers), bridge: Bridge = Depends(get_bridge)
-):
+def plan_update(body: UpdateIn, principal: Engineer, updates: UpdatesDep) -> PlanOut:
     """Plan an update: the windows, the aktualizacja ticket, the runbook."""
-    try:
-        request = UpdateRequest(
-            client=body.client,
-            target_version=body.target_version,
-            runbook=body.runbook.steps(),
-            prod_window=body.prod_window.stage(),
-            test_window=body.test_window.stage() if body.test_window else None,
-            soak=body.soak,
-            without_test_stage=body.without_test_stage,
-            selector=parse_selector(body.selector),
-        )
-        plan = bridge.updates.plan(request, principal.name)
-    except WindowConflict as exc:
-        return error_response(409, str(exc), conflicts_with=exc.other.id)
-    except (UpdateError, WindowError, ValueError) as exc:
-        raise HTTPException(422, str(exc)) from None
-    return PlanOut.of(plan)
+    request = UpdateRequest(
+        client=body.client,
+        target_version=body.target_version,
+        runbook=body.runbook.steps(),
+        prod_window=body.prod_window.stage(),
+        test_window=body.test_window.stage() if body.test_window else None,
+        soak=body.soak,
+        without_test_stage=body.without_test_stage,
+        selector=parse_selector(body.selector),
+    )
+    return PlanOut.of(updates.plan(request, principal.name))
 
 
 @router.get("", response_model=list[PlanOut], responses=error_responses(422))
-def list_updates(
-    client: str | None = None,
-    principal: Principal = Depends(readers),
-    bridge: Bridge = Depends(get_bridge),
-) -> list[PlanOut]:
+def list_updates(principal: Reader, plans: PlansDep, client: str | None = None) -> list[PlanOut]:
     """Update plans (a client token: its own hospital's only)."""
-    return [PlanOut.of(p) for p in bridge.store.plans(client_scope(principal, client))]
+    return [PlanOut.of(p) for p in plans.plans(client_scope(principal, client))]
 
 
 @router.get("/{plan_id}", response_model=PlanOut, responses=NO_PLAN)
-def get_update(
-    plan_id: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
-) -> PlanOut:
+def get_update(plan_id: str, principal: Reader, plans: PlansDep) -> PlanOut:
     """A plan's status with every runbook step it ran (command, exit code, output tail)."""
-    plan = _visible(bridge, plan_id, principal)
-    return PlanOut.of(plan, bridge.store.steps(plan_id))
+    plan = visible(principal, plans.find(plan_id), PlanNotFound(plan_id))
+    return PlanOut.of(plan, plans.steps(plan_id))
 
 
-async def _gate(bridge: Bridge, plan_id: str, action) -> PlanOut:
-    try:
-        plan = await run_in_threadpool(action)
-    except PlanNotFound:
-        raise HTTPException(404, f"no update plan {plan_id}") from None
-    except GateRefused as exc:
-        raise HTTPException(409, str(exc)) from None
-    except UpdateError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return PlanOut.of(plan)
+# The engineer's hand on the gate: approve and hold take the same body and answer alike.
+Decide = Callable[[Updates, str, str, GateIn], UpdatePlan]
 
 
-@router.post("/{plan_id}/approve", response_model=PlanOut, responses=GATE)
-async def approve(
-    plan_id: str,
-    body: GateIn | None = None,
-    principal: Principal = Depends(engineers),
-    bridge: Bridge = Depends(get_bridge),
-) -> PlanOut:
-    """Open the gate by hand (after a test stage whose runbook passed). The soak judgement is
-    made now and returned (gate_findings, judged_until); over one that found something, only
-    with override and a reason (409 naming the findings otherwise)."""
-    body = body or GateIn()
-    return await _gate(
-        bridge,
-        plan_id,
-        lambda: bridge.updates.approve(plan_id, principal.name, body.reason, body.override),
-    )
+def _gate_decision(name: str, decide: Decide, description: str) -> None:
+    async def decision(
+        plan_id: str, principal: Engineer, updates: UpdatesDep, body: GateIn | None = None
+    ) -> PlanOut:
+        gate = body or GateIn()
+        return PlanOut.of(await run_in_threadpool(decide, updates, plan_id, principal.name, gate))
+
+    router.post(
+        f"/{{plan_id}}/{name}",
+        name=name,
+        description=description,
+        response_model=PlanOut,
+        responses=GATE,
+    )(decision)
 
 
-@router.post("/{plan_id}/hold", response_model=PlanOut, responses=GATE)
-async def hold(
-    plan_id: str,
-    body: GateIn | None = None,
-    principal: Principal = Depends(engineers),
-    bridge: Bridge = Depends(get_bridge),
-) -> PlanOut:
-    """Keep production from starting until an engineer approves."""
-    return await _gate(
-        bridge,
-        plan_id,
-        lambda: bridge.updates.hold(plan_id, principal.name, body.reason if body else ""),
-    )
+_gate_decision(
+    "approve",
+    lambda updates, plan_id, actor, gate: updates.approve(
+        plan_id, actor, gate.reason, gate.override
+    ),
+    "Open the gate by hand (after a test stage whose runbook passed). The soak judgement is "
+    "made now and returned (gate_findings, judged_until); over one that found something, only "
+    "with override and a reason (409 naming the findings otherwise).",
+)
+_gate_decision(
+    "hold",
+    lambda updates, plan_id, actor, gate: updates.hold(plan_id, actor, gate.reason),
+    "Keep production from starting until an engineer approves.",
+)
 
 
 @router.post(
@@ -373,15 +336,9 @@ async def hold(
     response_model=PlanOut,
     responses={**GATE, **error_responses(409, e409="the plan already ended")},
 )
-async def cancel(
-    plan_id: str,
-    body: CancelIn,
-    principal: Principal = Depends(engineers),
-    bridge: Bridge = Depends(get_bridge),
-) -> PlanOut:
+async def cancel(plan_id: str, body: CancelIn, principal: Engineer, updates: UpdatesDep) -> PlanOut:
     """Call a plan off: no later step or stage runs; a stage running now stops after its
     current command and is reported as cancelled with the hosts it did and did not update;
     the windows of stages that did not run are cancelled."""
-    return await _gate(
-        bridge, plan_id, lambda: bridge.updates.cancel(plan_id, principal.name, body.reason)
-    )
+    plan = await run_in_threadpool(updates.cancel, plan_id, principal.name, body.reason)
+    return PlanOut.of(plan)

@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import APIRouter, Depends, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import (
-    bearer_scheme,
+    CalendarDep,
+    Engineer,
+    MaintenanceDep,
+    Reader,
+    WindowsDep,
+    basic_or_bearer,
     check_role,
     client_scope,
-    get_bridge,
-    get_principal,
-    refuse,
-    require,
+    visible,
 )
-from bridge.api.schemas import error_response, error_responses
+from bridge.api.schemas import error_responses
 from bridge.auth import Principal, Role
 from bridge.clock import WARSAW, local_iso
-from bridge.maintenance.calendar_feed import build_calendar
-from bridge.maintenance.planning import (
-    WindowConflict,
-    WindowError,
-    WindowNotFound,
-    WindowOfPlan,
-    WindowRequest,
-)
-from bridge.maintenance.windows import Occurrences, covered_assets, parse_selector
-from bridge.models import MaintenanceWindow, SuppressedAlert
-from bridge.service import Bridge
+from bridge.maintenance.planning import WindowNotFound, WindowRequest
+from bridge.maintenance.queries import WindowView
+from bridge.maintenance.windows import parse_selector
+from bridge.models import SuppressedAlert
 
 router = APIRouter(prefix="/api/v1", tags=["maintenance windows"])
-readers = require(Role.ENGINEER, Role.CLIENT)
-engineers = require(Role.ENGINEER)
 NO_WINDOW = error_responses(404, 422, e404="no such window, or another hospital's")
 
 
@@ -68,6 +58,18 @@ def _plannable(when: datetime) -> datetime:
 PlannedTime = Annotated[datetime, AfterValidator(_plannable)]
 
 
+def _selector(text: str) -> str:
+    try:
+        parse_selector(text)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("selector: ")) from None
+    return text
+
+
+# key=value pairs, comma-separated: environment=test, kind=amms,environment=prod.
+Selector = Annotated[str, Field(max_length=200), AfterValidator(_selector)]
+
+
 class WindowIn(BaseModel):
     """A window to plan. Times are ISO 8601; without an offset they are Europe/Warsaw."""
 
@@ -78,9 +80,7 @@ class WindowIn(BaseModel):
     end: PlannedTime
     reason: str = Field(min_length=1, max_length=500)
     assets: list[str] = Field(default_factory=list, max_length=1000)
-    selector: str | None = Field(
-        None, max_length=200, description="instead of assets, e.g. environment=test"
-    )
+    selector: Selector | None = Field(None, description="instead of assets, e.g. environment=test")
     rrule: str | None = Field(
         None, max_length=500, description="RFC 5545, e.g. FREQ=WEEKLY;INTERVAL=2;BYDAY=TU"
     )
@@ -142,19 +142,16 @@ class WindowOut(BaseModel):
     alerts: list[SuppressedOut] | None = None
 
     @classmethod
-    def of(cls, bridge: Bridge, w: MaintenanceWindow, with_alerts: bool = False) -> WindowOut:
-        now = bridge.clock.now()
-        occurrence = bridge.maintenance.next_occurrence(w, now)
-        alerts = None
-        if with_alerts:
-            alerts = [SuppressedOut.of(a) for a in bridge.store.suppressed_alerts(window=w.id)]
+    def of(cls, view: WindowView) -> WindowOut:
+        w, occurrence = view.window, view.occurrence
+        alerts = None if view.alerts is None else [SuppressedOut.of(a) for a in view.alerts]
         return cls(
             id=w.id,
             client=w.client,
             start=local_iso(w.start) or "",
             end=local_iso(w.end) or "",
             reason=w.reason,
-            assets=covered_assets(w, bridge.loaded.assets),
+            assets=view.assets,
             selector=",".join(f"{k}={v}" for k, v in w.selector.items()) or None,
             rrule=w.rrule,
             ticket=w.ticket,
@@ -163,22 +160,12 @@ class WindowOut(BaseModel):
             created_at=local_iso(w.created_at),
             cancelled_at=local_iso(w.cancelled_at),
             cancelled_by=w.cancelled_by,
-            active=Occurrences(w).at(now) is not None,
+            active=view.active,
             ended=occurrence is None,
             next_start=local_iso(occurrence[0]) if occurrence else None,
             next_end=local_iso(occurrence[1]) if occurrence else None,
             alerts=alerts,
         )
-
-
-def _visible(bridge: Bridge, window_id: str, principal: Principal) -> MaintenanceWindow:
-    try:
-        window = bridge.maintenance.get(window_id)
-    except WindowNotFound:
-        window = None
-    if window is None or not principal.can_see(window.client):
-        raise HTTPException(404, f"no window {window_id}")
-    return window
 
 
 @router.post(
@@ -188,53 +175,39 @@ def _visible(bridge: Bridge, window_id: str, principal: Principal) -> Maintenanc
     responses=error_responses(400, 409, 422, e409="overlaps another window of the same asset"),
 )
 def plan_window(
-    body: WindowIn,
-    principal: Principal = Depends(engineers),
-    bridge: Bridge = Depends(get_bridge),
-):
+    body: WindowIn, principal: Engineer, maintenance: MaintenanceDep, windows: WindowsDep
+) -> WindowOut:
     """Plan a window; refused with 409 naming the other window if it overlaps one."""
-    try:
-        selector = parse_selector(body.selector) if body.selector else {}
-        request = WindowRequest(
-            client=body.client,
-            start=in_warsaw(body.start),
-            end=in_warsaw(body.end),
-            reason=body.reason,
-            assets=body.assets,
-            selector=selector,
-            rrule=body.rrule,
-            ticket=body.ticket,
-        )
-        window = bridge.maintenance.plan(request, principal.name)
-    except WindowConflict as exc:
-        return error_response(409, str(exc), conflicts_with=exc.other.id)
-    except (WindowError, ValueError) as exc:
-        raise HTTPException(422, str(exc)) from None
-    return WindowOut.of(bridge, window)
+    request = WindowRequest(
+        client=body.client,
+        start=in_warsaw(body.start),
+        end=in_warsaw(body.end),
+        reason=body.reason,
+        assets=body.assets,
+        selector=parse_selector(body.selector) if body.selector else {},
+        rrule=body.rrule,
+        ticket=body.ticket,
+    )
+    return WindowOut.of(windows.view(maintenance.plan(request, principal.name)))
 
 
 @router.get("/windows", response_model=list[WindowOut], responses=error_responses(422))
 def list_windows(
+    principal: Reader,
+    windows: WindowsDep,
     client: str | None = None,
     include_cancelled: bool = False,
-    principal: Principal = Depends(readers),
-    bridge: Bridge = Depends(get_bridge),
 ) -> list[WindowOut]:
     """Windows by start (a client token: its own hospital's only)."""
     scope = client_scope(principal, client)
-    return [
-        WindowOut.of(bridge, w)
-        for w in bridge.store.windows(scope)
-        if include_cancelled or w.cancelled_at is None
-    ]
+    return [WindowOut.of(windows.view(w)) for w in windows.windows(scope, include_cancelled)]
 
 
 @router.get("/windows/{window_id}", response_model=WindowOut, responses=NO_WINDOW)
-def get_window(
-    window_id: str, principal: Principal = Depends(readers), bridge: Bridge = Depends(get_bridge)
-) -> WindowOut:
+def get_window(window_id: str, principal: Reader, windows: WindowsDep) -> WindowOut:
     """One window with the alerts recorded against it."""
-    return WindowOut.of(bridge, _visible(bridge, window_id, principal), with_alerts=True)
+    window = visible(principal, windows.find(window_id), WindowNotFound(window_id))
+    return WindowOut.of(windows.view(window, with_alerts=True))
 
 
 @router.post(
@@ -246,58 +219,23 @@ def get_window(
     },
 )
 def cancel_window(
-    window_id: str,
-    principal: Principal = Depends(engineers),
-    bridge: Bridge = Depends(get_bridge),
+    window_id: str, principal: Engineer, maintenance: MaintenanceDep, windows: WindowsDep
 ) -> WindowOut:
     """Cancel a window; alerts still firing in it open their tickets at the next tick. A
     stage's window of an update plan is refused (409): cancel the plan instead."""
-    _visible(bridge, window_id, principal)
-    try:
-        return WindowOut.of(bridge, bridge.maintenance.cancel(window_id, principal.name))
-    except WindowOfPlan as exc:
-        raise HTTPException(409, str(exc)) from None
-
-
-def calendar_principal(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-    bridge: Bridge = Depends(get_bridge),
-) -> Principal:
-    """Bearer, or HTTP Basic with the token as password: calendar programs (Thunderbird,
-    Outlook) subscribe with a user name and password, not with a bearer header."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return get_principal(request, credentials, bridge)
-    try:
-        token = base64.b64decode(value, validate=True).decode().partition(":")[2]
-    except (binascii.Error, UnicodeDecodeError):
-        token = ""
-    principal = bridge.loaded.tokens.authenticate(token) if token else None
-    if principal is None:
-        refuse(request, bridge, "token.refused")
-        raise HTTPException(401, "invalid token", {"WWW-Authenticate": 'Basic realm="dyzur"'})
-    return principal
+    visible(principal, windows.find(window_id), WindowNotFound(window_id))
+    return WindowOut.of(windows.view(maintenance.cancel(window_id, principal.name)))
 
 
 @router.get("/calendar.ics", response_class=Response)
 async def calendar(
-    principal: Principal = Depends(calendar_principal), bridge: Bridge = Depends(get_bridge)
+    principal: Annotated[Principal, Depends(basic_or_bearer)], feed: CalendarDep
 ) -> Response:
     """Windows and update stages as iCalendar: every client for engineers, one for a client
     token."""
     check_role(principal, {Role.ENGINEER, Role.ADMIN, Role.CLIENT})
     scope = principal.client if principal.role is Role.CLIENT else None
-
-    def build() -> bytes:
-        return build_calendar(
-            bridge.store.windows(scope),
-            bridge.store.plans(scope),
-            bridge.loaded.clients,
-            bridge.clock.now(),
-        )
-
-    body = await run_in_threadpool(build)
+    body = await run_in_threadpool(feed.ics, scope)
     return Response(
         body,
         media_type="text/calendar; charset=utf-8",

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from bridge.actions import Action
 from bridge.clock import WARSAW, Clock, local_iso
+from bridge.errors import Conflict, Invalid, NotFound
 from bridge.maintenance.windows import (
     CONFLICT_HORIZON,
     Muting,
@@ -38,22 +39,28 @@ REFRESH_SECONDS = 5.0
 PLANNING_LOCK = "maintenance-windows"
 
 
-class WindowError(ValueError):
+class WindowError(Invalid):
     """A window that cannot be planned; the message names the field."""
 
 
-class WindowConflict(WindowError):
+class WindowConflict(Conflict):
+    """A window that overlaps another of the same asset (``other``)."""
+
     def __init__(self, message: str, other: MaintenanceWindow) -> None:
         super().__init__(message)
         self.other = other
+        self.conflicts_with = other.id
 
 
-class WindowNotFound(LookupError):
-    pass
+class WindowNotFound(NotFound):
+    def __init__(self, window_id: str) -> None:
+        super().__init__(f"no window {window_id}")
+        self.window_id = window_id
 
 
-class WindowOfPlan(ValueError):
-    """A window that is a stage of an update plan: only the plan may cancel it (409)."""
+class WindowOfPlan(Conflict):
+    """A window that is a stage of an update plan (``conflicts_with``): only the plan may
+    cancel it."""
 
     def __init__(self, window: MaintenanceWindow) -> None:
         super().__init__(
@@ -62,6 +69,7 @@ class WindowOfPlan(ValueError):
             f"(POST /api/v1/updates/{window.plan}/cancel)"
         )
         self.window = window
+        self.conflicts_with = window.plan
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,18 @@ UNKNOWN_WARNED = 1024  # (alertname, asset labels) pairs remembered as already l
 
 
 class IncomingAlert(Protocol):
-    status: str  # firing, resolved
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    startsAt: datetime
-    fingerprint: str | None
+    """What the receiver reads of an alert of the webhook (read-only)."""
+
+    @property
+    def status(self) -> str: ...  # firing, resolved
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def annotations(self) -> Mapping[str, str]: ...
+    @property
+    def startsAt(self) -> datetime: ...
+    @property
+    def fingerprint(self) -> str | None: ...
 
 
 @dataclass(slots=True)

@@ -18,8 +18,10 @@ from typing import Any, Protocol
 from bridge.actions import Action
 from bridge.auth import Principal, Role
 from bridge.clock import Clock, to_datetime
+from bridge.errors import Forbidden
 from bridge.metrics import BridgeMetrics
-from bridge.models import Asset, AuditEvent
+from bridge.models import AgentStream, Asset, AuditEvent
+from bridge.sources.versions import AmmsVersions
 from bridge.store import BatchClaim, BatchRecord
 from bridge.tickets.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
 from collectors import AGENT_AUDIT_ACTIONS, Sample
@@ -27,23 +29,34 @@ from rules.engine import Engine
 from rules.model import AlertState, Rule, Transition
 
 log = logging.getLogger(__name__)
-# The ssh collector reports the deployed AMMS version as this metric with a `version` label.
-VERSION_METRIC = "dyzur_amms_version_info"
+
+
+# What ingest reads of a pushed sample and event (the API's models, collectors' Samples):
+# read-only, so that a model whose fields are narrower (a dict, a Literal) fits.
 
 
 class IncomingSample(Protocol):
-    metric: str
-    labels: Mapping[str, str]
-    value: float
-    timestamp: float | None
+    @property
+    def metric(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def timestamp(self) -> float | None: ...
 
 
 class IncomingEvent(Protocol):
-    action: str
-    outcome: str
-    asset: str
-    at: float
-    detail: Mapping[str, Any]
+    @property
+    def action(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def asset(self) -> str: ...
+    @property
+    def at(self) -> float: ...
+    @property
+    def detail(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +88,15 @@ class BatchOrigin:
     dropped: int = 0
 
 
-class StreamForbidden(Exception):
-    """A numbered batch for an agent stream that belongs to another token."""
+class StreamForbidden(Forbidden):
+    """A numbered batch for an agent stream that belongs to another token (``agent``'s)."""
 
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(f"agent stream {agent_id!r} belongs to another token")
+    refusal = Action.AGENT_STREAM_REFUSED
+
+    def __init__(self, agent_id: str, agent: str) -> None:
+        super().__init__(
+            f"agent.id: agent stream {agent_id!r} belongs to another token", f"agent:{agent}"
+        )
         self.agent_id = agent_id
 
 
@@ -111,7 +128,13 @@ class Ingestor:
         max_clock_skew: float = 300.0,
         agent_events_max_age: float = 7 * 86400.0,
         max_seq_gap: int = 10_000,
+        *,
+        versions: AmmsVersions,
+        external_rules: Callable[[str], Rule | None],
     ) -> None:
+        """``versions`` records the deployed AMMS versions among the samples;
+        ``external_rules`` gives the rules of alerts that come from elsewhere (Alertmanager)
+        by name."""
         self.engine = engine
         self.lifecycle = lifecycle
         self.store = lifecycle.store
@@ -127,8 +150,8 @@ class Ingestor:
         # produced them was refused (503) and its claim rolled back, so a retry of it is taken.
         self._queue: deque[Transition] = deque()
         self._failing = False
-        # Rules of alerts that come from elsewhere (Alertmanager), by name.
-        self.external_rules: Callable[[str], Rule | None] = lambda name: None
+        self.versions = versions
+        self.external_rules = external_rules
 
     def rule_of(self, name: str) -> Rule | None:
         return self.engine.rules.get(name) or self.external_rules(name)
@@ -160,13 +183,12 @@ class Ingestor:
 
     def _check_samples(
         self, samples: Sequence[IncomingSample], scope: str | None, now: float
-    ) -> tuple[list[Sample], list[Rejection], list[tuple[str, str]]]:
+    ) -> tuple[list[Sample], list[Rejection]]:
         latest_allowed = now + self.max_clock_skew
         assets = self.assets
         rejected: list[Rejection] = []
         good: list[Sample] = []
         append = good.append
-        versions: list[tuple[str, str]] = []
         isfinite = math.isfinite
         join = "".join
         for index, s in enumerate(samples):
@@ -209,9 +231,7 @@ class Ingestor:
                 )
                 continue
             append(Sample(s.metric, labels, value, ts))
-            if s.metric == VERSION_METRIC:
-                versions.append((asset_id, labels.get("version", "")))
-        return good, rejected, versions
+        return good, rejected
 
     def _ingest(
         self,
@@ -222,7 +242,7 @@ class Ingestor:
     ) -> IngestResult:
         now = self.clock.time()
         scope = principal.client if principal.role is Role.AGENT else None
-        good, rejected, versions = self._check_samples(samples, scope, now)
+        good, rejected = self._check_samples(samples, scope, now)
         audit, rejected_events = self._check_events(events, principal, scope, now)
         result = IngestResult(len(good), rejected, rejected_events)
         with self._lock:
@@ -235,7 +255,7 @@ class Ingestor:
                         result.anomaly = claim is BatchClaim.ANOMALY
                     for event in audit:
                         self.store.append_audit(event)
-                    self._record_versions(versions)
+                    self.versions.observe(good, self.clock.now())
                     before = self.engine.evaluations
                     self._queue.extend(self.engine.evaluate(good, now))
                     self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
@@ -293,24 +313,6 @@ class Ingestor:
             rejected.append(Rejection(index, reason, detail))
         return accepted, rejected
 
-    def _record_versions(self, versions: list[tuple[str, str]]) -> None:
-        """The deployed AMMS version is kept on the asset, so update plans know what runs where;
-        a change of version is an audit event."""
-        now = self.clock.now()
-        for asset, version in versions:
-            if version and self.store.set_asset_fact(asset, "amms_version", version, now):
-                self.store.append_audit(
-                    AuditEvent(
-                        now,
-                        "dyzur",
-                        Action.ASSET_VERSION_SEEN,
-                        "success",
-                        self.assets[asset].client,
-                        asset,
-                        {"amms_version": version},
-                    )
-                )
-
     def _claim(
         self, origin: BatchOrigin, samples: Sequence[IncomingSample], principal: Principal
     ) -> BatchClaim:
@@ -328,7 +330,7 @@ class Ingestor:
         labels = {BatchClaim.TAKEN: "accepted", BatchClaim.DUPLICATE: "duplicate"}
         self.metrics.agent_batches.labels(labels.get(claim, claim.value)).inc()
         if claim is BatchClaim.FOREIGN:
-            raise StreamForbidden(origin.agent_id)
+            raise StreamForbidden(origin.agent_id, principal.name)
         if claim is BatchClaim.ANOMALY:
             log.warning(
                 "agent stream %s of %s jumped to batch %d, more than %d ahead: taken, "
@@ -417,6 +419,10 @@ class Ingestor:
     def series_count(self) -> int:
         with self._lock:
             return self.engine.series_count()
+
+    def agent_streams(self) -> list[AgentStream]:
+        """Each agent's numbered batches: how many arrived, duplicates, batches lost."""
+        return self.store.agent_streams()
 
     @property
     def queued_transitions(self) -> int:

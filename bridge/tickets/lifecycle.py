@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bridge.actions import ticket_action
 from bridge.clock import WARSAW, Clock, local_iso, local_time
+from bridge.errors import NotFound
 from bridge.maintenance.windows import Muting
 from bridge.models import (
     Asset,
@@ -43,8 +44,10 @@ class LifecycleError(Exception):
     """A transition that cannot become a ticket (for example an asset not in the inventory)."""
 
 
-class TicketNotFound(LookupError):
-    pass
+class TicketNotFound(NotFound):
+    def __init__(self, number: str) -> None:
+        super().__init__(f"no ticket {number}")
+        self.number = number
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,8 @@ class TicketLifecycle:
         clock: Clock,
         reopen_period: float = 3600.0,
         at_risk_share: float = 0.75,
+        *,
+        muter: Muter,
     ) -> None:
         self.store = store
         self.clients = clients
@@ -98,8 +103,8 @@ class TicketLifecycle:
         self.reopen_period = timedelta(seconds=reopen_period)
         self.at_risk_share = at_risk_share
         self._calendars: dict[str, ServiceCalendar] = {}
-        # Maintenance windows; set by the bridge (None: nothing is ever muted).
-        self.muter: Muter | None = None
+        # What mutes an alert (maintenance windows): asked before a ticket is opened.
+        self.muter = muter
 
     # --- the record of a change: ticket, timeline and audit event in one transaction ------
 
@@ -277,7 +282,7 @@ class TicketLifecycle:
             self._retitle(latest, rule, alert, lang, texts)
             text = timeline_text(lang, "refired", count=latest.fire_count, value=value)
             return self._record(latest, "refired", text, now)
-        muting = self.muter.muting(alert.asset or "", now) if self.muter is not None else None
+        muting = self.muter.muting(alert.asset or "", now)
         if muting is not None:
             return self._suppress(alert, client, category, muting, now)
         if (
@@ -416,7 +421,7 @@ class TicketLifecycle:
                 if not found or found[0].until > now:
                     continue  # settled or moved meanwhile
                 record = found[0]
-                muting = self.muter.muting(record.asset, now) if self.muter is not None else None
+                muting = self.muter.muting(record.asset, now)
                 if muting is not None:
                     record.window, record.until = muting.window, muting.until
                     self.store.save_suppressed(record)

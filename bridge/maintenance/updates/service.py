@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from bridge.actions import Action, Event
 from bridge.clock import WARSAW, Clock, local_iso, local_time
+from bridge.errors import Conflict, NotFound
 from bridge.maintenance.planning import Maintenance, WindowRequest
 from bridge.maintenance.updates.gate import Finding, findings_text, soak_findings
 from bridge.maintenance.updates.machine import (
@@ -76,12 +77,14 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 120.0
 
 
-class GateRefused(ValueError):
-    """An approve or hold that the plan's state does not allow (409)."""
+class GateRefused(Conflict):
+    """An approve, hold or cancel that the plan's state does not allow."""
 
 
-class PlanNotFound(LookupError):
-    pass
+class PlanNotFound(NotFound):
+    def __init__(self, plan_id: str) -> None:
+        super().__init__(f"no update plan {plan_id}")
+        self.plan_id = plan_id
 
 
 class Updates:

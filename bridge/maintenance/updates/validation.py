@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bridge.clock import local_iso
+from bridge.errors import Invalid
 from bridge.maintenance.windows import selected
 from bridge.models import Asset, Client, Environment, RunbookStep
 from collectors.durations import format_duration
@@ -17,7 +18,7 @@ from collectors.durations import format_duration
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 
-class UpdateError(ValueError):
+class UpdateError(Invalid):
     """A plan that cannot be made; the message names the field."""
 
 

@@ -1,0 +1,28 @@
+"""The `dyzur` command, one module per command group:
+
+- ``base``: the app, its groups, errors (JSON with --json), reading the config;
+- ``client``: the HTTP client of the commands that go through the bridge's API;
+- ``run``: dyzur run; ``setup``: check-config, init, rules check, token new;
+- ``passthrough``: dyzur agent and dyzur ssh (run by bridge/entry.py before this CLI loads);
+- ``sla``: sla due, report sla; ``audit``: audit verify, audit list;
+- ``window`` and ``update``: maintenance windows and staged updates through the API.
+
+Commands are listed in ``dyzur --help`` in the order these modules register them.
+"""
+
+from bridge.cli import audit, passthrough, run, setup, sla, update, window
+from bridge.cli.base import app, main
+from bridge.cli.run import utc_log_formatter
+
+__all__ = [
+    "app",
+    "audit",
+    "main",
+    "passthrough",
+    "run",
+    "setup",
+    "sla",
+    "update",
+    "utc_log_formatter",
+    "window",
+]
