@@ -100,7 +100,8 @@ def bench_storm(n: int) -> None:
         }
         loaded = parse_config(data, "bench.yaml", Path(tmp))
         clock = FixedClock(NOW)
-        bridge = Bridge(loaded, clock=clock)
+        bridge = Bridge.open(loaded, clock=clock)
+        bridge.start(ticker=False)
         try:
             window = bridge.maintenance.plan(
                 WindowRequest(
