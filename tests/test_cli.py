@@ -24,6 +24,20 @@ def dyzur(*args, cwd=None):
     )
 
 
+def test_help_lists_every_command_in_its_order():
+    """The CLI is a package of modules (bridge/cli/): dyzur --help still lists every command
+    and group, the bridge's own first."""
+    import re
+
+    r = dyzur("--help")
+    assert r.returncode == 0, r.stderr
+    listed = re.findall(r"^│ ([a-z]\S*)  ", r.stdout, re.MULTILINE)
+    assert listed == [
+        "run", "check-config", "init", "agent", "ssh",
+        "rules", "token", "sla", "report", "audit", "window", "update",
+    ]  # fmt: skip
+
+
 def test_init_writes_a_config_that_check_config_accepts(tmp_path):
     path = tmp_path / "dyzur.yaml"
     r = dyzur("init", path)

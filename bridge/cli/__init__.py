@@ -7,10 +7,15 @@
 - ``sla``: sla due, report sla; ``audit``: audit verify, audit list;
 - ``window`` and ``update``: maintenance windows and staged updates through the API.
 
-Commands are listed in ``dyzur --help`` in the order these modules register them.
 """
 
-from bridge.cli import audit, passthrough, run, setup, sla, update, window
+# Imported in the order `dyzur --help` lists the commands: run, check-config, init, agent,
+# ssh, then the groups (in the order base.py adds them).
+from bridge.cli import run, setup  # isort: split
+
+from bridge.cli import passthrough  # isort: split
+
+from bridge.cli import audit, sla, update, window
 from bridge.cli.base import app, main
 from bridge.cli.run import utc_log_formatter
 
