@@ -187,7 +187,7 @@ def follow_pages(api, url: str, who: str) -> list[list[dict]]:
     ],
 )
 def test_ticket_pages_follow_the_link_header(api, bridge, who, query):
-    from tests.test_store_contract import fill_for_paging
+    from tests.store.test_tickets import fill_for_paging
 
     fill_for_paging(bridge.store, 30)  # five tickets opened at each second
     everything = api.get(f"/api/v1/tickets?limit=1000{query}", headers=auth(who)).json()
@@ -200,7 +200,7 @@ def test_ticket_pages_follow_the_link_header(api, bridge, who, query):
 
 
 def test_a_cursor_never_reaches_another_hospitals_tickets(api, bridge):
-    from tests.test_store_contract import fill_for_paging
+    from tests.store.test_tickets import fill_for_paging
 
     fill_for_paging(bridge.store, 12)
     [theirs, *_] = api.get("/api/v1/tickets?client=klinika-b", headers=auth("engineer")).json()

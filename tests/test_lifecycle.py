@@ -404,7 +404,9 @@ def test_an_alert_without_a_value_leaves_the_value_out_of_the_timeline(bridge, c
             fired_at=clock.time() - 60,
             annotations={"summary": "Host nie odpowiada"},
         )
-        bridge.lifecycle.apply_notified(alert, rule)
+        prepared = bridge.lifecycle.prepare_notified(alert, rule)
+        with bridge.store.transaction():
+            bridge.lifecycle.apply_notified(prepared)
 
     for asset in ("srv-a1", "srv-b1"):
         notified(asset, AlertState.FIRING)

@@ -462,7 +462,7 @@ def test_a_stage_interrupted_by_a_restart_fails_and_production_never_runs(
     first.updates.tick = lambda: None  # this worker dies before it runs anything
     p.stages[0].state = StageState.RUNNING
     store.save_plan(p)
-    first.store.lease(f"update:{p.id}", first.updates.owner, clock.time(), 120)
+    first.store.lease(f"update:{p.id}", first.updates.owner, 120, clock.time())
     first.close()
     store.migrate()
     second = Bridge(loaded, store=store, clock=clock)

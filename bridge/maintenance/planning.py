@@ -2,6 +2,12 @@
 
 Windows live in the store; each bridge process keeps a schedule built from them and rebuilds
 it after its own changes and every few seconds (to see other workers' plans).
+
+Planning and cancelling are store transactions holding the planning lock (``PLANNING_LOCK``);
+``plan_all`` checks conflicts (which expands recurrences) before its transaction and saves only
+if the windows it checked against are still the same. ``cancel`` is a unit of its own (an
+engineer, through the API); ``cancel_within`` and ``end_early`` are steps of an update plan's
+transaction and need it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from bridge.clock import WARSAW, Clock, local_iso
 from bridge.errors import Conflict, Invalid, NotFound
 from bridge.maintenance.windows import (
     CONFLICT_HORIZON,
+    Interval,
     Muting,
     Occurrences,
     WindowSchedule,
@@ -35,8 +42,9 @@ from bridge.store import Store
 
 MAX_WINDOW = timedelta(days=7)
 REFRESH_SECONDS = 5.0
-# The store's lock that serialises "check for conflicts, then save" across workers.
-PLANNING_LOCK = "maintenance-windows"
+# The store lock that serialises changes of windows across workers (roles.py's lock order:
+# after a plan's lock, before any alert's).
+PLANNING_LOCK = "planning"
 
 
 class WindowError(Invalid):
@@ -193,21 +201,30 @@ class Maintenance:
         """Plan several windows at once (an update plan's stages): all of them or none."""
         windows = [self.check(r, plan) for r in requests]
         now = self.clock.now()
-        with self.store.alert_lock(PLANNING_LOCK):
+        while True:
+            # Conflicts before the transaction (recurrences are expanded), against the windows
+            # as they are now; saved only if nobody changed them meanwhile, else checked again.
+            planned = self.store.windows()
             for window in windows:
-                self._refuse_conflict(window)
-            for window in windows:
-                year = window.start.astimezone(WARSAW).year
-                window.id = f"OS-{year}-{self.store.next_sequence(f'window-{year}'):04d}"
-                window.created_by = actor
-                window.created_at = now
-                self.store.save_window(window)
-                self._audit(Action.WINDOW_PLANNED, window, actor, now)
+                self._refuse_conflict(window, planned)
+            with self.store.transaction():
+                self.store.lock(PLANNING_LOCK)
+                unchanged = self.store.windows() == planned
+                if unchanged:
+                    for window in windows:
+                        year = window.start.astimezone(WARSAW).year
+                        window.id = f"OS-{year}-{self.store.next_sequence(f'window-{year}'):04d}"
+                        window.created_by = actor
+                        window.created_at = now
+                        self.store.save_window(window)
+                        self._audit(Action.WINDOW_PLANNED, window, actor, now)
+            if unchanged:
+                break
         self._changed()
         return windows
 
-    def _refuse_conflict(self, window: MaintenanceWindow) -> None:
-        conflict = find_conflict(window, self.store.windows(window.client), self.assets)
+    def _refuse_conflict(self, window: MaintenanceWindow, planned: list[MaintenanceWindow]) -> None:
+        conflict = find_conflict(window, planned, self.assets)
         if conflict is not None:
             other = conflict.other
             raise WindowConflict(
@@ -226,62 +243,72 @@ class Maintenance:
     def refuse(self, requests: list[WindowRequest], plan: str | None = None) -> None:
         """Raise what ``plan_all`` would raise for these requests (a field, a conflict),
         without saving anything: an update plan checks its windows before taking a number."""
-        for window in [self.check(r, plan) for r in requests]:
-            self._refuse_conflict(window)
+        checked = [self.check(r, plan) for r in requests]
+        planned = self.store.windows()
+        for window in checked:
+            self._refuse_conflict(window, planned)
 
     def cancel(self, window_id: str, actor: str, plan: str | None = None) -> MaintenanceWindow:
-        """Cancel a window: a running occurrence ends now, and alerts still firing in it open
-        their tickets at the next tick. Cancelling twice changes nothing. A stage's window of
-        an update plan is cancelled only by its plan (``plan``): WindowOfPlan otherwise."""
+        """A unit of its own: cancel a window (``cancel_within``, in a transaction of its
+        own)."""
+        with self.store.transaction():
+            window = self.cancel_within(window_id, actor, plan)
+        self._changed()
+        return window
+
+    def cancel_within(
+        self, window_id: str, actor: str, plan: str | None = None
+    ) -> MaintenanceWindow:
+        """Inside the caller's transaction: cancel a window. A running occurrence ends now,
+        and alerts still firing in it open their tickets at the next tick. Cancelling twice
+        changes nothing. A stage's window of an update plan is cancelled only by its plan
+        (``plan``): WindowOfPlan otherwise."""
         now = self.clock.now()
-        with self.store.alert_lock(PLANNING_LOCK):
-            window = self.get(window_id)
-            if window.plan is not None and window.plan != plan:
-                raise WindowOfPlan(window)
-            if window.cancelled_at is not None:
-                return window
-            window.cancelled_at = now
-            window.cancelled_by = actor
-            self.store.save_window(window)
-            for record in self.store.suppressed_alerts(
-                window=window.id, state=SuppressedState.FIRING
-            ):
-                record.until = min(record.until, now)
-                self.store.save_suppressed(record)
-            self._audit(Action.WINDOW_CANCELLED, window, actor, now)
+        self.store.lock(PLANNING_LOCK)
+        window = self.get(window_id)
+        if window.plan is not None and window.plan != plan:
+            raise WindowOfPlan(window)
+        if window.cancelled_at is not None:
+            return window
+        window.cancelled_at = now
+        window.cancelled_by = actor
+        self.store.save_window(window)
+        for record in self.store.suppressed_alerts(window=window.id, state=SuppressedState.FIRING):
+            record.until = min(record.until, now)
+            self.store.save_suppressed(record)
+        self._audit(Action.WINDOW_CANCELLED, window, actor, now)
         self._changed()
         return window
 
     def end_early(
         self, window_id: str, at: datetime, actor: str, plan: str | None = None
     ) -> MaintenanceWindow | None:
-        """End a one-off window at ``at`` instead of its planned end (an update stage's window
-        once the stage is over and settled): alerts still firing in it open their tickets at
-        the first tick from ``at``. None when it already ends by then (or is not one-off)."""
+        """Inside the caller's transaction (an update plan's step): end a one-off window at
+        ``at`` instead of its planned end (an update stage's window once the stage is over and
+        settled): alerts still firing in it open their tickets at the first tick from ``at``.
+        None when it already ends by then (or is not one-off)."""
         now = self.clock.now()
-        with self.store.alert_lock(PLANNING_LOCK):
-            window = self.get(window_id)
-            if window.plan is not None and window.plan != plan:
-                raise WindowOfPlan(window)
-            if window.rrule or window.cancelled_at is not None or window.end <= at:
-                return None
-            planned_end = window.end
-            window.end = max(at, window.start)
-            self.store.save_window(window)
-            for record in self.store.suppressed_alerts(
-                window=window.id, state=SuppressedState.FIRING
-            ):
-                record.until = min(record.until, window.end)
-                self.store.save_suppressed(record)
-            planned = local_iso(planned_end)
-            self._audit(Action.WINDOW_ENDED_EARLY, window, actor, now, planned_end=planned)
+        self.store.lock(PLANNING_LOCK)
+        window = self.get(window_id)
+        if window.plan is not None and window.plan != plan:
+            raise WindowOfPlan(window)
+        if window.rrule or window.cancelled_at is not None or window.end <= at:
+            return None
+        planned_end = window.end
+        window.end = max(at, window.start)
+        self.store.save_window(window)
+        for record in self.store.suppressed_alerts(window=window.id, state=SuppressedState.FIRING):
+            record.until = min(record.until, window.end)
+            self.store.save_suppressed(record)
+        planned = local_iso(planned_end)
+        self._audit(Action.WINDOW_ENDED_EARLY, window, actor, now, planned_end=planned)
         self._changed()
         return window
 
     def _audit(
         self, action: str, window: MaintenanceWindow, actor: str, now: datetime, **extra: object
     ) -> None:
-        detail = {
+        detail: dict[str, object] = {
             "window": window.id,
             "start": local_iso(window.start),
             "end": local_iso(window.end),
@@ -296,6 +323,6 @@ class Maintenance:
             AuditEvent(now, actor, action, "success", window.client, None, detail)
         )
 
-    def next_occurrence(self, window: MaintenanceWindow, after: datetime):
+    def next_occurrence(self, window: MaintenanceWindow, after: datetime) -> Interval | None:
         """The occurrence running at or next after ``after``, or None once the window ended."""
         return Occurrences(window).following(after)

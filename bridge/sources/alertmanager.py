@@ -5,6 +5,7 @@ resolved when Alertmanager says so, muted by maintenance windows, with the contr
 Alertmanager notifies a firing alert again and again (group changes, repeat_interval); only a
 change reaches a ticket (``TicketLifecycle.apply_notified``), and a firing that started before
 the alert's recorded resolution (an HA peer's late copy, a replay) is stale: it reopens nothing.
+Each alert of a notification is a store transaction of its own.
 """
 
 from __future__ import annotations
@@ -167,10 +168,12 @@ class AlertmanagerReceiver:
             fired_at=incoming.startsAt.timestamp(),
             annotations={k: v[:ANNOTATION_CHARS] for k, v in incoming.annotations.items()},
         )
-        try:
-            change = self.lifecycle.apply_notified(alert, alertmanager_rule(name))
+        try:  # texts, muting and deadline before the transaction
+            prepared = self.lifecycle.prepare_notified(alert, alertmanager_rule(name))
         except LifecycleError as exc:
             return Rejection(index, "unknown_asset", str(exc))
+        with self.lifecycle.store.transaction():  # one unit per notified alert
+            change = self.lifecycle.apply_notified(prepared)
         if isinstance(change, Change):
             self.metrics.count_change(change)
         elif isinstance(change, Suppression):

@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from bridge.actions import Action
@@ -22,8 +23,14 @@ from bridge.errors import Forbidden
 from bridge.metrics import BridgeMetrics
 from bridge.models import AgentStream, Asset, AuditEvent
 from bridge.sources.versions import AmmsVersions
-from bridge.store import BatchClaim, BatchRecord
-from bridge.tickets.lifecycle import Change, LifecycleError, Suppression, TicketLifecycle
+from bridge.store import BatchClaim, BatchRecord, StoreError
+from bridge.tickets.lifecycle import (
+    Change,
+    LifecycleError,
+    Prepared,
+    Suppression,
+    TicketLifecycle,
+)
 from collectors import AGENT_AUDIT_ACTIONS, Sample
 from rules.engine import Engine
 from rules.model import AlertState, Rule, Transition
@@ -246,20 +253,34 @@ class Ingestor:
         audit, rejected_events = self._check_events(events, principal, scope, now)
         result = IngestResult(len(good), rejected, rejected_events)
         with self._lock:
+            record = None if origin is None else self._batch(origin, samples, principal)
+            # A batch already taken (or of another token's stream) is not evaluated: the
+            # transaction below only records its claim.
+            seen = None if record is None else self.store.peek_batch(record, self.max_seq_gap)
+            repeat = seen in (BatchClaim.DUPLICATE, BatchClaim.FOREIGN)
             try:
-                with self.store.transaction():
-                    if origin is not None:
-                        claim = self._claim(origin, samples, principal)
-                        if claim is BatchClaim.DUPLICATE:
-                            return IngestResult(duplicate=True)
-                        result.anomaly = claim is BatchClaim.ANOMALY
-                    for event in audit:
-                        self.store.append_audit(event)
-                    self.versions.observe(good, self.clock.now())
+                prepared: list[Prepared] = []
+                at = self.clock.now()
+                if not repeat:
                     before = self.engine.evaluations
                     self._queue.extend(self.engine.evaluate(good, now))
                     self.metrics.rule_evaluations.inc(self.engine.evaluations - before)
-                    changes = self._apply()
+                    # Texts, muting and deadlines before the transaction, which only writes.
+                    prepared = self._prepare(at)
+                with self.store.transaction():
+                    if record is not None:
+                        claim = self._claim(record, principal)
+                        if claim is BatchClaim.DUPLICATE:
+                            # Evaluated only if another bridge process took it meanwhile: its
+                            # transitions stay queued for the next batch or tick.
+                            return IngestResult(duplicate=True)
+                        if repeat:  # the store said it was taken, and now it is not
+                            raise StoreError(f"agent batch {record.seq} claimed as {claim}")
+                        result.anomaly = claim is BatchClaim.ANOMALY
+                    for event in audit:
+                        self.store.append_audit(event)
+                    self.versions.observe(good, at)
+                    changes = self.lifecycle.apply_all(prepared)
             except StreamForbidden:
                 raise
             except Exception:
@@ -313,11 +334,11 @@ class Ingestor:
             rejected.append(Rejection(index, reason, detail))
         return accepted, rejected
 
-    def _claim(
+    def _batch(
         self, origin: BatchOrigin, samples: Sequence[IncomingSample], principal: Principal
-    ) -> BatchClaim:
+    ) -> BatchRecord:
         asset = samples[0].labels.get("asset", "") if samples else ""
-        record = BatchRecord(
+        return BatchRecord(
             origin.agent_id,
             principal.name,
             asset,
@@ -326,21 +347,24 @@ class Ingestor:
             origin.dropped,
             self.clock.now(),
         )
+
+    def _claim(self, record: BatchRecord, principal: Principal) -> BatchClaim:
+        """Inside the batch's transaction: claim it (StreamForbidden for another token's)."""
         claim = self.store.record_batch(record, self.max_seq_gap)
         labels = {BatchClaim.TAKEN: "accepted", BatchClaim.DUPLICATE: "duplicate"}
         self.metrics.agent_batches.labels(labels.get(claim, claim.value)).inc()
         if claim is BatchClaim.FOREIGN:
-            raise StreamForbidden(origin.agent_id, principal.name)
+            raise StreamForbidden(record.agent_id, principal.name)
         if claim is BatchClaim.ANOMALY:
             log.warning(
                 "agent stream %s of %s jumped to batch %d, more than %d ahead: taken, "
                 "the stream does not advance",
-                origin.agent_id,
+                record.agent_id,
                 principal.name,
-                origin.seq,
+                record.seq,
                 self.max_seq_gap,
             )
-            scope = self.assets.get(asset)
+            scope = self.assets.get(record.asset)
             self.store.append_audit(
                 AuditEvent(
                     record.at,
@@ -348,8 +372,8 @@ class Ingestor:
                     Action.AGENT_SEQ_ANOMALY,
                     "failure",
                     scope.client if scope is not None else principal.client,
-                    asset or None,
-                    {"stream": origin.agent_id, "seq": origin.seq, "max_gap": self.max_seq_gap},
+                    record.asset or None,
+                    {"stream": record.agent_id, "seq": record.seq, "max_gap": self.max_seq_gap},
                 )
             )
         return claim
@@ -359,9 +383,10 @@ class Ingestor:
         firing when their maintenance window ended."""
         with self._lock:
             try:
+                self._queue.extend(self.engine.tick(self.clock.time()))
+                prepared = self._prepare(self.clock.now())
                 with self.store.transaction():
-                    self._queue.extend(self.engine.tick(self.clock.time()))
-                    applied = self._apply()
+                    applied = self.lifecycle.apply_all(prepared)
             except Exception:
                 self._failed()
                 return []
@@ -373,21 +398,25 @@ class Ingestor:
                 changes.append(change)
             return changes
 
-    def _apply(self) -> list[Change | Suppression]:
-        """Apply the queued transitions in order, inside the caller's transaction. A store
-        failure propagates (the transaction rolls back) and leaves the queue as it was."""
-        changes: list[Change | Suppression] = []
+    def _prepare(self, now: datetime) -> list[Prepared]:
+        """Before the transaction: what each queued transition needs (its ticket's texts, the
+        muting answer, the deadline), in order; ``lifecycle.apply_all`` then applies them in
+        the caller's transaction. A store failure there rolls it back and leaves the queue as
+        it was. A transition of an asset not in the inventory is dropped."""
+        prepared: list[Prepared] = []
         rules = self.engine.rules
         for transition in self._queue:
             rule = rules.get(transition.alert.rule)
+            if rule is None:
+                continue
             try:
-                change = None if rule is None else self.lifecycle.apply(transition, rule)
-            except LifecycleError as exc:  # raised before anything is written
+                p = self.lifecycle.prepare(transition, rule, now)
+            except LifecycleError as exc:
                 log.error("alert dropped: %s", exc)
                 continue
-            if change is not None:
-                changes.append(change)
-        return changes
+            if p is not None:
+                prepared.append(p)
+        return prepared
 
     def _applied(self, changes: list[Change | Suppression]) -> list[Change]:
         """The queued transitions were written: forget them, count what they changed."""

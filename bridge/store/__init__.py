@@ -1,4 +1,9 @@
-"""Stores, chosen by URL: ``sqlite:///path`` (the embedded default) or, later, ``redis://``."""
+"""Stores, chosen by URL: ``sqlite:///path`` (the embedded default) or, later, ``postgresql://``.
+
+What a store must implement is ``roles.Store``: one small protocol per role (tickets, audit log,
+outbox cursors, windows, update plans, agent streams, asset facts, coordination), each with its
+contract test module under ``tests/store/``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from bridge.store.base import (
     AuditFilter,
     BatchClaim,
     BatchRecord,
-    Store,
     StoreError,
     TicketFilter,
 )
+from bridge.store.roles import Store
 
 __all__ = [
     "AuditFilter",

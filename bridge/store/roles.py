@@ -12,13 +12,16 @@ together or not at all (an exception rolls it back). It is NOT re-entrant: openi
 transaction inside another raises ``StoreError``; the caller that owns the unit of work opens
 it, and the methods of every role called inside it join it (called outside one, each method is
 its own unit). Nothing slow runs inside a transaction: no network I/O, no template rendering,
-no recurrence expansion; compute first, then open the transaction to read and write.
+no recurrence expansion, no service-calendar arithmetic; compute first, then open the
+transaction to read and write.
 
 ``Coordination.lock(name)`` is a named mutex taken inside a transaction and held until that
-transaction ends (SQLite: the database's write lock already serialises every writer, so it is
-free; PostgreSQL: a transaction-level advisory lock). Lock order, to never deadlock: a plan
-(``plan:<id>``) before the planning lock (``planning``) before an alert (``alert:<fingerprint>``),
-and alerts in fingerprint order when a unit takes several.
+transaction ends; called outside one it raises ``StoreError``. Taking a lock the transaction
+already holds is a no-op. (SQLite: the transaction holds the database's write lock from its
+first statement, ``BEGIN IMMEDIATE``, so every writer is already serialised and ``lock`` only
+checks that a transaction is open; PostgreSQL: a transaction-level advisory lock.) Lock order,
+to never deadlock: a plan (``plan:<id>``) before the planning lock (``planning``) before an
+alert (``alert:<fingerprint>``), and alerts in fingerprint order when a unit takes several.
 
 ``Coordination.lease(name, owner, ttl, now)`` gives one worker of several the right to do one
 job (deliver to one outbox consumer, drive one update plan) for ``ttl`` seconds; it returns a
@@ -61,33 +64,49 @@ class Cursor:
 
 class Coordination(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
-        """One atomic unit; not re-entrant (see the module's docstring)."""
+        """One atomic unit; not re-entrant: StoreError inside another (see the module's
+        docstring). Every method of every role called inside it joins it."""
         ...
 
     def lock(self, name: str) -> AbstractContextManager[None]:
-        """A named mutex held until the enclosing transaction ends."""
+        """Take the named mutex ``name`` for the enclosing transaction: taken when called, held
+        until the transaction ends (leaving the ``with`` block releases nothing); StoreError
+        outside a transaction. Taking it again in the same transaction is a no-op."""
         ...
 
     def lease(self, name: str, owner: str, ttl: float, now: float) -> int | None:
-        """Take or extend the lease ``name`` for ``owner`` until ``now + ttl``; the fencing
-        token while ``owner`` holds it, None while another owner does."""
+        """Take or extend the lease ``name`` for ``owner`` until ``now + ttl``: the fencing
+        token while ``owner`` holds it, None while another owner does (its lease runs past
+        ``now``). The token is the same while one owner keeps extending its lease, and grows
+        each time the lease is taken by an owner that was not its last holder (or after a
+        release), never going back."""
         ...
 
-    def release_lease(self, name: str, owner: str) -> None: ...
+    def release_lease(self, name: str, owner: str) -> None:
+        """Let go of the lease if ``owner`` holds it (another owner's lease is left alone)."""
+        ...
 
     def next_sequence(self, name: str) -> int:
         """The next number of a named sequence (``ticket-2026``, ``window-2026``): 1, 2, 3, ...
-        never reused, gap-free only as far as the transactions that took them committed."""
+        Inside a transaction the number is taken only if the transaction commits (a rolled
+        back one gives it again); a committed number is never given twice, whatever the
+        threads or processes asking."""
         ...
 
 
 class TicketStore(Protocol):
-    def latest_ticket_for_alert(self, fingerprint: str) -> Ticket | None: ...
+    def latest_ticket_for_alert(self, fingerprint: str) -> Ticket | None:
+        """The alert's most recently opened ticket, open or not."""
+        ...
 
-    def insert_ticket(self, ticket: Ticket, entry: TimelineEntry) -> None: ...
+    def insert_ticket(self, ticket: Ticket, entry: TimelineEntry) -> None:
+        """A new ticket and the first entry of its timeline. At most one ticket per alert
+        (fingerprint) is open: a second open one raises."""
+        ...
 
     def update_ticket(self, ticket: Ticket, entry: TimelineEntry | None = None) -> None:
-        """Save the ticket's fields and append ``entry`` to its timeline."""
+        """Save the ticket's fields and append ``entry`` to its timeline; StoreError when the
+        ticket does not exist."""
         ...
 
     def get_ticket(self, number: str) -> Ticket | None: ...
@@ -100,36 +119,53 @@ class TicketStore(Protocol):
         """The ticket's timeline, oldest first."""
         ...
 
-    def open_tickets(self) -> Iterator[Ticket]: ...
+    def open_tickets(self) -> Iterator[Ticket]:
+        """Every open ticket (to restore alert state at start, to check deadlines)."""
+        ...
 
-    def sla_counts(self) -> dict[tuple[str, str, str], int]: ...
+    def sla_counts(self) -> dict[tuple[str, str, str], int]:
+        """Open tickets at risk or breached: (client, category, sla_state) -> count."""
+        ...
 
-    def ticket_counts(self) -> dict[tuple[str, str, str], int]: ...
+    def ticket_counts(self) -> dict[tuple[str, str, str], int]:
+        """(client, category, status) -> number of tickets."""
+        ...
 
-    def tickets_opened_between(
-        self, client: str, start: datetime, end: datetime
-    ) -> list[Ticket]: ...
+    def tickets_opened_between(self, client: str, start: datetime, end: datetime) -> list[Ticket]:
+        """A client's tickets opened in [start, end), oldest first (for reports)."""
+        ...
 
 
 class AuditLog(Protocol):
     """The append-only, hash-chained audit trail; it is also the outbox that every consumer
     (SIEMs, helpdesks, pages) reads with a cursor of its own."""
 
-    def append_audit(self, event: AuditEvent) -> AuditEvent: ...
+    def append_audit(self, event: AuditEvent) -> AuditEvent:
+        """Append an event to the chain (setting its id, prev_hash and hash) and return it.
+        Events are never changed or removed."""
+        ...
 
     def audit_events(
         self, after_id: int = 0, limit: int = 1000, clients: frozenset[str] | None = None
-    ) -> list[AuditEvent]: ...
+    ) -> list[AuditEvent]:
+        """Events with an id above ``after_id``, oldest first; only these clients' if given."""
+        ...
 
-    def list_audit(self, query: AuditFilter) -> list[AuditEvent]: ...
+    def list_audit(self, query: AuditFilter) -> list[AuditEvent]:
+        """Events as ``query`` selects them (for people: GET /api/v1/audit)."""
+        ...
 
     def audit_high_water(self) -> int:
         """The highest event id ever given (to notice the newest events deleted)."""
         ...
 
-    def audit_backlog(self, after_id: int, clients: frozenset[str] | None) -> int: ...
+    def audit_backlog(self, after_id: int, clients: frozenset[str] | None) -> int:
+        """How many events (of these clients, if given) come after ``after_id``."""
+        ...
 
-    def audit_skip(self, after_id: int, count: int, clients: frozenset[str] | None) -> int: ...
+    def audit_skip(self, after_id: int, count: int, clients: frozenset[str] | None) -> int:
+        """The id of the ``count``-th event after ``after_id`` (to drop a full queue's oldest)."""
+        ...
 
 
 class Cursors(Protocol):
@@ -144,11 +180,18 @@ class Cursors(Protocol):
 
 
 class WindowStore(Protocol):
-    def save_window(self, window: MaintenanceWindow) -> None: ...
+    def save_window(self, window: MaintenanceWindow) -> None:
+        """Insert or replace a maintenance window (windows are cancelled, never deleted)."""
+        ...
 
-    def windows(self, client: str | None = None) -> list[MaintenanceWindow]: ...
+    def windows(self, client: str | None = None) -> list[MaintenanceWindow]:
+        """Every window (of one client, if given), by start."""
+        ...
 
-    def save_suppressed(self, alert: SuppressedAlert) -> SuppressedAlert: ...
+    def save_suppressed(self, alert: SuppressedAlert) -> SuppressedAlert:
+        """Insert (setting ``id``) or update an alert recorded against a window; at most one
+        firing record per alert (fingerprint): a second one raises StoreError."""
+        ...
 
     def suppressed_alerts(
         self,
@@ -157,43 +200,78 @@ class WindowStore(Protocol):
         window: str | None = None,
         state: SuppressedState | None = None,
         until_before: datetime | None = None,
-    ) -> list[SuppressedAlert]: ...
+    ) -> list[SuppressedAlert]:
+        """Alerts recorded against windows, oldest first, filtered by what is given."""
+        ...
 
 
 class PlanStore(Protocol):
-    def save_plan(self, plan: UpdatePlan) -> None: ...
+    def save_plan(self, plan: UpdatePlan) -> None:
+        """Insert or replace an update plan, kept whole."""
+        ...
 
     def get_plan(self, plan_id: str) -> UpdatePlan | None: ...
 
     def plans(
         self, client: str | None = None, status: PlanStatus | None = None
-    ) -> list[UpdatePlan]: ...
+    ) -> list[UpdatePlan]:
+        """Update plans by id, filtered by what is given."""
+        ...
 
-    def append_step(self, step: StepRecord) -> None: ...
+    def append_step(self, step: StepRecord) -> None:
+        """Keep what one runbook command did."""
+        ...
 
-    def steps(self, plan: str) -> list[StepRecord]: ...
+    def steps(self, plan: str) -> list[StepRecord]:
+        """A plan's runbook steps in the order they ran."""
+        ...
 
 
 class AgentStreams(Protocol):
-    def record_batch(self, batch: BatchRecord, max_gap: int) -> BatchClaim: ...
+    def record_batch(self, batch: BatchRecord, max_gap: int) -> BatchClaim:
+        """Claim an agent's numbered batch (atomic across workers; call it inside the
+        transaction that applies the batch, so that a claim never outlives a failed apply).
 
-    def agent_streams(self) -> list[AgentStream]: ...
+        The first batch of a stream binds it to ``batch.owner`` (the token's name); another
+        owner gets FOREIGN and changes nothing. A batch at or below the last one taken is a
+        DUPLICATE. A jump of more than ``max_gap`` batches is an ANOMALY: the batch is taken
+        but the stream does not advance, unless the jump is confirmed by a batch that carries
+        on from it (an agent that really dropped that many batches from a full spool)."""
+        ...
+
+    def peek_batch(self, batch: BatchRecord, max_gap: int) -> BatchClaim:
+        """What ``record_batch`` would answer now, recording nothing: lets ingest skip the
+        work of a duplicate or foreign batch before it opens its transaction. A DUPLICATE or
+        FOREIGN answer stays true; a TAKEN one may not (another worker may claim it first)."""
+        ...
+
+    def agent_streams(self) -> list[AgentStream]:
+        """Every agent stream, by agent id."""
+        ...
 
 
 class AssetFacts(Protocol):
     """What dyzur learnt about an asset (the deployed AMMS version), latest value per key."""
 
-    def set_asset_fact(self, asset: str, key: str, value: str, at: datetime) -> bool: ...
+    def set_asset_fact(self, asset: str, key: str, value: str, at: datetime) -> bool:
+        """Keep the latest value of a fact about an asset; True when it changed."""
+        ...
 
-    def asset_facts(self) -> dict[str, dict[str, str]]: ...
+    def asset_facts(self) -> dict[str, dict[str, str]]:
+        """asset -> {key: value}."""
+        ...
 
 
 class Housekeeping(Protocol):
     """Upgrading, checking and closing a store."""
 
-    def migrate(self) -> None: ...
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call at every start."""
+        ...
 
-    def ping(self) -> None: ...
+    def ping(self) -> None:
+        """Raise StoreError when the store does not answer (for /healthz)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -31,7 +31,6 @@ from bridge.store.base import (
     AuditFilter,
     BatchClaim,
     BatchRecord,
-    Store,
     StoreError,
     TicketFilter,
 )
@@ -240,6 +239,16 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT 'siem:' || destination, last_id, dropped FROM siem_cursors;
     DROP TABLE siem_cursors
     """,
+    """
+    -- Leases carry a fencing token that grows each time a lease changes hands (roles.py);
+    -- a lease held now keeps working with token 1.
+    ALTER TABLE leases ADD COLUMN token INTEGER NOT NULL DEFAULT 1;
+    -- Ticket numbers come from the named sequences (ticket-<year>), continuing where the
+    -- per-year table left them.
+    INSERT INTO counters(name, last) SELECT 'ticket-' || year, last FROM ticket_sequences
+        WHERE true ON CONFLICT(name) DO UPDATE SET last = max(last, excluded.last);
+    DROP TABLE ticket_sequences
+    """,
 )
 
 _TICKET_COLUMNS = (
@@ -257,11 +266,11 @@ def _scope(clients: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
     return f" AND client IN ({', '.join('?' * len(ordered))})", ordered
 
 
-def _epoch(value):  # datetime | None -> float | None
+def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
-def _dt(value):  # float | None -> datetime | None
+def _dt(value: float | None) -> datetime | None:
     return None if value is None else to_datetime(value)
 
 
@@ -305,7 +314,7 @@ def _row_to_ticket(row: sqlite3.Row) -> Ticket:
     )
 
 
-def _ticket_params(t: Ticket) -> tuple:
+def _ticket_params(t: Ticket) -> tuple[object, ...]:
     return (
         t.number,
         t.client,
@@ -346,6 +355,26 @@ def _schema_tables(version: int) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()
+
+
+def _judge_batch(
+    row: sqlite3.Row, batch: BatchRecord, max_gap: int
+) -> tuple[BatchClaim, int, int | None]:
+    """The claim ``batch`` makes on its stream (``row``: last_seq, owner, jump_seq), the gap
+    it leaves, and the stream's jump_seq after it (see ``AgentStreams.record_batch``)."""
+    last_seq: int = row[0]
+    owner: str = row[1]
+    jump_seq: int | None = row[2]
+    if owner and owner != batch.owner:
+        return BatchClaim.FOREIGN, 0, jump_seq
+    if batch.seq <= last_seq or batch.seq == jump_seq:
+        return BatchClaim.DUPLICATE, 0, jump_seq
+    gap = batch.seq - last_seq - 1
+    if gap <= max_gap:
+        return BatchClaim.TAKEN, gap, jump_seq
+    if jump_seq is not None and jump_seq < batch.seq <= jump_seq + max_gap + 1:
+        return BatchClaim.TAKEN, gap - 1, None  # the jump is confirmed: jump_seq was taken then
+    return BatchClaim.ANOMALY, gap, batch.seq
 
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -409,9 +438,16 @@ def check_store_file(path: Path) -> None:
         )
 
 
-class SQLiteStore(Store):
-    """One connection per thread; writes take SQLite's write lock (BEGIN IMMEDIATE), so two
-    bridge processes on one file serialise the same way two threads do."""
+class SQLiteStore:
+    """Every role of ``bridge.store.roles.Store`` on one SQLite file.
+
+    One connection per thread; a write takes SQLite's write lock (BEGIN IMMEDIATE) for its
+    transaction, so two bridge processes on one file serialise the same way two threads do.
+    A transaction (``transaction()``) is per thread: the methods called on the thread that
+    opened it join it, and a method called outside one is a transaction of its own. Named
+    locks (``lock``) cost nothing: the write lock a transaction holds from its start already
+    serialises every writer, whatever the name.
+    """
 
     def __init__(self, path: Path | str, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
@@ -450,12 +486,9 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, or the one already running on this thread."""
-        conn = self._conn()
-        if conn.in_transaction:
-            yield conn
-            return
+    def _unit(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One write transaction on ``conn``: committed at the end, rolled back on any
+        exception. SQLite's own errors become StoreError (the caller may retry later)."""
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # "database is locked" past the busy timeout
@@ -463,19 +496,48 @@ class SQLiteStore(Store):
         try:
             yield conn
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # disk full, I/O error, ...: the caller may retry later
-            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # disk full, I/O error, a constraint, ...
+            self._rollback(conn)
             raise StoreError(f"SQLite database {self.path} refused a write: {exc}") from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
-    def alert_lock(self, fingerprint: str):
-        # SQLite has one writer at a time: holding the write lock covers every alert.
-        return self._write()
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        # SQLite rolls back by itself after some errors (a full disk): nothing left to undo.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
-    def transaction(self):
-        return self._write()
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """The transaction open on this thread (joined), or a write transaction of its own."""
+        conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
+        with self._unit(conn):
+            yield conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        with self._unit(conn):
+            yield
+
+    def transaction(self) -> AbstractContextManager[None]:
+        if self._conn().in_transaction:
+            raise StoreError(
+                "a transaction is already open on this thread; transactions do not nest: "
+                "the caller that owns the unit of work opens one and everything inside joins it"
+            )
+        return self._transaction(self._conn())
+
+    def lock(self, name: str) -> AbstractContextManager[None]:
+        # The open transaction began with BEGIN IMMEDIATE: it holds the database's write lock
+        # until it ends, which serialises every writer of every process, whatever the name.
+        if not self._conn().in_transaction:
+            raise StoreError(f"lock {name!r} asked for outside a transaction: open one first")
+        return nullcontext()
 
     def migrate(self) -> None:
         with self._write() as conn:
@@ -490,7 +552,7 @@ class SQLiteStore(Store):
                 conn.execute(f"PRAGMA user_version = {number}")
 
     def schema_version(self) -> int:
-        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+        return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
 
     def ping(self) -> None:
         try:
@@ -506,15 +568,6 @@ class SQLiteStore(Store):
         self._local = threading.local()
 
     # --- tickets ---------------------------------------------------------------------------
-
-    def next_ticket_sequence(self, year: int) -> int:
-        with self._write() as conn:
-            row = conn.execute(
-                "INSERT INTO ticket_sequences(year, last) VALUES (?, 1) "
-                "ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
-                (year,),
-            ).fetchone()
-            return row[0]
 
     def latest_ticket_for_alert(self, fingerprint: str) -> Ticket | None:
         row = (
@@ -610,6 +663,17 @@ class SQLiteStore(Store):
 
     # --- agent streams -----------------------------------------------------------------------
 
+    def peek_batch(self, batch: BatchRecord, max_gap: int) -> BatchClaim:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT last_seq, owner, jump_seq FROM agent_streams WHERE agent_id = ?",
+                (batch.agent_id,),
+            )
+            .fetchone()
+        )
+        return BatchClaim.TAKEN if row is None else _judge_batch(row, batch, max_gap)[0]
+
     def record_batch(self, batch: BatchRecord, max_gap: int) -> BatchClaim:
         t = batch.at.timestamp()
         with self._write() as conn:
@@ -634,25 +698,17 @@ class SQLiteStore(Store):
                     ),
                 )
                 return BatchClaim.TAKEN
-            last_seq, owner, jump_seq = row
-            if owner and owner != batch.owner:
-                return BatchClaim.FOREIGN
-            if batch.seq <= last_seq or batch.seq == jump_seq:
+            claim, gap, jump_seq = _judge_batch(row, batch, max_gap)
+            if claim is BatchClaim.FOREIGN:
+                return claim
+            if claim is BatchClaim.DUPLICATE:
                 conn.execute(
                     "UPDATE agent_streams SET duplicates = duplicates + 1, last_seen = ?, "
                     "owner = ? WHERE agent_id = ?",
                     (t, batch.owner, batch.agent_id),
                 )
-                return BatchClaim.DUPLICATE
-            claim = BatchClaim.TAKEN
-            gap = batch.seq - last_seq - 1
-            if gap > max_gap:
-                if jump_seq is not None and jump_seq < batch.seq <= jump_seq + max_gap + 1:
-                    gap -= 1  # the jump is confirmed: the batch at jump_seq was taken then
-                    jump_seq = None
-                else:
-                    claim = BatchClaim.ANOMALY
-                    jump_seq = batch.seq
+                return claim
+            last_seq: int = row[0]
             new_seq = last_seq if claim is BatchClaim.ANOMALY else batch.seq
             conn.execute(
                 "UPDATE agent_streams SET asset = ?, gaps = gaps + ?, last_seq = ?, "
@@ -727,7 +783,8 @@ class SQLiteStore(Store):
         return [_row_to_event(r) for r in rows]
 
     def list_audit(self, query: AuditFilter) -> list[AuditEvent]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         for column, value in (
             ("client", query.client),
             ("actor", query.actor),
@@ -765,11 +822,11 @@ class SQLiteStore(Store):
             .execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'")
             .fetchone()
         )
-        return 0 if row is None else row[0]
+        return 0 if row is None else int(row[0])
 
     def audit_backlog(self, after_id: int, clients: frozenset[str] | None) -> int:
         scope, params = _scope(clients)
-        return (
+        return int(
             self._conn()
             .execute(f"SELECT COUNT(*) FROM audit_events WHERE id > ?{scope}", (after_id, *params))
             .fetchone()[0]
@@ -785,7 +842,7 @@ class SQLiteStore(Store):
             )
             .fetchone()
         )
-        return after_id if row is None else row[0]
+        return after_id if row is None else int(row[0])
 
     # --- outbox cursors ------------------------------------------------------------------------
 
@@ -872,28 +929,45 @@ class SQLiteStore(Store):
 
     def next_sequence(self, name: str) -> int:
         with self._write() as conn:
-            return conn.execute(
+            row = conn.execute(
                 "INSERT INTO counters(name, last) VALUES (?, 1) "
                 "ON CONFLICT(name) DO UPDATE SET last = last + 1 RETURNING last",
                 (name,),
-            ).fetchone()[0]
+            ).fetchone()
+            return int(row[0])
 
-    def lease(self, name: str, owner: str, now: float, seconds: float) -> bool:
+    def lease(self, name: str, owner: str, ttl: float, now: float) -> int | None:
         with self._write() as conn:
-            return (
+            row = conn.execute(
+                "SELECT owner, until, token FROM leases WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                token = 1
                 conn.execute(
-                    "INSERT INTO leases(name, owner, until) VALUES (?, ?, ?) "
-                    "ON CONFLICT(name) "
-                    "DO UPDATE SET owner = excluded.owner, until = excluded.until "
-                    "WHERE leases.owner = excluded.owner OR leases.until < ?",
-                    (name, owner, now + seconds, now),
-                ).rowcount
-                == 1
+                    "INSERT INTO leases(name, owner, until, token) VALUES (?, ?, ?, ?)",
+                    (name, owner, now + ttl, token),
+                )
+                return token
+            holder: str = row[0]
+            until: float = row[1]
+            token = int(row[2])
+            if holder != owner:
+                if holder and until >= now:
+                    return None  # another owner's lease runs on
+                token += 1  # changes hands (or is taken again after a release)
+            conn.execute(
+                "UPDATE leases SET owner = ?, until = ?, token = ? WHERE name = ?",
+                (owner, now + ttl, token, name),
             )
+            return token
 
     def release_lease(self, name: str, owner: str) -> None:
+        # The row stays (without an owner) so that its token keeps growing.
         with self._write() as conn:
-            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+            conn.execute(
+                "UPDATE leases SET owner = '', until = 0 WHERE name = ? AND owner = ?",
+                (name, owner),
+            )
 
     # --- maintenance windows -----------------------------------------------------------------
 
@@ -928,7 +1002,7 @@ class SQLiteStore(Store):
 
     def windows(self, client: str | None = None) -> list[MaintenanceWindow]:
         sql = f"SELECT {self._WINDOW_COLUMNS} FROM windows"
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if client is not None:
             sql, params = sql + " WHERE client = ?", (client,)
         rows = self._conn().execute(sql + " ORDER BY start_at, id", params).fetchall()
@@ -994,7 +1068,8 @@ class SQLiteStore(Store):
         state: SuppressedState | None = None,
         until_before: datetime | None = None,
     ) -> list[SuppressedAlert]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         for column, value in (
             ("fingerprint", fingerprint),
             ("window_id", window),

@@ -1,15 +1,31 @@
 """The ticket lifecycle: one alert, one ticket; re-fires, escalation, recovery and reopening.
 
-Plain Python over the Store interface, so tests drive it directly. Every decision for an alert
-is taken inside ``store.alert_lock(fingerprint)``: two workers firing the same alert at the same
-moment serialise there, and the second one finds the first one's ticket.
+Plain Python over the store roles, so tests drive it directly. Every decision for an alert is
+taken inside a store transaction holding the alert's lock (``lock("alert:<fingerprint>")``):
+two workers firing the same alert at the same moment serialise there, and the second one finds
+the first one's ticket.
+
+Transactions do not nest, so the caller that owns the unit of work opens it, once. The
+lifecycle's methods are of two kinds, and each says which it is:
+
+- units of their own, which open a transaction per change and must be called outside one:
+  ``acknowledge`` and ``resolve`` (an engineer, through the API), ``check_deadlines`` and
+  ``release_windows`` (the ticker: one transaction per ticket or alert);
+- steps of the caller's unit, which open none and need the caller's transaction (StoreError
+  without one): ``apply``/``apply_all`` (ingest's batch, the ticker's retries),
+  ``apply_notified`` (one Alertmanager alert), ``open_ticket``, ``note`` and ``resolve_within``
+  (an update plan's step).
+
+Nothing slow runs inside the transaction: ``prepare`` and ``prepare_notified``, called before
+it, render the ticket's texts, ask the muter whether the alert is muted and work out the
+reaction deadline; ``apply`` and ``apply_notified`` then only read and write.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -84,6 +100,34 @@ class Muter(Protocol):
     def muting(self, asset: str, at: datetime) -> Muting | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A reaction deadline (UTC) and the moment it is at risk, worked out before the
+    transaction (``TicketLifecycle.deadline``)."""
+
+    due: datetime
+    at_risk: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One alert's change with everything slow done before the transaction: the ticket's
+    title and description for each category its ticket may have (the alert's, or a higher one
+    kept from an earlier escalation), whether a window mutes the alert at ``now``, and the
+    reaction deadline of the alert's category from ``now``. ``client`` is None only for a
+    recovery of an asset no longer in the inventory (its ticket is resolved all the same)."""
+
+    alert: Alert
+    rule: Rule
+    client: Client | None
+    now: datetime
+    firing: bool  # False: the alert recovered
+    escalated: bool = False
+    texts: Mapping[Category, tuple[str, str]] = field(default_factory=dict)
+    muting: Muting | None = None
+    deadline: Deadline | None = None
+
+
 class TicketLifecycle:
     def __init__(
         self,
@@ -136,6 +180,20 @@ class TicketLifecycle:
 
     # --- the SLA clock ---------------------------------------------------------------------
 
+    def deadline(self, client_id: str, category: Category, start: datetime) -> Deadline | None:
+        """The reaction deadline of a ticket of ``category`` opened (or escalated) at ``start``,
+        in the service hours of the client's contract; None where no clock runs. Service
+        calendar arithmetic: call it before the transaction."""
+        reaction = reaction_time(self._contract(client_id), category)
+        if reaction is None:
+            return None
+        calendar = self.calendar(client_id)
+        # Kept in UTC: Warsaw-zoned datetimes compare by wall clock in the repeated DST hour.
+        return Deadline(
+            calendar.add(start, reaction).astimezone(UTC),
+            calendar.add(start, reaction * self.at_risk_share).astimezone(UTC),
+        )
+
     def calendar(self, client_id: str) -> ServiceCalendar:
         calendar = self._calendars.get(client_id)
         if calendar is None:
@@ -147,31 +205,82 @@ class TicketLifecycle:
         client = self.clients.get(client_id)
         return client.contract if client is not None else Contract()
 
-    def _start_clock(self, ticket: Ticket, start: datetime) -> None:
-        """Set the deadline for the ticket's category from ``start``; an earlier deadline
-        already on the ticket (before an escalation) is kept."""
-        reaction = reaction_time(self._contract(ticket.client), ticket.category)
-        if reaction is None or ticket.responded_at is not None:
+    @staticmethod
+    def _start_clock(ticket: Ticket, deadline: Deadline | None) -> None:
+        """Put the deadline worked out for the ticket's category on it; an earlier deadline
+        already on the ticket (before an escalation) is kept, and an answered ticket has none."""
+        if deadline is None or ticket.responded_at is not None:
             return
-        calendar = self.calendar(ticket.client)
-        # Kept in UTC: Warsaw-zoned datetimes compare by wall clock in the repeated DST hour.
-        due = calendar.add(start, reaction).astimezone(UTC)
-        if ticket.reaction_due is not None and ticket.reaction_due <= due:
+        if ticket.reaction_due is not None and ticket.reaction_due <= deadline.due:
             return
-        ticket.reaction_due = due
-        ticket.sla_at_risk_at = calendar.add(start, reaction * self.at_risk_share).astimezone(UTC)
+        ticket.reaction_due = deadline.due
+        ticket.sla_at_risk_at = deadline.at_risk
         if ticket.sla_state is SlaState.NONE:
             ticket.sla_state = SlaState.RUNNING
 
     # --- alerts -> tickets -----------------------------------------------------------------
 
-    def apply(self, transition: Transition, rule: Rule) -> Change | Suppression | None:
-        """Act on one engine transition; returns what changed, or None when nothing did."""
+    def prepare(self, transition: Transition, rule: Rule, now: datetime) -> Prepared | None:
+        """Before the transaction: what ``apply`` needs for one engine transition; None for a
+        transition that is no ticket business (pending, or a pending alert that cleared).
+        LifecycleError for a firing alert of an asset not in the inventory."""
         if transition.state is AlertState.FIRING:
-            return self._on_firing(transition, rule)
+            return self._prepare(transition.alert, rule, now, True, transition.escalated)
         if transition.state is AlertState.RESOLVED and transition.previous is AlertState.FIRING:
-            return self._on_recovered(transition, rule)
-        return None  # pending, or a pending alert that cleared: no ticket business
+            return self._prepare(transition.alert, rule, now, False)
+        return None
+
+    def _prepare(
+        self, alert: Alert, rule: Rule, now: datetime, firing: bool, escalated: bool = False
+    ) -> Prepared:
+        if not firing:
+            asset = self.assets.get(alert.asset or "")
+            client = self.clients.get(asset.client) if asset is not None else None
+            return Prepared(alert, rule, client, now, False)
+        client = self._client_of(alert)
+        category = Category(alert.category)
+        return Prepared(
+            alert,
+            rule,
+            client,
+            now,
+            True,
+            escalated,
+            self._texts(rule, alert, client.contract.language),
+            self.muter.muting(alert.asset or "", now),
+            self.deadline(client.id, category, now),
+        )
+
+    @staticmethod
+    def _texts(rule: Rule, alert: Alert, lang: str) -> dict[Category, tuple[str, str]]:
+        """The rule's templates rendered with this alert's values in its category and in each
+        higher-ranked one (an open or reopened ticket keeps a higher category it had)."""
+        category = Category(alert.category)
+        texts = {category: render(rule, alert, lang)}
+        for other in Category:
+            if other.severity > category.severity:
+                texts[other] = render(rule, replace(alert, category=other.value), lang)
+        return texts
+
+    def apply(self, prepared: Prepared) -> Change | Suppression | None:
+        """Inside the caller's transaction: act on one prepared transition under its alert's
+        lock; returns what changed, or None when nothing did."""
+        self.store.lock(f"alert:{prepared.alert.fingerprint}")
+        if prepared.firing:
+            return self._fire(prepared, prepared.escalated)
+        return self._recovered(prepared)
+
+    def apply_all(self, prepared: Sequence[Prepared]) -> list[Change | Suppression]:
+        """Inside the caller's transaction: the alerts' locks in fingerprint order (the lock
+        order), then each change in the order given."""
+        for fingerprint in sorted({p.alert.fingerprint for p in prepared}):
+            self.store.lock(f"alert:{fingerprint}")
+        changes: list[Change | Suppression] = []
+        for p in prepared:
+            change = self.apply(p)
+            if change is not None:
+                changes.append(change)
+        return changes
 
     def _client_of(self, alert: Alert) -> Client:
         asset = self.assets.get(alert.asset or "")
@@ -179,53 +288,50 @@ class TicketLifecycle:
             raise LifecycleError(f"alert {alert.rule} names unknown asset {alert.asset!r}")
         return self.clients[asset.client]
 
-    def _on_firing(self, transition: Transition, rule: Rule) -> Change | Suppression:
-        alert = transition.alert
-        # Rendered before the alert's lock (the store's write transaction) is taken.
-        texts = render(rule, alert, self._client_of(alert).contract.language)
-        with self.store.alert_lock(alert.fingerprint):
-            return self._fire(alert, rule, transition.escalated, self.clock.now(), texts)
+    def prepare_notified(self, alert: Alert, rule: Rule) -> Prepared:
+        """Before the transaction: what ``apply_notified`` needs for one notified alert (at
+        the clock's now). LifecycleError for a firing alert of an asset not in the inventory."""
+        return self._prepare(alert, rule, self.clock.now(), alert.state is not AlertState.RESOLVED)
 
-    def apply_notified(self, alert: Alert, rule: Rule) -> Change | Suppression | Stale | None:
-        """An alert another system evaluates (Alertmanager) and notifies again and again while
-        it fires: only what changes — a new firing, a higher category, the resolution — reaches
-        the ticket; a repeated notification changes nothing, and a firing that started before
-        the alert's recorded resolution (``fired_at``: its start) is stale."""
-        now = self.clock.now()
-        if alert.state is AlertState.RESOLVED:
-            transition = Transition(alert, AlertState.FIRING, AlertState.RESOLVED, now.timestamp())
-            return self._on_recovered(transition, rule)
+    def apply_notified(self, prepared: Prepared) -> Change | Suppression | Stale | None:
+        """Inside the caller's transaction: an alert another system evaluates (Alertmanager)
+        and notifies again and again while it fires. Only what changes — a new firing, a higher
+        category, the resolution — reaches the ticket; a repeated notification changes nothing,
+        and a firing that started before the alert's recorded resolution (``fired_at``: its
+        start) is stale."""
+        alert = prepared.alert
+        self.store.lock(f"alert:{alert.fingerprint}")
+        if not prepared.firing:
+            return self._recovered(prepared)
         category = Category(alert.category)
-        with self.store.alert_lock(alert.fingerprint):
-            latest = self.store.latest_ticket_for_alert(alert.fingerprint)
-            is_open = latest is not None and latest.is_open
-            if is_open and category.severity <= latest.category.severity:  # type: ignore[union-attr]
-                return None
-            muted = self.store.suppressed_alerts(
-                fingerprint=alert.fingerprint, state=SuppressedState.FIRING
-            )
-            if muted and category.severity <= muted[0].category.severity:
-                return None
-            if not is_open and not muted and alert.fired_at is not None:
-                # Not firing now: a firing that started before the recorded resolution (of the
-                # ticket, or inside a window) is that resolved one, told again.
-                ends = [
-                    r.recovered_at
-                    for r in self.store.suppressed_alerts(
-                        fingerprint=alert.fingerprint, state=SuppressedState.RECOVERED
-                    )
-                    if r.recovered_at is not None
-                ]
-                if latest is not None and latest.resolved_at is not None:
-                    ends.append(latest.resolved_at)
-                if ends and alert.fired_at <= max(ends).timestamp():
-                    return self._stale(alert, latest, max(ends), now)
-            return self._fire(alert, rule, is_open, now)
+        latest = self.store.latest_ticket_for_alert(alert.fingerprint)
+        is_open = latest is not None and latest.is_open
+        if is_open and category.severity <= latest.category.severity:  # type: ignore[union-attr]
+            return None
+        muted = self.store.suppressed_alerts(
+            fingerprint=alert.fingerprint, state=SuppressedState.FIRING
+        )
+        if muted and category.severity <= muted[0].category.severity:
+            return None
+        if not is_open and not muted and alert.fired_at is not None:
+            # Not firing now: a firing that started before the recorded resolution (of the
+            # ticket, or inside a window) is that resolved one, told again.
+            ends = [
+                r.recovered_at
+                for r in self.store.suppressed_alerts(
+                    fingerprint=alert.fingerprint, state=SuppressedState.RECOVERED
+                )
+                if r.recovered_at is not None
+            ]
+            if latest is not None and latest.resolved_at is not None:
+                ends.append(latest.resolved_at)
+            if ends and alert.fired_at <= max(ends).timestamp():
+                return self._stale(prepared, latest, max(ends))
+        return self._fire(prepared, is_open)
 
-    def _stale(
-        self, alert: Alert, latest: Ticket | None, resolved_at: datetime, now: datetime
-    ) -> Stale:
-        client = self._client_of(alert)
+    def _stale(self, prepared: Prepared, latest: Ticket | None, resolved_at: datetime) -> Stale:
+        alert, now, client = prepared.alert, prepared.now, prepared.client
+        assert client is not None  # a firing alert's
         since = datetime.fromtimestamp(alert.fired_at or 0.0, UTC)
         log.info(
             "stale notification of %s on %s ignored: firing since %s, resolved at %s",
@@ -244,20 +350,14 @@ class TicketLifecycle:
             self.store.update_ticket(latest, TimelineEntry(now, "stale", text))
         return Stale(client.id, latest, resolved_at)
 
-    def _fire(
-        self,
-        alert: Alert,
-        rule: Rule,
-        escalated: bool,
-        now: datetime,
-        texts: tuple[str, str] | None = None,
-    ) -> Change | Suppression:
+    def _fire(self, prepared: Prepared, escalated: bool) -> Change | Suppression:
         """Inside the alert's lock: refire or escalate its open ticket; else, if its asset is
         in a maintenance window, record it against the window; else reopen or open a ticket.
         The ticket's title and description are the rule's templates rendered with this alert
-        (``texts``, when the caller rendered them before taking the lock), so a ticket that
-        fires again or reopens tells the value of now, not that of its first firing."""
-        client = self._client_of(alert)
+        (before the transaction), so a ticket that fires again or reopens tells the value of
+        now, not that of its first firing."""
+        alert, rule, now, client = prepared.alert, prepared.rule, prepared.now, prepared.client
+        assert client is not None  # a firing alert's
         lang = client.contract.language
         category = Category(alert.category)
         value = alert.value
@@ -269,8 +369,8 @@ class TicketLifecycle:
             if category.severity > latest.category.severity:
                 old = latest.category
                 latest.category = category
-                self._start_clock(latest, now)
-                self._retitle(latest, rule, alert, lang, texts)
+                self._start_clock(latest, prepared.deadline)
+                self._retitle(latest, prepared)
                 text = timeline_text(
                     lang,
                     "escalated",
@@ -279,12 +379,11 @@ class TicketLifecycle:
                     value=value,
                 )
                 return self._record(latest, "escalated", text, now)
-            self._retitle(latest, rule, alert, lang, texts)
+            self._retitle(latest, prepared)
             text = timeline_text(lang, "refired", count=latest.fire_count, value=value)
             return self._record(latest, "refired", text, now)
-        muting = self.muter.muting(alert.asset or "", now)
-        if muting is not None:
-            return self._suppress(alert, client, category, muting, now)
+        if prepared.muting is not None:
+            return self._suppress(alert, client, category, prepared.muting, now)
         if (
             latest is not None
             and latest.resolved_at is not None
@@ -297,18 +396,18 @@ class TicketLifecycle:
             latest.updated_at = now
             if category.severity > latest.category.severity:
                 latest.category = category
-                self._start_clock(latest, now)
-            self._retitle(latest, rule, alert, lang, texts)
+                self._start_clock(latest, prepared.deadline)
+            self._retitle(latest, prepared)
             text = timeline_text(lang, "reopened", value=value)
             change = self._record(latest, "reopened", text, now)
         else:
             ticket = self._new_ticket(
                 client.id, alert.asset or "", alert.rule, alert.fingerprint, category, now
             )
-            self._retitle(ticket, rule, alert, lang, texts)
+            self._retitle(ticket, prepared)
             ticket.labels = dict(alert.labels)
             ticket.last_value = alert.value
-            self._start_clock(ticket, now)
+            self._start_clock(ticket, prepared.deadline)
             text = timeline_text(lang, "opened", rule=rule.name, value=value)
             if ticket.reaction_due is not None:
                 text += " " + timeline_text(lang, "due", due=local_time(ticket.reaction_due))
@@ -319,21 +418,29 @@ class TicketLifecycle:
         return change
 
     @staticmethod
-    def _retitle(
-        ticket: Ticket, rule: Rule, alert: Alert, lang: str, texts: tuple[str, str] | None
-    ) -> None:
+    def _retitle(ticket: Ticket, prepared: Prepared) -> None:
         """Title and description from the rule's templates with this alert's values, in the
-        ticket's category (kept when the alert fires again below an earlier escalation)."""
-        if texts is None or alert.category != ticket.category.value:
-            texts = render(rule, replace(alert, category=ticket.category.value), lang)
-        ticket.title, ticket.description = texts
+        ticket's category (kept when the alert fires again below an earlier escalation). A
+        ticket whose category is neither the alert's nor ranked above it (a rule whose
+        category was changed in its file) takes the alert's category's texts."""
+        texts = prepared.texts
+        found = texts.get(ticket.category)
+        ticket.title, ticket.description = (
+            found if found is not None else texts[Category(prepared.alert.category)]
+        )
 
     def _new_ticket(
-        self, client: str, asset: str, rule: str, fingerprint: str, category: Category, now
+        self,
+        client: str,
+        asset: str,
+        rule: str,
+        fingerprint: str,
+        category: Category,
+        now: datetime,
     ) -> Ticket:
         year = now.astimezone(WARSAW).year  # numbers follow the hospitals' calendar
         return Ticket(
-            number=ticket_number(year, self.store.next_ticket_sequence(year)),
+            number=ticket_number(year, self.store.next_sequence(f"ticket-{year}")),
             client=client,
             asset=asset,
             rule=rule,
@@ -409,25 +516,31 @@ class TicketLifecycle:
             self._audit_suppressed("window.alert_released", record, now)
 
     def release_windows(self, rule_of: Callable[[str], Rule | None]) -> list[Change]:
-        """Alerts still firing when their window ended open their tickets now; run by the
-        ticker. An alert whose asset went straight into another window moves to it."""
+        """A unit per alert, run by the ticker outside a transaction: alerts still firing when
+        their window ended open their tickets now. An alert whose asset went straight into
+        another window moves to it."""
         now = self.clock.now()
         changes = []
         for due in self.store.suppressed_alerts(state=SuppressedState.FIRING, until_before=now):
-            with self.store.alert_lock(due.fingerprint):
+            # Before the transaction: the muting question, the texts and the deadline.
+            rule = rule_of(due.rule)
+            prepared = None
+            if rule is not None and due.asset in self.assets:
+                prepared = self._prepare(_alert_of(due), rule, now, True)
+            muting = prepared.muting if prepared is not None else self.muter.muting(due.asset, now)
+            with self.store.transaction():
+                self.store.lock(f"alert:{due.fingerprint}")
                 found = self.store.suppressed_alerts(
                     fingerprint=due.fingerprint, state=SuppressedState.FIRING
                 )
                 if not found or found[0].until > now:
                     continue  # settled or moved meanwhile
                 record = found[0]
-                muting = self.muter.muting(record.asset, now)
                 if muting is not None:
                     record.window, record.until = muting.window, muting.until
                     self.store.save_suppressed(record)
                     continue
-                rule = rule_of(record.rule)
-                if rule is None or record.asset not in self.assets:
+                if prepared is None:
                     log.error(
                         "alert %s of window %s cannot open a ticket: rule or asset is gone",
                         record.rule,
@@ -437,37 +550,27 @@ class TicketLifecycle:
                     self.store.save_suppressed(record)
                     self._audit_suppressed("window.alert_dropped", record, now)
                     continue
-                alert = _firing_alert(
-                    record.rule,
-                    record.fingerprint,
-                    record.labels,
-                    record.category,
-                    record.value,
-                    record.fired_at,
-                )
-                change = self._fire(alert, rule, False, now)
+                change = self._fire(replace(prepared, alert=_alert_of(record)), False)
                 if isinstance(change, Change):
                     changes.append(change)
         return changes
 
-    def _on_recovered(self, transition: Transition, rule: Rule) -> Change | Suppression | None:
-        alert = transition.alert
-        now = self.clock.now()
-        with self.store.alert_lock(alert.fingerprint):
-            ticket = self.store.latest_ticket_for_alert(alert.fingerprint)
-            if ticket is None or not ticket.is_open:
-                return self._recovered_in_window(alert, now)
-            lang = self._language(ticket.client)
-            ticket.last_value = alert.value
-            ticket.updated_at = now
-            text = timeline_text(lang, "recovered", value=alert.value)
-            change = self._record(ticket, "recovered", text, now)
-            if rule.keep_open:
-                self._record(ticket, "left_open", timeline_text(lang, "left_open"), now)
-                return change
-            ticket.status = TicketStatus.RESOLVED
-            ticket.resolved_at = now
-            return self._record(ticket, "resolved", timeline_text(lang, "resolved"), now)
+    def _recovered(self, prepared: Prepared) -> Change | Suppression | None:
+        alert, now = prepared.alert, prepared.now
+        ticket = self.store.latest_ticket_for_alert(alert.fingerprint)
+        if ticket is None or not ticket.is_open:
+            return self._recovered_in_window(alert, now)
+        lang = self._language(ticket.client)
+        ticket.last_value = alert.value
+        ticket.updated_at = now
+        text = timeline_text(lang, "recovered", value=alert.value)
+        change = self._record(ticket, "recovered", text, now)
+        if prepared.rule.keep_open:
+            self._record(ticket, "left_open", timeline_text(lang, "left_open"), now)
+            return change
+        ticket.status = TicketStatus.RESOLVED
+        ticket.resolved_at = now
+        return self._record(ticket, "resolved", timeline_text(lang, "resolved"), now)
 
     def _recovered_in_window(self, alert: Alert, now: datetime) -> Suppression | None:
         """An alert that fired and recovered inside its window is only logged."""
@@ -496,11 +599,10 @@ class TicketLifecycle:
     # --- engineers -------------------------------------------------------------------------
 
     def acknowledge(self, number: str, actor: str) -> tuple[Ticket, bool]:
-        """An engineer's first response stops the clock. Idempotent: the first one counts;
-        returns the ticket and whether this call was that first response."""
-        ticket = self._get(number)
-        with self.store.alert_lock(ticket.fingerprint):
-            ticket = self._get(number)
+        """A unit of its own: an engineer's first response stops the clock. Idempotent: the
+        first one counts; returns the ticket and whether this call was that first response."""
+        with self.store.transaction():
+            ticket = self._locked(number)
             if ticket.responded_at is not None:
                 return ticket, False
             now = self.clock.now()
@@ -515,19 +617,24 @@ class TicketLifecycle:
             return ticket, True
 
     def resolve(self, number: str, actor: str) -> Ticket:
-        """An engineer closes a ticket (for example one a keep_open rule left open)."""
-        ticket = self._get(number)
-        with self.store.alert_lock(ticket.fingerprint):
-            ticket = self._get(number)
-            if not ticket.is_open:
-                return ticket
-            now = self.clock.now()
-            ticket.status = TicketStatus.RESOLVED
-            ticket.resolved_at = now
-            ticket.updated_at = now
-            text = timeline_text(self._language(ticket.client), "resolved_by", actor=actor)
-            self._record(ticket, "resolved", text, now, actor)
+        """A unit of its own: an engineer closes a ticket (for example one a keep_open rule
+        left open). Inside a caller's transaction, ``resolve_within``."""
+        with self.store.transaction():
+            return self.resolve_within(number, actor)
+
+    def resolve_within(self, number: str, actor: str) -> Ticket:
+        """Inside the caller's transaction: close a ticket (an update plan that ended); a
+        resolved ticket is left as it is."""
+        ticket = self._locked(number)
+        if not ticket.is_open:
             return ticket
+        now = self.clock.now()
+        ticket.status = TicketStatus.RESOLVED
+        ticket.resolved_at = now
+        ticket.updated_at = now
+        text = timeline_text(self._language(ticket.client), "resolved_by", actor=actor)
+        self._record(ticket, "resolved", text, now, actor)
+        return ticket
 
     def open_ticket(
         self,
@@ -543,45 +650,50 @@ class TicketLifecycle:
         actor: str = "dyzur",
         labels: Mapping[str, str] | None = None,
         due: datetime | None = None,
+        deadline: Deadline | None = None,
     ) -> Ticket:
-        """A ticket that no alert opened (an update plan, a failed update stage). ``due``
-        replaces the contract's reaction clock (aktualizacja: the agreed start)."""
-        with self.store.alert_lock(fingerprint):
-            now = self.clock.now()
-            ticket = self._new_ticket(client, asset, rule, fingerprint, category, now)
-            ticket.title, ticket.description = title, description
-            ticket.labels = dict(labels or {})
-            if due is not None:
-                ticket.reaction_due = due.astimezone(UTC)
-            else:
-                self._start_clock(ticket, now)
-            if ticket.reaction_due is not None:
-                text += " " + timeline_text(
-                    self._language(client), "due", due=local_time(ticket.reaction_due)
-                )
-            self._record(ticket, "opened", text, now, actor, new=True)
-            return ticket
+        """Inside the caller's transaction: a ticket that no alert opened (an update plan, a
+        failed update stage). ``due`` replaces the contract's reaction clock (aktualizacja:
+        the agreed start); otherwise the ticket gets ``deadline``, worked out by the caller
+        before its transaction (``deadline()``), or, without one, the contract's deadline
+        from now, worked out here (service-calendar arithmetic inside the transaction: pass
+        ``deadline`` where it matters)."""
+        self.store.lock(f"alert:{fingerprint}")
+        now = self.clock.now()
+        ticket = self._new_ticket(client, asset, rule, fingerprint, category, now)
+        ticket.title, ticket.description = title, description
+        ticket.labels = dict(labels or {})
+        if due is not None:
+            ticket.reaction_due = due.astimezone(UTC)
+        else:
+            self._start_clock(ticket, deadline or self.deadline(client, category, now))
+        if ticket.reaction_due is not None:
+            text += " " + timeline_text(
+                self._language(client), "due", due=local_time(ticket.reaction_due)
+            )
+        self._record(ticket, "opened", text, now, actor, new=True)
+        return ticket
 
     def note(self, number: str, kind: str, text: str, actor: str = "dyzur") -> Ticket:
-        """Add a line to a ticket's timeline (an update plan's progress)."""
-        ticket = self._get(number)
-        with self.store.alert_lock(ticket.fingerprint):
-            ticket = self._get(number)
-            now = self.clock.now()
-            ticket.updated_at = now
-            self._record(ticket, kind, text, now, actor)
-            return ticket
+        """Inside the caller's transaction: add a line to a ticket's timeline (an update
+        plan's progress)."""
+        ticket = self._locked(number)
+        now = self.clock.now()
+        ticket.updated_at = now
+        self._record(ticket, kind, text, now, actor)
+        return ticket
 
     def check_deadlines(self) -> list[Change]:
-        """Warn once when a ticket without response reaches its at-risk time, and once when
-        its deadline passes. Run periodically by the bridge."""
+        """A unit per ticket, run periodically by the bridge outside a transaction: warn once
+        when a ticket without response reaches its at-risk time, and once when its deadline
+        passes."""
         now = self.clock.now()
         changes = []
         for candidate in self.store.open_tickets():
             if self._sla_step(candidate, now) is None:
                 continue
-            with self.store.alert_lock(candidate.fingerprint):
-                ticket = self._get(candidate.number)
+            with self.store.transaction():
+                ticket = self._locked(candidate.number)
                 state = self._sla_step(ticket, now)
                 if state is None:
                     continue  # answered meanwhile, or another worker was first
@@ -611,6 +723,11 @@ class TicketLifecycle:
             raise TicketNotFound(number)
         return ticket
 
+    def _locked(self, number: str) -> Ticket:
+        """Inside a transaction: the ticket, read again once its alert's lock is held."""
+        self.store.lock(f"alert:{self._get(number).fingerprint}")
+        return self._get(number)
+
     # --- restart ---------------------------------------------------------------------------
 
     def firing_alerts(self) -> list[Alert]:
@@ -624,6 +741,14 @@ class TicketLifecycle:
             _firing_alert(t.rule, t.fingerprint, t.labels, t.category, t.last_value, t.opened_at)
             for t in self.store.open_tickets()
         ]
+
+
+def _alert_of(record: SuppressedAlert) -> Alert:
+    """The firing alert an alert recorded against a window stands for."""
+    return _firing_alert(
+        record.rule, record.fingerprint, record.labels, record.category, record.value,
+        record.fired_at,
+    )  # fmt: skip
 
 
 def _firing_alert(

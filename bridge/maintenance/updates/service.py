@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from bridge.actions import Action, Event
 from bridge.clock import WARSAW, Clock, local_iso, local_time
 from bridge.errors import Conflict, NotFound
-from bridge.maintenance.planning import Maintenance, WindowRequest
+from bridge.maintenance.planning import PLANNING_LOCK, Maintenance, WindowRequest
 from bridge.maintenance.updates.gate import Finding, findings_text, soak_findings
 from bridge.maintenance.updates.machine import (
     EndMuting,
@@ -159,44 +159,47 @@ class Updates:
             for s in plan_stages
         )
         steps = "; ".join(f"{s.phase}: {s.command}" for s in r.runbook)
-        ticket = self.lifecycle.open_ticket(
-            client=r.client,
-            asset=valid.prod_assets[0],
-            rule="amms_update",
-            fingerprint=f"update:{plan_id}",
-            category=Category.AKTUALIZACJA,
-            title=reason,
-            description=update_text(
-                lang, "plan_description", version=r.target_version, stages=lines, steps=steps
-            ),
-            text=timeline_text(lang, "update_planned", plan=plan_id, stages=lines),
-            actor=actor,
-            labels={"plan": plan_id, "version": r.target_version},
-            due=plan_stages[0].start,
-        )
-        plan = UpdatePlan(
-            id=plan_id,
-            client=r.client,
-            target_version=r.target_version,
-            runbook=list(r.runbook),
-            stages=plan_stages,
-            soak=valid.soak,
-            ticket=ticket.number,
-            created_by=actor,
-            created_at=now,
-            without_test_stage=r.without_test_stage,
-            gate=GateState.NOT_REQUIRED if r.without_test_stage else GateState.WAITING,
-        )
-        self.store.save_plan(plan)
-        self._audit(
-            plan,
-            Action.UPDATE_PLANNED,
-            actor,
-            version=r.target_version,
-            ticket=ticket.number,
-            stages=",".join(f"{s.environment}:{s.window}" for s in plan_stages),
-            without_test_stage=r.without_test_stage,
-        )
+        # The plan's ticket, the plan and its audit event: one unit.
+        with self.store.transaction():
+            self.store.lock(f"plan:{plan_id}")
+            ticket = self.lifecycle.open_ticket(
+                client=r.client,
+                asset=valid.prod_assets[0],
+                rule="amms_update",
+                fingerprint=f"update:{plan_id}",
+                category=Category.AKTUALIZACJA,
+                title=reason,
+                description=update_text(
+                    lang, "plan_description", version=r.target_version, stages=lines, steps=steps
+                ),
+                text=timeline_text(lang, "update_planned", plan=plan_id, stages=lines),
+                actor=actor,
+                labels={"plan": plan_id, "version": r.target_version},
+                due=plan_stages[0].start,
+            )
+            plan = UpdatePlan(
+                id=plan_id,
+                client=r.client,
+                target_version=r.target_version,
+                runbook=list(r.runbook),
+                stages=plan_stages,
+                soak=valid.soak,
+                ticket=ticket.number,
+                created_by=actor,
+                created_at=now,
+                without_test_stage=r.without_test_stage,
+                gate=GateState.NOT_REQUIRED if r.without_test_stage else GateState.WAITING,
+            )
+            self.store.save_plan(plan)
+            self._audit(
+                plan,
+                Action.UPDATE_PLANNED,
+                actor,
+                version=r.target_version,
+                ticket=ticket.number,
+                stages=",".join(f"{s.environment}:{s.window}" for s in plan_stages),
+                without_test_stage=r.without_test_stage,
+            )
         return plan
 
     def get(self, plan_id: str) -> UpdatePlan:
@@ -328,7 +331,7 @@ class Updates:
             # The plan_cancelled line says what follows; no "production not run" line.
             self._stop(plan, PlanStatus.CANCELLED, None, actor, release=not running)
             if not running:  # nothing left half done: the update is over
-                self.lifecycle.resolve(plan.ticket, actor)
+                self.lifecycle.resolve_within(plan.ticket, actor)
             return plan
 
     # --- the ticker ------------------------------------------------------------------------
@@ -344,7 +347,7 @@ class Updates:
         ]
         for candidate in candidates:
             name = f"update:{candidate.id}"
-            if not self.store.lease(name, self.owner, self.clock.time(), LEASE_SECONDS):
+            if self.store.lease(name, self.owner, LEASE_SECONDS, self.clock.time()) is None:
                 continue  # another worker drives it
             try:
                 self._drive(candidate.id)
@@ -452,7 +455,7 @@ class Updates:
         plan.status = PlanStatus.COMPLETED
         self._note(plan, Event.PLAN_COMPLETED, version=plan.target_version)
         self._audit(plan, Action.UPDATE_COMPLETED, version=plan.target_version)
-        self.lifecycle.resolve(plan.ticket, "dyzur")
+        self.lifecycle.resolve_within(plan.ticket, "dyzur")
 
     def _stage_cancelled(
         self, plan: UpdatePlan, stage: UpdateStage, interrupted: bool = False
@@ -656,7 +659,7 @@ class Updates:
         for stage in plan.stages:
             if stage.state is StageState.PLANNED:
                 stage.state = StageState.NOT_RUN
-                self.maintenance.cancel(stage.window, actor, plan=plan.id)
+                self.maintenance.cancel_within(stage.window, actor, plan=plan.id)
         prod = plan.stage("prod")
         if why is not None and prod is not None and prod.state is StageState.NOT_RUN:
             self._note(plan, Event.PROD_NOT_RUN, why=why)
@@ -667,8 +670,13 @@ class Updates:
 
     @contextmanager
     def _editing(self, plan_id: str) -> Iterator[UpdatePlan]:
-        """Read, change and save a plan under the store's lock for it (workers, threads)."""
-        with self.store.alert_lock(f"update:{plan_id}"):
+        """Read, change and save a plan in one store transaction holding the plan's lock
+        (workers, threads) and the planning lock (a step may cancel or end the plan's windows;
+        roles.py's lock order: plan, planning, then alerts). The lifecycle and planning calls
+        made inside join it (their ``*_within``/``note``/``open_ticket``/``end_early``)."""
+        with self.store.transaction():
+            self.store.lock(f"plan:{plan_id}")
+            self.store.lock(PLANNING_LOCK)
             plan = self.get(plan_id)
             yield plan
             self.store.save_plan(plan)
