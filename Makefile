@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_snmp.py
 	$(BIN)/python benchmarks/bench_ssh.py
 	$(BIN)/python benchmarks/bench_windows.py
+	$(BIN)/python benchmarks/bench_transactions.py
 	$(BIN)/python benchmarks/bench_alert_paths.py
 	$(BIN)/python benchmarks/bench_tickets.py
 
