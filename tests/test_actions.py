@@ -59,7 +59,7 @@ def test_an_unknown_timeline_kind_writes_neither_line_nor_audit_event(bridge):
     [ticket] = tickets(bridge)
     lines = bridge.store.timeline(ticket.number)
     events = bridge.store.audit_events()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError), bridge.store.transaction():  # note() needs the caller's
         bridge.lifecycle.note(ticket.number, "bogus", "a line nobody defined")
     assert bridge.store.timeline(ticket.number) == lines
     assert bridge.store.audit_events() == events
