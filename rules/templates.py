@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
-from jinja2 import StrictUndefined, Template
+from jinja2 import StrictUndefined, Template, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from collectors.durations import format_duration
@@ -237,6 +237,22 @@ def compile_templates(rule: Rule) -> RuleTemplates:
             lang: compile_template(getattr(rule.description, lang), lang) for lang in LANGUAGES
         },
     )
+
+
+@lru_cache(maxsize=4096)
+def uses_category(rule: Rule) -> bool:
+    """Whether any of the rule's templates reads ``category`` (when none does, its texts are
+    the same whatever the ticket's category). True for templates that do not compile."""
+    try:
+        for text in (rule.title, rule.description):
+            for lang in LANGUAGES:
+                env = _ENVS[lang]
+                parsed = env.parse(getattr(text, lang))
+                if "category" in meta.find_undeclared_variables(parsed):
+                    return True
+    except Exception:
+        return True
+    return False
 
 
 def render(rule: Rule, alert: Alert, lang: str) -> tuple[str, str]:

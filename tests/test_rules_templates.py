@@ -17,6 +17,7 @@ from rules.templates import (
     percent,
     render,
     try_render,
+    uses_category,
 )
 
 NBSP = "\u00a0"  # Polish thousands separator: a space that never breaks a number
@@ -264,3 +265,12 @@ def test_polish_texts_use_diacritics():
     rules = load_rule_files(["builtin:hosts"])
     polish = " ".join(r.title.pl + r.description.pl for r in rules)
     assert set("ąęółśżźćń") <= set(polish.lower())
+
+
+def test_whether_a_rule_reads_its_category_is_known_from_its_templates():
+    """The lifecycle renders a rule once for every category when no template reads it."""
+    assert uses_category(RULE)  # the description says ({{ category }})
+    plain = dataclasses.replace(RULE, description=Text(pl="Opis.", en="Description."))
+    assert not uses_category(plain)
+    broken = dataclasses.replace(RULE, title=Text(pl="{{ unclosed", en="x"))
+    assert uses_category(broken)  # cannot tell: render per category

@@ -51,6 +51,7 @@ class Probes:
         self.path = bridge.store.path
         self.seen: dict[str, list[bool]] = {}
         self.wrap(monkeypatch, lifecycle_module, "render", "render")
+        self.wrap(monkeypatch, lifecycle_module, "try_render", "render")
         self.wrap(monkeypatch, ServiceCalendar, "add", "deadline")
         self.wrap(monkeypatch, bridge.lifecycle.muter, "muting", "muting")
         self.wrap(monkeypatch, planning, "find_conflict", "conflicts")

@@ -51,7 +51,7 @@ from bridge.store import Store
 from bridge.tickets.sla import ServiceCalendar, reaction_time
 from bridge.tickets.texts import category_name, timeline_text
 from rules.model import Alert, AlertState, Rule, Transition
-from rules.templates import render
+from rules.templates import TemplateRenderError, render, try_render, uses_category
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +256,17 @@ class TicketLifecycle:
         """The rule's templates rendered with this alert's values in its category and in each
         higher-ranked one (an open or reopened ticket keeps a higher category it had)."""
         category = Category(alert.category)
+        higher = [other for other in Category if other.severity > category.severity]
+        if not uses_category(rule):  # the same texts in every category: render them once
+            try:
+                same = try_render(rule, alert, lang)
+            except TemplateRenderError:
+                pass  # the fallback text names the category: render it per category below
+            else:
+                return dict.fromkeys([category, *higher], same)
         texts = {category: render(rule, alert, lang)}
-        for other in Category:
-            if other.severity > category.severity:
-                texts[other] = render(rule, replace(alert, category=other.value), lang)
+        for other in higher:
+            texts[other] = render(rule, replace(alert, category=other.value), lang)
         return texts
 
     def apply(self, prepared: Prepared) -> Change | Suppression | None:
