@@ -59,6 +59,7 @@ class Bridge:
         self.ingestor = Ingestor(
             self.engine,
             self.lifecycle,
+            self.store,
             loaded.assets,
             self.clock,
             self.metrics,
@@ -81,7 +82,7 @@ class Bridge:
             str(loaded.path) if loaded.path is not None else None,
         )
         self.alertmanager = AlertmanagerReceiver(
-            self.config.alertmanager, self.lifecycle, loaded.assets, self.metrics
+            self.config.alertmanager, self.lifecycle, self.store, loaded.assets, self.metrics
         )
         # What leaves dyzur: the outbox and its consumers, the SIEMs first.
         self.outbox = Outbox(self.store, self.clock)

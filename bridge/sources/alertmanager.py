@@ -24,6 +24,7 @@ from bridge.config import AlertmanagerSettings
 from bridge.metrics import BridgeMetrics
 from bridge.models import Asset
 from bridge.sources.samples import Rejection
+from bridge.store.roles import Coordination
 from bridge.tickets.lifecycle import Change, LifecycleError, Stale, Suppression, TicketLifecycle
 from rules.model import Alert, AlertState, Rule, Text, fingerprint
 
@@ -94,11 +95,13 @@ class AlertmanagerReceiver:
         self,
         settings: AlertmanagerSettings,
         lifecycle: TicketLifecycle,
+        coordination: Coordination,
         assets: Mapping[str, Asset],
         metrics: BridgeMetrics,
     ) -> None:
         self.settings = settings
         self.lifecycle = lifecycle
+        self.coordination = coordination  # one transaction per notified alert
         self.assets = assets
         self.metrics = metrics
         # Alerts without an inventory asset already logged (oldest forgotten first).
@@ -172,7 +175,7 @@ class AlertmanagerReceiver:
             prepared = self.lifecycle.prepare_notified(alert, alertmanager_rule(name))
         except LifecycleError as exc:
             return Rejection(index, "unknown_asset", str(exc))
-        with self.lifecycle.store.transaction():  # one unit per notified alert
+        with self.coordination.transaction():
             change = self.lifecycle.apply_notified(prepared)
         if isinstance(change, Change):
             self.metrics.count_change(change)

@@ -24,6 +24,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.models import AgentStream, Asset, AuditEvent
 from bridge.sources.versions import AmmsVersions
 from bridge.store import BatchClaim, BatchRecord, StoreError
+from bridge.store.roles import AgentStreams, AuditLog, Coordination
 from bridge.tickets.lifecycle import (
     Change,
     LifecycleError,
@@ -124,11 +125,17 @@ def forbidden_character(labels: Mapping[str, str]) -> str | None:
     return None
 
 
+class IngestStore(Coordination, AgentStreams, AuditLog, Protocol):
+    """The store roles a batch needs: its transaction, the agent stream's claim, the audit
+    events it carries."""
+
+
 class Ingestor:
     def __init__(
         self,
         engine: Engine,
         lifecycle: TicketLifecycle,
+        store: IngestStore,
         assets: Mapping[str, Asset],
         clock: Clock,
         metrics: BridgeMetrics,
@@ -144,7 +151,7 @@ class Ingestor:
         by name."""
         self.engine = engine
         self.lifecycle = lifecycle
-        self.store = lifecycle.store
+        self.store = store
         self.assets = assets
         self.clock = clock
         self.metrics = metrics

@@ -220,8 +220,7 @@ class Updates:
         reason = reason.strip()
         with self._editing(plan_id) as plan:
             test = plan.stage("test")
-            if plan.status is not PlanStatus.ACTIVE:
-                raise GateRefused(f"plan {plan_id} is {plan.status.value}")
+            _require_active(plan)
             if test is not None and test.state is not StageState.SUCCEEDED:
                 raise GateRefused(f"the test stage is {test.state.value}, not succeeded")
             if plan.gate in (GateState.PASSED, GateState.NOT_REQUIRED):
@@ -244,10 +243,7 @@ class Updates:
                 cut_short = timeline_text(lang, "soak_cut_short", until=local_time(plan.soak_until))
             plan.gate_findings = [f.text("en") for f in findings]
             plan.judged_until = now
-            plan.gate = GateState.PASSED
-            plan.gate_by = actor
-            plan.gate_at = now
-            plan.gate_reason = reason or "approved"
+            _decide(plan, GateState.PASSED, actor, now, reason or "approved")
             plan.gate_override = found
             period = {"since": local_time(test.finished_at), "until": local_time(now)}
             if found:
@@ -291,17 +287,13 @@ class Updates:
         """Stop production from starting until an engineer approves."""
         with self._editing(plan_id) as plan:
             prod = plan.stage("prod")
-            if plan.status is not PlanStatus.ACTIVE:
-                raise GateRefused(f"plan {plan_id} is {plan.status.value}")
+            _require_active(plan)
             if prod is not None and prod.state is not StageState.PLANNED:
                 raise GateRefused(f"production is already {prod.state.value}")
             if plan.gate is GateState.FAILED:
                 raise GateRefused("the gate already failed")
             if plan.gate is not GateState.HELD:
-                plan.gate = GateState.HELD
-                plan.gate_by = actor
-                plan.gate_at = self.clock.now()
-                plan.gate_reason = reason or "held"
+                _decide(plan, GateState.HELD, actor, self.clock.now(), reason or "held")
                 self._note(plan, Event.GATE_HELD, actor=actor, reason=plan.gate_reason)
                 self._audit(plan, Action.UPDATE_GATE_HELD, actor, reason=plan.gate_reason)
             return plan
@@ -701,3 +693,14 @@ class Updates:
             self.clock.now(), actor, action, outcome, plan.client, None, {"plan": plan.id, **detail}
         )
         self.store.append_audit(event)
+
+
+def _require_active(plan: UpdatePlan) -> None:
+    """An engineer's decision on the gate needs a plan still running (GateRefused)."""
+    if plan.status is not PlanStatus.ACTIVE:
+        raise GateRefused(f"plan {plan.id} is {plan.status.value}")
+
+
+def _decide(plan: UpdatePlan, gate: GateState, actor: str, at: datetime, reason: str) -> None:
+    """An engineer's decision on the gate: what, who, when and why."""
+    plan.gate, plan.gate_by, plan.gate_at, plan.gate_reason = gate, actor, at, reason
