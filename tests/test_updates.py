@@ -259,6 +259,21 @@ def test_a_failed_post_check_in_test_stops_the_plan_and_production_never_runs(br
     assert bridge.store.get_ticket(p.ticket).status is TicketStatus.OPEN
 
 
+def test_a_failure_tickets_deadline_is_worked_out_before_the_plans_transaction(
+    bridge, clock, hosts, monkeypatch
+):
+    """Service-calendar arithmetic never runs while the plan's transaction holds the store."""
+    from tests.test_transactions import Probes
+
+    probes = Probes(monkeypatch, bridge)
+    p = plan(bridge, hosts, runbook=runbook(hosts, post_check="exit 2"))
+    at(bridge, clock, TEST_WINDOW.start)
+    [fault] = open_tickets(bridge, Category.USTERKA)
+    assert fault.number == bridge.updates.get(p.id).stages[0].failure_ticket
+    assert fault.reaction_due is not None
+    assert "deadline" in probes.seen and "deadline" not in probes.held_during()
+
+
 def test_an_alert_on_the_test_asset_during_the_soak_closes_the_gate(bridge, clock, hosts):
     p = plan(bridge, hosts)
     at(bridge, clock, TEST_WINDOW.start)

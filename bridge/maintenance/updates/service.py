@@ -22,6 +22,7 @@ worker drives a plan at a time (a lease), so several workers never run one runbo
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -75,6 +76,8 @@ from bridge.tickets.texts import (
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120.0
+# A failed stage opens an Usterka (test) or an Awaria (production); a failed gate an Usterka.
+FAILURE_CATEGORIES = (Category.USTERKA, Category.AWARIA)
 
 
 class GateRefused(Conflict):
@@ -110,6 +113,9 @@ class Updates:
         self.soak = soak
         self.settle = settle
         self.owner = f"updates-{uuid.uuid4().hex[:12]}"
+        # The deadlines a failure ticket would get, worked out before each unit's transaction
+        # (per thread: the ticker and the runbooks' threads edit plans side by side).
+        self._unit = threading.local()
         self.runbooks = Runbooks(
             store, assets, clock, runner_factory, config_path or "dyzur.yaml", self._finished
         )
@@ -542,6 +548,7 @@ class Updates:
             description=description,
             text=text,
             labels={"plan": plan.id, "stage": stage.environment},
+            deadline=self._unit.deadlines.get(category),
         )
         stage.failure_ticket = ticket.number
         self._note(plan, Event.FAILURE_TICKET, ticket=ticket.number)
@@ -604,6 +611,7 @@ class Updates:
             ),
             text=text,
             labels={"plan": plan.id, "stage": "test"},
+            deadline=self._unit.deadlines.get(Category.USTERKA),
         )
         plan.gate_ticket = ticket.number
         self._note(plan, Event.FAILURE_TICKET, ticket=ticket.number)
@@ -666,6 +674,13 @@ class Updates:
         (workers, threads) and the planning lock (a step may cancel or end the plan's windows;
         roles.py's lock order: plan, planning, then alerts). The lifecycle and planning calls
         made inside join it (their ``*_within``/``note``/``open_ticket``/``end_early``)."""
+        before = self.store.get_plan(plan_id)  # whose contract the deadlines follow
+        now = self.clock.now()
+        self._unit.deadlines = (
+            {c: self.lifecycle.deadline(before.client, c, now) for c in FAILURE_CATEGORIES}
+            if before is not None and before.status is PlanStatus.ACTIVE
+            else {}
+        )
         with self.store.transaction():
             self.store.lock(f"plan:{plan_id}")
             self.store.lock(PLANNING_LOCK)
