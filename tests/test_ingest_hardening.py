@@ -164,3 +164,22 @@ def test_agents_record_only_what_collectors_do(api, bridge):
         ("ssh.host_key_unknown", "srv-a1"),
     ]
     assert r.json()["accepted"] == 1  # the samples of the batch are not spoilt
+
+
+def test_a_body_that_may_hold_a_forbidden_character_is_always_noticed():
+    """The API skips the label check of a batch only when its body cannot hold any control or
+    bidi character: every one of them, however the agent's JSON encoder writes it, is seen."""
+    import json
+
+    from bridge.sources.samples import _FORBIDDEN_CHARACTER, may_hold_forbidden_characters
+
+    forbidden = [chr(c) for c in range(0x2100) if _FORBIDDEN_CHARACTER.match(chr(c))]
+    assert len(forbidden) == 32 + 1 + 32 + 1 + 2 + 5 + 4  # C0, DEL, C1, ALM, LRM/RLM, ...
+    for char in forbidden:
+        for ascii_only in (True, False):
+            body = json.dumps(
+                {"samples": [sample(mountpoint=f"/v{char}ar")]}, ensure_ascii=ascii_only
+            )
+            assert may_hold_forbidden_characters(body.encode()), (hex(ord(char)), ascii_only)
+    plain = json.dumps({"samples": [sample(mountpoint="/var/lib/postgresql")] * 3}).encode()
+    assert not may_hold_forbidden_characters(plain)

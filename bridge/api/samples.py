@@ -7,8 +7,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import Agent, Engineer, IngestorDep
-from bridge.api.schemas import AgentStreamOut, IngestResponse, RejectedSample, SampleBatch
-from bridge.sources.samples import BatchOrigin, Rejection
+from bridge.api.schemas import (
+    AgentStreamOut,
+    IngestResponse,
+    RejectedSample,
+    SampleBatch,
+    timestamps_out_of_range,
+)
+from bridge.sources.samples import BatchOrigin, Rejection, may_hold_forbidden_characters
 
 router = APIRouter(prefix="/api/v1", tags=["samples"])
 
@@ -55,11 +61,19 @@ async def push_samples(request: Request, principal: Agent, ingestor: IngestorDep
             422,
             [{"field": _field(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors],
         ) from None
+    out_of_range = timestamps_out_of_range(batch.samples)
+    if out_of_range:
+        raise HTTPException(422, [e.model_dump() for e in out_of_range])
     origin = None
     if batch.agent is not None:
         origin = BatchOrigin(batch.agent.id, batch.agent.seq, batch.agent.dropped)
     result = await run_in_threadpool(
-        ingestor.ingest, batch.samples, principal, origin, batch.events
+        ingestor.ingest,
+        batch.samples,
+        principal,
+        origin,
+        batch.events,
+        labels_checked=not may_hold_forbidden_characters(body),
     )
     return IngestResponse(
         accepted=result.accepted,
