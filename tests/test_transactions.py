@@ -178,3 +178,45 @@ def test_units_of_their_own_refuse_to_run_inside_another_transaction(bridge, clo
     assert ticket.responded_at is None  # nothing of it was kept
     ticket, first = bridge.lifecycle.acknowledge(ticket.number, "jan.kowalski")
     assert first and ticket.responded_by == "jan.kowalski"
+
+
+def test_an_alert_storm_in_a_window_renders_nothing(bridge, clock, monkeypatch):
+    """Alerts recorded against a window need no ticket texts nor deadlines: none are worked
+    out (a storm of a thousand alerts in one window stays cheap)."""
+    bridge.maintenance.plan(
+        WindowRequest("szpital-a", START, START + timedelta(hours=1), "przegląd", ["srv-a1"]),
+        "jan.kowalski",
+    )
+    probes = Probes(monkeypatch, bridge)
+    for mountpoint in ("/var", "/data", "/srv"):
+        disk(bridge, 0.95, mountpoint=mountpoint)
+    assert tickets(bridge) == []
+    assert "render" not in probes.seen and "deadline" not in probes.seen
+    assert len(bridge.store.suppressed_alerts()) == 3
+
+
+def test_an_alert_prepared_as_muted_whose_ticket_opened_meanwhile_gets_its_texts(bridge, clock):
+    """Another worker opened the alert's ticket between this worker's preparation (muted, no
+    ticket: nothing rendered) and its transaction: the re-fire still carries its texts."""
+    from collectors import Sample
+
+    window = bridge.maintenance.plan(
+        WindowRequest("szpital-a", START, START + timedelta(hours=1), "przegląd", ["srv-a1"]),
+        "jan.kowalski",
+    )
+    sample = Sample("dz_test_disk_used_ratio", {"asset": "srv-a1", "mountpoint": "/var"}, 0.95,
+                    clock.time())  # fmt: skip
+    [transition] = bridge.engine.evaluate([sample], clock.time())
+    rule = bridge.engine.rules[transition.alert.rule]
+    muted = bridge.lifecycle.prepare(transition, rule, clock.now())
+    assert muted is not None and muted.muting is not None and not muted.texts
+    bridge.maintenance.cancel(window.id, "jan.kowalski")  # the other worker sees no window
+    other = bridge.lifecycle.prepare(transition, rule, clock.now())
+    with bridge.store.transaction():
+        bridge.lifecycle.apply(other)
+    with bridge.store.transaction():
+        change = bridge.lifecycle.apply(muted)
+    [ticket] = tickets(bridge)
+    assert change.action == "refired" and ticket.fire_count == 2
+    assert ticket.title.startswith("Zajętość dysku /var na srv-a1")
+    assert ticket.reaction_due is not None

@@ -239,6 +239,14 @@ class TicketLifecycle:
             return Prepared(alert, rule, client, now, False)
         client = self._client_of(alert)
         category = Category(alert.category)
+        muting = self.muter.muting(alert.asset or "", now)
+        if muting is not None:
+            latest = self.store.latest_ticket_for_alert(alert.fingerprint)
+            if latest is None or not latest.is_open:
+                # Recorded against its window, no ticket to write: neither texts nor a
+                # deadline (an alert storm inside a window). Should a ticket open meanwhile,
+                # ``_fire`` works them out then (``_completed``).
+                return Prepared(alert, rule, client, now, True, escalated, muting=muting)
         return Prepared(
             alert,
             rule,
@@ -247,8 +255,20 @@ class TicketLifecycle:
             True,
             escalated,
             self._texts(rule, alert, client.contract.language),
-            self.muter.muting(alert.asset or "", now),
+            muting,
             self.deadline(client.id, category, now),
+        )
+
+    def _completed(self, prepared: Prepared) -> Prepared:
+        """A prepared firing with its texts and deadline (rare: an alert prepared as muted
+        without a ticket whose ticket was opened by another worker before its transaction)."""
+        if prepared.texts or prepared.client is None:
+            return prepared
+        alert, client = prepared.alert, prepared.client
+        return replace(
+            prepared,
+            texts=self._texts(prepared.rule, alert, client.contract.language),
+            deadline=self.deadline(client.id, Category(alert.category), prepared.now),
         )
 
     @staticmethod
@@ -370,6 +390,7 @@ class TicketLifecycle:
         value = alert.value
         latest = self.store.latest_ticket_for_alert(alert.fingerprint)
         if latest is not None and latest.is_open:
+            prepared = self._completed(prepared)
             latest.fire_count += 0 if escalated else 1
             latest.last_value = alert.value
             latest.updated_at = now
