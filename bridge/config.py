@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -10,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.auth import Principal, TokenRegistry, parse_role
 from bridge.delivery.siem import Destination
+from bridge.delivery.sinks import SinkStore, TicketSink
+from bridge.delivery.sinks.webhook import WebhookSink
 from bridge.models import Asset, Client, Duration, between
 from collectors.yamlfile import YamlError, load_yaml
 from rules.loader import RuleFileError, load_rule_files
@@ -61,6 +64,20 @@ class SiemConfig(_Strict):
     client_key: str | None = None
     # Events kept for it while it is away; beyond that the oldest go (and are reported).
     max_queue: int = Field(100_000, ge=1)
+
+
+class SinkConfig(_Strict):
+    """A helpdesk sink that receives every change of the tickets it covers (README, "Helpdesk").
+    Only ``kind: webhook`` for now."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    kind: Literal["webhook"]
+    # http(s)://HOST[:PORT]/PATH the changes are POSTed to.
+    url: str = Field(pattern=r"^https?://[^/\s]+")
+    # The HMAC-SHA256 key of X-Dyzur-Signature, relative to this file; owner-only (0600/0400).
+    secret_file: str
+    # The hospitals whose tickets go there; leave out for every hospital's.
+    clients: list[str] | None = None
 
 
 class SshSettings(_Strict):
@@ -136,6 +153,7 @@ class Config(_Strict):
     public_metrics: bool = False
     sla: SlaSettings = SlaSettings()
     siem: list[SiemConfig] = []
+    sinks: list[SinkConfig] = []
     ssh: SshSettings | None = None
     updates: UpdateSettings = UpdateSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
@@ -170,6 +188,37 @@ def siem_destinations(config: Config, base_dir: Path) -> list[Destination]:
             max_queue=d.max_queue,
         )
         for d in config.siem
+    ]
+
+
+def secret_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot hold a secret (missing, not a file, readable by group or others);
+    None when it can. Never reads the content."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return f"no such file {str(path)!r}"
+    if not stat.S_ISREG(mode):
+        return f"{str(path)!r} is not a file"
+    if mode & 0o077:
+        return (
+            f"{str(path)!r} is open to group or others (mode {stat.S_IMODE(mode):04o}); "
+            "a secret file must be readable only by its owner: chmod 600 it"
+        )
+    return None
+
+
+def sink_consumers(config: Config, base_dir: Path, store: SinkStore) -> list[TicketSink]:
+    """One outbox consumer per configured helpdesk sink."""
+    return [
+        WebhookSink(
+            s.name,
+            s.url,
+            base_dir / s.secret_file,
+            store,
+            None if s.clients is None else frozenset(s.clients),
+        )
+        for s in config.sinks
     ]
 
 
@@ -243,6 +292,17 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
                 problems.append(f"siem.{i}.{name}: no such file {str(base_dir / value)!r}")
         if dest.client_key and not dest.client_cert:
             problems.append(f"siem.{i}.client_key: needs client_cert")
+    sink_names: set[str] = set()
+    for i, sink in enumerate(config.sinks):
+        if sink.name in sink_names:
+            problems.append(f"sinks.{i}.name: duplicate sink name {sink.name!r}")
+        sink_names.add(sink.name)
+        for client_id in sink.clients or ():
+            if client_id not in clients:
+                problems.append(f"sinks.{i}.clients: unknown client {client_id!r}")
+        problem = secret_file_problem(base_dir / sink.secret_file)
+        if problem:
+            problems.append(f"sinks.{i}.secret_file: {problem}")
     if config.ssh is not None:
         if config.ssh.key_file is None and not config.ssh.use_agent:
             problems.append("ssh.key_file: a key file, or use_agent: true")

@@ -14,7 +14,7 @@ from collections import Counter
 from bridge.actions import Action
 from bridge.audit import AuditQueries
 from bridge.clock import Clock
-from bridge.config import LoadedConfig, siem_destinations
+from bridge.config import LoadedConfig, siem_destinations, sink_consumers
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
 from bridge.maintenance.planning import Maintenance
@@ -88,9 +88,11 @@ class Bridge:
         self.outbox = Outbox(self.store, self.clock)
         for destination in siem_destinations(self.config, loaded.base_dir):
             self.outbox.register(SiemConsumer(destination, self.metrics))
+        for sink in sink_consumers(self.config, loaded.base_dir, self.store):
+            self.outbox.register(sink)
         self.refusals = RefusalAudit(self.store.append_audit, self.clock)
         # What the API reads, each a narrow service.
-        self.tickets = TicketDesk(self.store, self.lifecycle, self.metrics)
+        self.tickets = TicketDesk(self.store, self.lifecycle, self.metrics, self.store)
         self.windows = WindowQueries(self.store, loaded.assets, self.clock)
         self.plans = PlanQueries(self.store)
         self.calendar = CalendarFeed(self.store, self.store, loaded.clients, self.clock)
@@ -119,6 +121,7 @@ class Bridge:
                 rules=len(self.loaded.rules),
                 tokens=len(self.config.tokens),
                 siem=[d.name for d in self.config.siem],
+                sinks=[f"{s.kind}:{s.name}" for s in self.config.sinks],
             )
         if ticker:
             self.start_ticker()

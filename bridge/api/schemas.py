@@ -19,6 +19,7 @@ from bridge.models import (
     TicketStatus,
     TimelineEntry,
 )
+from bridge.store import SinkDelivery
 
 MetricName = Annotated[
     str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)
@@ -189,6 +190,27 @@ class TimelineOut(BaseModel):
         return cls(at=local_iso(e.at) or "", kind=e.kind, message=e.message, actor=e.actor)
 
 
+class DeliveryOut(BaseModel):
+    """Where a ticket went: a helpdesk sink, the helpdesk's id for it, and the state of its
+    last change there (``delivered``, or ``failed`` with the reason)."""
+
+    sink: str
+    remote_id: str | None
+    state: str
+    reason: str | None
+    at: str
+
+    @classmethod
+    def of(cls, d: SinkDelivery) -> DeliveryOut:
+        return cls(
+            sink=d.sink,
+            remote_id=d.remote_id,
+            state=d.state,
+            reason=d.reason,
+            at=local_iso(d.at) or "",
+        )
+
+
 class TicketOut(BaseModel):
     """A ticket; times are ISO 8601 in Europe/Warsaw with their UTC offset."""
 
@@ -213,9 +235,15 @@ class TicketOut(BaseModel):
     sla_at_risk_at: str | None
     responded_within_deadline: bool | None
     timeline: list[TimelineOut] | None = None
+    deliveries: list[DeliveryOut] | None = None
 
     @classmethod
-    def of(cls, t: Ticket, timeline: list[TimelineEntry] | None = None) -> TicketOut:
+    def of(
+        cls,
+        t: Ticket,
+        timeline: list[TimelineEntry] | None = None,
+        deliveries: list[SinkDelivery] | None = None,
+    ) -> TicketOut:
         return cls(
             number=t.number,
             client=t.client,
@@ -243,6 +271,7 @@ class TicketOut(BaseModel):
                 else t.responded_at <= t.reaction_due
             ),
             timeline=None if timeline is None else [TimelineOut.of(e) for e in timeline],
+            deliveries=None if deliveries is None else [DeliveryOut.of(d) for d in deliveries],
         )
 
 

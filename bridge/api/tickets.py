@@ -76,9 +76,9 @@ def list_tickets(
 
 @router.get("/{number}", response_model=TicketOut, responses=NO_TICKET)
 def get_ticket(number: str, principal: Reader, tickets: TicketsDep) -> TicketOut:
-    """One ticket with its timeline."""
+    """One ticket with its timeline and where it was delivered (helpdesk sinks)."""
     ticket = visible(principal, tickets.find(number), TicketNotFound(number))
-    return TicketOut.of(ticket, tickets.timeline(number))
+    return TicketOut.of(ticket, tickets.timeline(number), tickets.deliveries(number))
 
 
 @router.post("/{number}/ack", response_model=TicketOut, responses=NO_TICKET)

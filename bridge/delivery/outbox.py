@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 30.0
 IDLE_POLL = 1.0  # nothing to do: look again after this long (or when woken)
 CONFIRM_POLL = 0.2  # written batches wait for their confirmation
+MAX_RETRY_AFTER = 3600.0  # a destination's Retry-After is honoured up to an hour
 DELIVERY_FAILED = Action.OUTBOX_DELIVERY_FAILED
 
 
@@ -86,7 +87,12 @@ class OutboxStore(AuditLog, Cursors, Coordination, Protocol):
 
 class Retry(Exception):
     """The destination cannot take the batch now: nothing of it counts as delivered, and it is
-    offered again, from the cursor, after a pause."""
+    offered again, from the cursor, after a pause: ``after`` seconds when the destination said
+    how long (HTTP ``Retry-After``; at most MAX_RETRY_AFTER), else the backoff's."""
+
+    def __init__(self, reason: str = "", after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
 
 
 class Permanent(Exception):
@@ -423,6 +429,8 @@ class ConsumerWorker:
         self.read_id = self.committed
         self.failures += 1
         self.consumer.on_failure(error, self.failures)
+        if isinstance(error, Retry) and error.after is not None:
+            return min(max(error.after, 0.0), MAX_RETRY_AFTER)
         return self.backoff.delay(self.failures, self._rng)
 
     # --- the thread -----------------------------------------------------------------------

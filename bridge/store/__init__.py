@@ -16,12 +16,13 @@ from bridge.store.base import (
     StoreError,
     TicketFilter,
 )
-from bridge.store.roles import Store
+from bridge.store.roles import SinkDelivery, Store
 
 __all__ = [
     "AuditFilter",
     "BatchClaim",
     "BatchRecord",
+    "SinkDelivery",
     "Store",
     "StoreError",
     "TicketFilter",

@@ -179,6 +179,37 @@ class Cursors(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SinkDelivery:
+    """Where one ticket went in one helpdesk sink: the helpdesk's own id for it (None until
+    the helpdesk named one), the state of its last change (``delivered`` or ``failed``, with
+    the reason), and the audit event of that change with its time."""
+
+    sink: str
+    ticket: str
+    remote_id: str | None
+    state: str
+    reason: str | None
+    event_id: int
+    at: datetime
+
+
+class SinkDeliveries(Protocol):
+    """Helpdesk sinks (``bridge.delivery.sinks``): the mapping of dyzur's ticket number to the
+    helpdesk's id, and the state of each ticket's delivery, per sink."""
+
+    def record_delivery(self, delivery: SinkDelivery) -> None:
+        """Keep the latest delivery of a ticket to a sink; a ``remote_id`` of None keeps the
+        one recorded before."""
+        ...
+
+    def sink_deliveries(self, ticket: str) -> list[SinkDelivery]:
+        """Where the ticket was delivered, by sink name."""
+        ...
+
+    def sink_delivery(self, sink: str, ticket: str) -> SinkDelivery | None: ...
+
+
 class WindowStore(Protocol):
     def save_window(self, window: MaintenanceWindow) -> None:
         """Insert or replace a maintenance window (windows are cancelled, never deleted)."""
@@ -286,6 +317,7 @@ class Store(
     PlanStore,
     AgentStreams,
     AssetFacts,
+    SinkDeliveries,
     Protocol,
 ):
     """Every role: what one store implementation provides (``open_store`` returns it)."""

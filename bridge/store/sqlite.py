@@ -35,7 +35,7 @@ from bridge.store.base import (
     TicketFilter,
 )
 from bridge.store.codec import plan_from_json, plan_to_json
-from bridge.store.roles import Cursor
+from bridge.store.roles import Cursor, SinkDelivery
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
 # Statements are split on ";", so none may appear inside a statement or a comment.
@@ -248,6 +248,20 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO counters(name, last) SELECT 'ticket-' || year, last FROM ticket_sequences
         WHERE true ON CONFLICT(name) DO UPDATE SET last = max(last, excluded.last);
     DROP TABLE ticket_sequences
+    """,
+    """
+    -- Helpdesk sinks (bridge.delivery.sinks): per sink and ticket, the helpdesk's own id and
+    -- the state of the last change delivered (or refused, with the reason).
+    CREATE TABLE sink_deliveries (
+        sink      TEXT NOT NULL,
+        ticket    TEXT NOT NULL,
+        remote_id TEXT,
+        state     TEXT NOT NULL,
+        reason    TEXT,
+        event_id  INTEGER NOT NULL,
+        at        REAL NOT NULL,
+        PRIMARY KEY (sink, ticket)
+    )
     """,
 )
 
@@ -924,6 +938,50 @@ class SQLiteStore:
         ):
             facts.setdefault(asset, {})[key] = value
         return facts
+
+    # --- helpdesk sink deliveries --------------------------------------------------------------
+
+    def record_delivery(self, delivery: SinkDelivery) -> None:
+        d = delivery
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO sink_deliveries VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(sink, ticket) DO UPDATE SET "
+                "remote_id = coalesce(excluded.remote_id, sink_deliveries.remote_id), "
+                "state = excluded.state, reason = excluded.reason, "
+                "event_id = excluded.event_id, at = excluded.at",
+                (d.sink, d.ticket, d.remote_id, d.state, d.reason, d.event_id, d.at.timestamp()),
+            )
+
+    def _sink_rows(self, where: str, params: tuple[str, ...]) -> list[SinkDelivery]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT sink, ticket, remote_id, state, reason, event_id, at "
+                f"FROM sink_deliveries WHERE {where} ORDER BY sink",
+                params,
+            )
+            .fetchall()
+        )
+        return [
+            SinkDelivery(
+                r["sink"],
+                r["ticket"],
+                r["remote_id"],
+                r["state"],
+                r["reason"],
+                r["event_id"],
+                to_datetime(r["at"]),
+            )
+            for r in rows
+        ]
+
+    def sink_deliveries(self, ticket: str) -> list[SinkDelivery]:
+        return self._sink_rows("ticket = ?", (ticket,))
+
+    def sink_delivery(self, sink: str, ticket: str) -> SinkDelivery | None:
+        found = self._sink_rows("sink = ? AND ticket = ?", (sink, ticket))
+        return found[0] if found else None
 
     # --- counters and leases ------------------------------------------------------------------
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 from bridge.metrics import BridgeMetrics
 from bridge.models import Ticket, TimelineEntry
 from bridge.store import TicketFilter
-from bridge.store.roles import TicketStore
+from bridge.store.roles import SinkDeliveries, SinkDelivery, TicketStore
 from bridge.tickets.lifecycle import TicketLifecycle
 
 
 class TicketDesk:
     def __init__(
-        self, tickets: TicketStore, lifecycle: TicketLifecycle, metrics: BridgeMetrics
+        self,
+        tickets: TicketStore,
+        lifecycle: TicketLifecycle,
+        metrics: BridgeMetrics,
+        deliveries: SinkDeliveries | None = None,
     ) -> None:
         self.tickets = tickets
+        self._deliveries = deliveries
         self.lifecycle = lifecycle
         self.metrics = metrics
 
@@ -28,6 +33,10 @@ class TicketDesk:
     def timeline(self, number: str) -> list[TimelineEntry]:
         """The ticket's timeline, oldest first."""
         return self.tickets.timeline(number)
+
+    def deliveries(self, number: str) -> list[SinkDelivery]:
+        """Where the ticket was delivered: per helpdesk sink, its id there and the state."""
+        return [] if self._deliveries is None else self._deliveries.sink_deliveries(number)
 
     def acknowledge(self, number: str, actor: str) -> Ticket:
         """An engineer's first response, timed in service hours for the metrics; repeating it
