@@ -21,7 +21,7 @@ from bridge.config import ConfigError, parse_config
 from bridge.delivery.outbox import Backoff, Selection
 from bridge.delivery.sinks import TICKET_CHANGES
 from bridge.delivery.sinks.webhook import retry_after
-from tests.conftest import auth, config_data
+from tests.conftest import auth, config_data, free_port
 from tests.processes import wait_for
 from tests.test_cli import dyzur
 
@@ -371,3 +371,22 @@ def test_bad_sink_settings_name_the_field(tmp_path, sink, problem):
     with pytest.raises(ConfigError) as error:
         parse_config(data, "test.yaml", tmp_path)
     assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
+
+
+def test_a_refused_connection_is_retried_and_the_change_goes_when_the_helpdesk_is_back(
+    api, bridge, clock, receiver
+):
+    push(api, "srv-a1", 0.95)
+    worker = bridge.outbox.workers["sink:helpdesk"]
+    worker.backoff = Backoff(base=0.25, cap=0.25, jitter=0.0)
+    sink = worker.consumer
+    url, sink.url = sink.url, f"http://127.0.0.1:{free_port()}/hook"  # nobody listens there
+    assert worker.step() == 0.25
+    assert worker.step() == 0.25
+    number = ticket_of(api, "szpital-a")
+    assert api.get(f"/api/v1/tickets/{number}", headers=auth("admin")).json()["deliveries"] == []
+    sink.url = url  # the helpdesk is back
+    assert worker.step() == 0.0
+    assert receiver.taken_on("/hook") == changes(bridge)
+    shown = api.get(f"/api/v1/tickets/{number}", headers=auth("admin")).json()["deliveries"]
+    assert [(d["sink"], d["state"]) for d in shown] == [("helpdesk", "delivered")]
