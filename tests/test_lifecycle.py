@@ -425,3 +425,32 @@ def test_an_alert_without_a_value_leaves_the_value_out_of_the_timeline(bridge, c
     assert "Alert ustąpił." in pl
     assert en[0].startswith("Ticket opened automatically by rule alertmanager:HostDown.")
     assert "Alert recovered." in en
+
+
+def test_a_batch_another_bridge_took_meanwhile_is_not_counted_twice(loaded, tmp_path, clock):
+    """Two bridge processes on one store get the same numbered batch (an agent's retry to the
+    other worker): the one whose claim comes second wrote nothing, and its evaluation of the
+    batch does not reach the ticket later (no second firing on its next tick)."""
+    path = tmp_path / "shared.db"
+    SQLiteStore(path).migrate()
+    first, second = (Bridge(loaded, store=SQLiteStore(path), clock=clock) for _ in range(2))
+    for b in (first, second):
+        b.start(ticker=False)
+    origin = BatchOrigin("agent-x", 1)
+    batch = [Sample("dz_test_disk_used_ratio", {"asset": "srv-a1", "mountpoint": "/var"}, 0.95,
+                    clock.time())]  # fmt: skip
+    peek = second.store.peek_batch
+
+    def peek_then_lose_the_race(record, max_gap):
+        seen = peek(record, max_gap)
+        assert not first.ingestor.ingest(batch, AGENT, origin).duplicate
+        return seen
+
+    second.ingestor.store.peek_batch = peek_then_lose_the_race  # type: ignore[method-assign]
+    assert second.ingestor.ingest(batch, AGENT, origin).duplicate
+    assert second.ingestor.queued_transitions == 0
+    second.ingestor.tick()
+    [ticket] = tickets(first)
+    assert ticket.fire_count == 1 and kinds(first, ticket.number) == ["opened"]
+    for b in (first, second):
+        b.close()

@@ -288,6 +288,7 @@ class Ingestor:
             try:
                 prepared: list[Prepared] = []
                 at = self.clock.now()
+                queued = len(self._queue)
                 if not repeat:
                     before = self.engine.evaluations
                     self._queue.extend(self.engine.evaluate(good, now))
@@ -298,8 +299,10 @@ class Ingestor:
                     if record is not None:
                         claim = self._claim(record, principal)
                         if claim is BatchClaim.DUPLICATE:
-                            # Evaluated only if another bridge process took it meanwhile: its
-                            # transitions stay queued for the next batch or tick.
+                            # Another bridge process took it meanwhile and wrote what it
+                            # causes: its transitions here would count it twice.
+                            for _ in range(len(self._queue) - queued):
+                                self._queue.pop()
                             return IngestResult(duplicate=True)
                         if repeat:  # the store said it was taken, and now it is not
                             raise StoreError(f"agent batch {record.seq} claimed as {claim}")
