@@ -77,12 +77,6 @@ def between(low: float, high: float) -> AfterValidator:
     return AfterValidator(check)
 
 
-def duration_between(low: float, high: float) -> Any:
-    """A Duration from ``low`` to ``high`` seconds, built at run time (a type checker cannot
-    read it as a type: write ``Annotated[Duration, between(low, high)]`` in annotations)."""
-    return Annotated[Duration, between(low, high)]
-
-
 # A contract's reaction time: at least a second, at most 30 days of service time.
 ReactionTime = Annotated[Duration, between(1.0, 30 * 86400.0)]
 

@@ -53,15 +53,6 @@ def timestamps_out_of_range(samples: list[SampleIn]) -> list[FieldError]:
     ]
 
 
-def epoch_in_range(value: float) -> float:
-    if not EARLIEST_EPOCH <= value <= LATEST_EPOCH:  # NaN and infinities fail this too
-        raise ValueError(
-            f"seconds since the Unix epoch from {EARLIEST_EPOCH:.0f} (0001-01-02) to "
-            f"{LATEST_EPOCH:.0f} (9999-12-31), got {value}"
-        )
-    return value
-
-
 # A time an agent stamped: finite and inside what a datetime holds.
 Epoch = Annotated[
     float,
