@@ -21,7 +21,7 @@ from bridge.config import ConfigError, parse_config
 from bridge.delivery.outbox import Backoff, Selection
 from bridge.delivery.sinks import TICKET_CHANGES
 from bridge.delivery.sinks.webhook import retry_after
-from tests.conftest import auth, config_data, free_port
+from tests.conftest import START, auth, config_data, free_port
 from tests.processes import wait_for
 from tests.test_cli import dyzur
 
@@ -390,3 +390,27 @@ def test_a_refused_connection_is_retried_and_the_change_goes_when_the_helpdesk_i
     assert receiver.taken_on("/hook") == changes(bridge)
     shown = api.get(f"/api/v1/tickets/{number}", headers=auth("admin")).json()["deliveries"]
     assert [(d["sink"], d["state"]) for d in shown] == [("helpdesk", "delivered")]
+
+
+def test_a_password_in_the_sink_url_never_reaches_an_error(tmp_path):
+    """A helpdesk URL with a user and password: the errors that reach the log and the audit
+    trail name the helpdesk without them."""
+    from bridge.delivery.outbox import Retry
+    from bridge.delivery.sinks import TicketChange
+    from bridge.delivery.sinks.webhook import WebhookSink
+    from bridge.models import AuditEvent
+
+    port = free_port()  # nothing listens there: a refused connection
+    sink = WebhookSink(
+        "helpdesk",
+        f"http://dyzur:pa55-word@127.0.0.1:{port}/hook",
+        secret_file(tmp_path),
+        store=None,  # type: ignore[arg-type]  # send() does not touch it
+    )
+    event = AuditEvent(START, "dyzur", "ticket.opened", "success", "szpital-a", "srv-a1", {})
+    event.id, event.hash = 1, "0" * 64  # as the audit log stores it
+    with pytest.raises(Retry) as refused:
+        sink.send(TicketChange(event, "DZ-2026-000001", None, ""), None)
+    sink.close()
+    assert f"http://127.0.0.1:{port}/hook" in str(refused.value)
+    assert "pa55-word" not in str(refused.value) and "dyzur:" not in str(refused.value)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -92,6 +93,8 @@ class WebhookSink(TicketSink):
     ) -> None:
         super().__init__(name, store, clients)
         self.url = url
+        # Named in errors and logs: without a user and password someone put in the URL.
+        self.where = _without_userinfo(url)
         self.secret_file = secret_file
         self.timeout = timeout
         self._secret: bytes | None = None
@@ -124,11 +127,12 @@ class WebhookSink(TicketSink):
         try:
             answer = self._client().post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:  # timeouts, refused and broken connections
-            raise Retry(f"{self.url}: {type(exc).__name__}: {exc}") from None
+            told = str(exc).replace(self.url, self.where)
+            raise Retry(f"{self.where}: {type(exc).__name__}: {told}") from None
         status = answer.status_code
         if 200 <= status < 300:
             return _remote_id(answer) or remote_id
-        reason = f"{self.url} answered {status} {answer.reason_phrase}".strip()
+        reason = f"{self.where} answered {status} {answer.reason_phrase}".strip()
         if status in BUSY:
             raise Retry(reason, retry_after(answer.headers.get("Retry-After")))
         if status >= 500 or status == 408:
@@ -139,6 +143,12 @@ class WebhookSink(TicketSink):
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def _remote_id(answer: httpx.Response) -> str | None:
