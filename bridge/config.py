@@ -66,18 +66,72 @@ class SiemConfig(_Strict):
     max_queue: int = Field(100_000, ge=1)
 
 
-class SinkConfig(_Strict):
-    """A helpdesk sink that receives every change of the tickets it covers (README, "Helpdesk").
-    Only ``kind: webhook`` for now."""
+SinkName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+class _SinkBase(_Strict):
+    """What every helpdesk sink has (README, "Helpdesk")."""
+
+    name: SinkName
+    # The hospitals whose tickets go there; leave out for every hospital's.
+    clients: list[str] | None = None
+
+
+class WebhookSinkConfig(_SinkBase):
+    """Each ticket change as a signed JSON POST."""
+
     kind: Literal["webhook"]
     # http(s)://HOST[:PORT]/PATH the changes are POSTed to.
     url: str = Field(pattern=r"^https?://[^/\s]+")
     # The HMAC-SHA256 key of X-Dyzur-Signature, relative to this file; owner-only (0600/0400).
     secret_file: str
-    # The hospitals whose tickets go there; leave out for every hospital's.
-    clients: list[str] | None = None
+
+
+class EmailSinkConfig(_SinkBase):
+    """Each ticket change as an e-mail to a helpdesk's mail intake, one thread per ticket."""
+
+    kind: Literal["email"]
+    # smtp://HOST[:PORT] (STARTTLS, required unless tls: none) or smtps://HOST[:PORT].
+    url: str = Field(pattern=r"^smtps?://[^/\s]+$")
+    # required: STARTTLS or implicit TLS with the certificate verified; none: plain text, on
+    # purpose only (a relay on the same host).
+    tls: Literal["required", "none"] = "required"
+    # The CA that signed the server's certificate (default: the system's), relative to this file.
+    ca_file: str | None = None
+    sender: str = Field(alias="from", min_length=3, max_length=254)
+    to: list[str] = Field(min_length=1)
+    # SMTP login; the password is read from an owner-only file.
+    username: str | None = None
+    password_file: str | None = None
+
+
+class RedmineSinkConfig(_SinkBase):
+    """Each ticket as a Redmine issue, its changes as journal notes; responses come back."""
+
+    kind: Literal["redmine"]
+    # http(s)://HOST[:PORT][/PATH] of the Redmine.
+    url: str = Field(pattern=r"^https?://[^/\s]+")
+    # The REST API key of the Redmine user dyzur acts as, relative to this file; owner-only.
+    api_key_file: str
+    # client id -> project identifier; "default" for the rest.
+    projects: dict[str, str] = Field(min_length=1)
+    # The issue custom field that holds dyzur's ticket number.
+    custom_field_id: int = Field(ge=1)
+    # category -> tracker id and priority id; the rest take Redmine's defaults.
+    trackers: dict[Literal["awaria", "usterka", "utrzymanie"], int] = {}
+    priorities: dict[Literal["awaria", "usterka", "utrzymanie"], int] = {}
+    # The status a resolved ticket's issue is set to, and the statuses that count as closed
+    # in the helpdesk (None: Redmine's own is_closed).
+    resolved_status_id: int | None = Field(None, ge=1)
+    # How often the issues dyzur created are read back for the helpdesk's responses.
+    poll_interval: Annotated[Duration, between(5.0, 3600.0)] = 60.0
+
+
+SinkConfig = Annotated[
+    WebhookSinkConfig | EmailSinkConfig | RedmineSinkConfig, Field(discriminator="kind")
+]
+SINK_KINDS = ("webhook", "email", "redmine")
+SINK_SECRETS = ("secret_file", "password_file", "api_key_file")
 
 
 class SshSettings(_Strict):
@@ -151,6 +205,9 @@ class Config(_Strict):
     max_seq_gap: int = Field(10_000, ge=1, le=1_000_000_000)
     # Whether /metrics answers without a token (for a Prometheus that cannot send one).
     public_metrics: bool = False
+    # Where people reach this bridge (https://dyzur.example.pl), for the links to tickets in
+    # e-mails and helpdesk tickets; None: no link.
+    public_url: str | None = Field(None, pattern=r"^https?://[^/\s]+")
     sla: SlaSettings = SlaSettings()
     siem: list[SiemConfig] = []
     sinks: list[SinkConfig] = []
@@ -210,16 +267,15 @@ def secret_file_problem(path: Path) -> str | None:
 
 def sink_consumers(config: Config, base_dir: Path, store: SinkStore) -> list[TicketSink]:
     """One outbox consumer per configured helpdesk sink."""
-    return [
-        WebhookSink(
-            s.name,
-            s.url,
-            base_dir / s.secret_file,
-            store,
-            None if s.clients is None else frozenset(s.clients),
-        )
-        for s in config.sinks
-    ]
+    sinks: list[TicketSink] = []
+    for s in config.sinks:
+        clients = None if s.clients is None else frozenset(s.clients)
+        match s:
+            case WebhookSinkConfig():
+                sinks.append(WebhookSink(s.name, s.url, base_dir / s.secret_file, store, clients))
+            case _:
+                raise NotImplementedError(f"sinks: kind {s.kind} is not built yet")
+    return sinks
 
 
 @dataclass(frozen=True)
@@ -235,7 +291,16 @@ class LoadedConfig:
     path: Path | None = None  # the file it was read from (absolute); None: parsed from data
 
 
+# A discriminated union's error names the item; the field is its tag.
+_TAGGED: dict[str, tuple[str, ...]] = {
+    "union_tag_invalid": ("kind",),
+    "union_tag_not_found": ("kind",),
+}
+
+
 def _field(loc: tuple[Any, ...]) -> str:
+    if len(loc) > 2 and loc[0] == "sinks" and loc[2] in SINK_KINDS:
+        loc = loc[:2] + loc[3:]  # the kind pydantic adds for the discriminated union
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
@@ -300,9 +365,14 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
         for client_id in sink.clients or ():
             if client_id not in clients:
                 problems.append(f"sinks.{i}.clients: unknown client {client_id!r}")
-        problem = secret_file_problem(base_dir / sink.secret_file)
-        if problem:
-            problems.append(f"sinks.{i}.secret_file: {problem}")
+        for secret in SINK_SECRETS:
+            value = getattr(sink, secret, None)
+            problem = value and secret_file_problem(base_dir / value)
+            if problem:
+                problems.append(f"sinks.{i}.{secret}: {problem}")
+        ca_file = getattr(sink, "ca_file", None)
+        if ca_file is not None and not (base_dir / ca_file).is_file():
+            problems.append(f"sinks.{i}.ca_file: no such file {str(base_dir / ca_file)!r}")
     if config.ssh is not None:
         if config.ssh.key_file is None and not config.ssh.use_agent:
             problems.append("ssh.key_file: a key file, or use_agent: true")
@@ -342,7 +412,8 @@ def parse_config(data: Any, source: str, base_dir: Path) -> LoadedConfig:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            source, [f"{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
+            source,
+            [f"{_field(e['loc'] + _TAGGED.get(e['type'], ()))}: {e['msg']}" for e in exc.errors()],
         ) from None
     problems = _cross_check(config, base_dir)
     if problems:

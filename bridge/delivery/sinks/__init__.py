@@ -97,25 +97,53 @@ class TicketSink(Consumer):
         """Deliver one change; return the helpdesk's id for the ticket if it named one.
         ``remote_id``: the id it named before (None: none yet). Raise ``Retry``/``Permanent``."""
 
+    def send_group(self, changes: list[TicketChange], remote_id: str | None) -> str | None:
+        """Deliver several changes of one ticket, in order (a batch's, not yet delivered). The
+        default sends them one by one; a kind that can coalesce (one Redmine note, not twenty)
+        overrides it. Raising after some were taken is safe: those are recorded only by
+        ``deliver`` once this returns, so all are offered again, and the kind must drop what
+        it already took (by the changes' keys)."""
+        for change in changes:
+            try:
+                remote_id = self.send(change, remote_id) or remote_id
+            except Permanent as refusal:
+                raise Permanent(refusal.reason, change.event.id) from refusal
+            self._record(change.event, change.number, remote_id, DELIVERED, None)
+        return remote_id
+
+    def probe(self) -> str:
+        """``dyzur sinks test NAME``: send a test message; return what the destination
+        answered. Raise ``Retry`` or ``Permanent`` with the reason when it did not take it."""
+        raise NotImplementedError(f"sink kind {self.kind} has no test message")
+
     def deliver(self, events: Sequence[AuditEvent]) -> None:
+        for number, group in self._by_ticket(events).items():
+            known = self.store.sink_delivery(self.sink, number)
+            if known is not None:  # a batch offered again: drop what this sink already took
+                group = [e for e in group if e.id is not None and e.id > known.event_id]
+            if not group:
+                continue
+            ticket = self.store.get_ticket(number)
+            timeline = self.store.timeline(number)
+            changes = [TicketChange(e, number, ticket, _timeline_text(timeline, e)) for e in group]
+            remote_id = known.remote_id if known else None
+            try:
+                answered = self.send_group(changes, remote_id)
+            except Permanent as refusal:
+                refused = next((c for c in changes if c.event.id == refusal.event_id), changes[0])
+                self._record(refused.event, number, None, FAILED, refusal.reason)
+                raise Permanent(refusal.reason, refused.event.id) from refusal
+            self._record(group[-1], number, answered, DELIVERED, None)
+
+    @staticmethod
+    def _by_ticket(events: Sequence[AuditEvent]) -> dict[str, list[AuditEvent]]:
+        """The batch's changes per ticket, each in id order; tickets in order of first change."""
+        groups: dict[str, list[AuditEvent]] = {}
         for event in events:
             number = event.detail.get("ticket")
-            if not isinstance(number, str):  # a window event of an alert without a ticket
-                continue
-            known = self.store.sink_delivery(self.sink, number)
-            remote_id = known.remote_id if known else None
-            change = TicketChange(
-                event, number, self.store.get_ticket(number), self._text(number, event)
-            )
-            try:
-                answered = self.send(change, remote_id)
-            except Permanent as refusal:
-                self._record(event, number, None, FAILED, refusal.reason)
-                raise Permanent(refusal.reason, event.id) from refusal
-            self._record(event, number, answered, DELIVERED, None)
-
-    def _text(self, number: str, event: AuditEvent) -> str:
-        return _timeline_text(self.store.timeline(number), event)
+            if isinstance(number, str):  # not a window event of an alert without a ticket
+                groups.setdefault(number, []).append(event)
+        return groups
 
     def _record(
         self, event: AuditEvent, number: str, remote_id: str | None, state: str, reason: str | None
