@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bridge.auth import Principal, TokenRegistry, parse_role
 from bridge.delivery.siem import Destination
 from bridge.delivery.sinks import SinkStore, TicketSink
+from bridge.delivery.sinks.email import EmailSink
 from bridge.delivery.sinks.webhook import WebhookSink
+from bridge.delivery.smtp import SmtpClient
 from bridge.models import Asset, Client, Duration, between
 from collectors.yamlfile import YamlError, load_yaml
 from rules.loader import RuleFileError, load_rule_files
@@ -265,14 +268,42 @@ def secret_file_problem(path: Path) -> str | None:
     return None
 
 
-def sink_consumers(config: Config, base_dir: Path, store: SinkStore) -> list[TicketSink]:
-    """One outbox consumer per configured helpdesk sink."""
+def sink_consumers(
+    config: Config,
+    base_dir: Path,
+    store: SinkStore,
+    directory: Mapping[str, Client] | None = None,
+    assets: Mapping[str, Asset] | None = None,
+) -> list[TicketSink]:
+    """One outbox consumer per configured helpdesk sink; ``directory`` and ``assets`` (the
+    loaded clients and assets, by id) give the texts a person reads their names and language."""
     sinks: list[TicketSink] = []
     for s in config.sinks:
         clients = None if s.clients is None else frozenset(s.clients)
         match s:
             case WebhookSinkConfig():
                 sinks.append(WebhookSink(s.name, s.url, base_dir / s.secret_file, store, clients))
+            case EmailSinkConfig():
+                smtp = SmtpClient(
+                    s.url,
+                    tls=s.tls,
+                    ca_file=None if s.ca_file is None else base_dir / s.ca_file,
+                    username=s.username,
+                    password_file=None if s.password_file is None else base_dir / s.password_file,
+                )
+                sinks.append(
+                    EmailSink(
+                        s.name,
+                        smtp,
+                        s.sender,
+                        s.to,
+                        store,
+                        clients,
+                        directory=directory or {},
+                        assets=assets or {},
+                        public_url=config.public_url,
+                    )
+                )
             case _:
                 raise NotImplementedError(f"sinks: kind {s.kind} is not built yet")
     return sinks

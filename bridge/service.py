@@ -88,7 +88,9 @@ class Bridge:
         self.outbox = Outbox(self.store, self.clock)
         for destination in siem_destinations(self.config, loaded.base_dir):
             self.outbox.register(SiemConsumer(destination, self.metrics))
-        for sink in sink_consumers(self.config, loaded.base_dir, self.store):
+        for sink in sink_consumers(
+            self.config, loaded.base_dir, self.store, loaded.clients, loaded.assets
+        ):
             self.outbox.register(sink)
         self.refusals = RefusalAudit(self.store.append_audit, self.clock)
         # What the API reads, each a narrow service.
