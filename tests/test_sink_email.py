@@ -582,3 +582,103 @@ def test_parked_change_is_permanent_only_for_the_message_itself(tmp_path, server
     assert sink.send(change(2, "ticket.escalated"), None)  # the same connection goes on
     assert len(mailbox.sessions) == 1
     sink.close()
+
+
+def test_sigkill_during_delivery_never_breaks_a_thread(tmp_path, certs, mailbox):
+    """The real bridge process SIGKILLed at random moments while it mails a storm of changes
+    (and the server away for a while): every change arrives, in order per ticket, each with
+    one Message-ID (a repeat of a change carries the same), every ticket one thread."""
+    import random
+    import signal
+
+    import httpx
+    import yaml
+
+    from bridge.delivery.sinks.email import message_id
+    from bridge.store import open_store
+    from tests.processes import RunningBridge
+    from tests.test_sink_outage import samples
+
+    tickets = 8
+    server = SmtpServer(mailbox, certs, "starttls")
+    server.up()
+    data = config_data("sqlite:///var/dyzur.db")
+    data["sinks"] = [
+        {
+            "name": "helpdesk",
+            "kind": "email",
+            "url": server.url,
+            "ca_file": certs.ca_file.name,
+            "from": SENDER,
+            "to": [INTAKE],
+        }
+    ]
+    config = tmp_path / "dyzur.yaml"
+    config.write_text(yaml.safe_dump(data))
+    port = free_port()
+    rng = random.Random(20261130)
+    bridge = RunningBridge(config, port)
+    kills = 0
+
+    def post(http: httpx.Client, path: str, body: dict | None = None) -> None:
+        nonlocal bridge, kills
+        while True:
+            try:
+                who = "agent" if body is not None else "engineer"
+                r = http.post(f"{bridge.url}{path}", json=body, headers=auth(who))
+            except httpx.TransportError:
+                continue
+            if r.status_code != 503:
+                assert r.status_code in (200, 409), r.text
+                break
+        threading.Event().wait(rng.uniform(0.0, 0.3))
+        if rng.random() < 0.15:  # killed while it delivers what came before
+            bridge.stop(signal.SIGKILL)
+            kills += 1
+            bridge = RunningBridge(config, port)
+
+    try:
+        with httpx.Client(timeout=30) as http:
+            for step, value in enumerate((0.95, 0.99, 0.5)):
+                for i in range(tickets):
+                    post(http, "/api/v1/samples", samples(value, i, i + 1))
+                if step == 0:
+                    server.down()
+                    while True:
+                        try:
+                            found = http.get(
+                                f"{bridge.url}/api/v1/tickets?client=szpital-a",
+                                headers=auth("admin"),
+                            )
+                        except httpx.TransportError:
+                            continue
+                        if found.status_code == 200:
+                            break
+                    for number in [t["number"] for t in found.json()][::2]:
+                        post(http, f"/api/v1/tickets/{number}/ack")
+                    server.up()
+        store = open_store("sqlite:///var/dyzur.db", tmp_path)
+        try:
+            trail = store.audit_events(0, 100_000, None)
+        finally:
+            store.close()
+        expected: dict[str, list[str]] = defaultdict(list)
+        for event in trail:
+            if event.action.startswith(("ticket.", "sla.")) and "ticket" in event.detail:
+                expected[event.detail["ticket"]].append(message_id(event.hash, "serwis.example.pl"))
+        total = sum(map(len, expected.values()))
+        wait_for(
+            lambda: len({m["Message-ID"] for m in mailbox.messages()}) >= total,
+            timeout=120,
+            what=f"{total} changes mailed",
+        )
+    finally:
+        bridge.stop()
+        server.down()
+    assert kills >= 3 and len(expected) == tickets and total >= 3 * tickets
+    for number, thread in mailbox.threads().items():
+        arrived = list(dict.fromkeys(m["Message-ID"] for m in thread))  # first arrival order
+        assert arrived == expected[number]
+        assert all(
+            ids(m["In-Reply-To"]) == [arrived[0]] for m in thread if m["Message-ID"] != arrived[0]
+        )
