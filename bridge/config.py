@@ -15,7 +15,7 @@ from bridge.delivery.siem import Destination
 from bridge.delivery.sinks import SinkStore, TicketSink
 from bridge.delivery.sinks.email import EmailSink
 from bridge.delivery.sinks.webhook import WebhookSink
-from bridge.delivery.smtp import SmtpClient
+from bridge.delivery.smtp import SmtpClient, mailbox
 from bridge.models import Asset, Client, Duration, between
 from collectors.yamlfile import YamlError, load_yaml
 from rules.loader import RuleFileError, load_rule_files
@@ -335,6 +335,28 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def _email_problems(sink: EmailSinkConfig) -> list[str]:
+    """What the SMTP client and the addresses of an e-mail sink would refuse at start."""
+    problems = []
+    try:
+        SmtpClient(
+            sink.url,
+            username=sink.username,
+            password_file=None if sink.password_file is None else Path(sink.password_file),
+        )
+    except ValueError as exc:
+        problems.append(str(exc))
+    for setting, value in [
+        ("from", sink.sender),
+        *((f"to.{j}", to) for j, to in enumerate(sink.to)),
+    ]:
+        try:
+            mailbox(value, setting)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def _cross_check(config: Config, base_dir: Path) -> list[str]:
     problems: list[str] = []
     listen = config.listen
@@ -401,6 +423,8 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
             problem = value and secret_file_problem(base_dir / value)
             if problem:
                 problems.append(f"sinks.{i}.{secret}: {problem}")
+        if isinstance(sink, EmailSinkConfig):
+            problems.extend(f"sinks.{i}.{problem}" for problem in _email_problems(sink))
         ca_file = getattr(sink, "ca_file", None)
         if ca_file is not None and not (base_dir / ca_file).is_file():
             problems.append(f"sinks.{i}.ca_file: no such file {str(base_dir / ca_file)!r}")

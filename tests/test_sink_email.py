@@ -22,7 +22,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from bridge.config import parse_config
+from bridge.config import ConfigError, parse_config
 from bridge.delivery.outbox import Backoff, Permanent, Retry
 from bridge.delivery.sinks import TicketChange
 from bridge.delivery.smtp import SmtpClient
@@ -683,3 +683,31 @@ def test_sigkill_during_delivery_never_breaks_a_thread(tmp_path, certs, mailbox)
         assert all(
             ids(m["In-Reply-To"]) == [arrived[0]] for m in thread if m["Message-ID"] != arrived[0]
         )
+
+
+@pytest.mark.parametrize(
+    ("sink", "problem"),
+    [
+        ({"from": "not-an-address"}, "sinks.0.from: 'not-an-address' is not an e-mail address"),
+        ({"to": ["ok@x.pl", "bad"]}, "sinks.0.to.1: 'bad' is not an e-mail address"),
+        ({"url": "smtp://user:pw@mail.example.pl"}, "sinks.0.url: set the user in username"),
+        ({"username": "dyzur"}, "sinks.0.username and password_file go together"),
+    ],
+)
+def test_check_config_names_a_bad_address_or_server_setting(tmp_path, sink, problem):
+    """Caught by check-config, not first when the bridge starts; no password echoed."""
+    data = config_data()
+    data["sinks"] = [
+        {
+            "name": "mail",
+            "kind": "email",
+            "url": "smtp://mail.example.pl",
+            "from": "dyzur@serwis.example.pl",
+            "to": ["helpdesk@serwis.example.pl"],
+            **sink,
+        }
+    ]
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "test.yaml", tmp_path)
+    assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
+    assert "pw" not in str(error.value)
