@@ -84,6 +84,11 @@ class Action(StrEnum):
     SIEM_EVENTS_DROPPED = "siem.events_dropped"
     # An outbox consumer refused an event for good (bridge.delivery.outbox).
     OUTBOX_DELIVERY_FAILED = "outbox.delivery_failed"
+    # Helpdesk sinks (bridge.delivery.sinks): each sink as the bridge loaded it, a change held
+    # behind a failed change of its ticket, and a person asking to send the parked ones again.
+    SINK_CONFIGURED = "sink.configured"
+    SINK_DELIVERY_HELD = "sink.delivery_held"
+    SINK_RETRY_REQUESTED = "sink.retry_requested"
 
 
 class Event(StrEnum):

@@ -129,6 +129,20 @@ class BridgeMetrics:
         self.siem_backlog = Gauge(
             "dyzur_siem_backlog", "Audit events waiting for a SIEM.", ["destination"], registry=r
         )
+        self.sink_deliveries = Counter(
+            "dyzur_sink_deliveries",
+            "Ticket changes handled by a helpdesk sink, by outcome: delivered; retried (a "
+            "failed attempt, offered again); failed (refused by the helpdesk, parked); held "
+            "(parked behind a failed change of the same ticket).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.sink_backlog = Gauge(
+            "dyzur_sink_backlog",
+            "Audit events of a helpdesk sink's hospitals after its cursor, at its last round.",
+            ["sink"],
+            registry=r,
+        )
         self.alert_to_ticket = Histogram(
             "dyzur_alert_to_ticket_seconds",
             "From an alert firing to its ticket opened (longer when a maintenance window held "

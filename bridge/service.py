@@ -17,6 +17,7 @@ from bridge.clock import Clock
 from bridge.config import LoadedConfig, siem_destinations, sink_consumers
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
+from bridge.delivery.sinks import FailedDeliveries, TicketSink, without_userinfo
 from bridge.maintenance.planning import Maintenance
 from bridge.maintenance.queries import CalendarFeed, PlanQueries, WindowQueries
 from bridge.maintenance.updates import Updates
@@ -99,6 +100,13 @@ class Bridge:
         self.plans = PlanQueries(self.store)
         self.calendar = CalendarFeed(self.store, self.store, loaded.clients, self.clock)
         self.trail = AuditQueries(self.store)
+        self.deliveries = FailedDeliveries(self.store)
+        # The helpdesk sinks count in the bridge's metrics and park changes by its clock.
+        self.sinks = [
+            w.consumer for w in self.outbox.workers.values() if isinstance(w.consumer, TicketSink)
+        ]
+        for sink in self.sinks:
+            sink.attach(self.clock, self.metrics)
         self._watch()
         self._started = False
         self._stop = threading.Event()
@@ -125,6 +133,14 @@ class Bridge:
                 siem=[d.name for d in self.config.siem],
                 sinks=[f"{s.kind}:{s.name}" for s in self.config.sinks],
             )
+            for sink in self.config.sinks:  # what each sink is, never its secret
+                self.audit(
+                    Action.SINK_CONFIGURED,
+                    sink=sink.name,
+                    kind=sink.kind,
+                    url=without_userinfo(sink.url),
+                    clients=sink.clients,
+                )
         if ticker:
             self.start_ticker()
 
@@ -174,6 +190,23 @@ class Bridge:
             ["status"],
             lambda: Counter((p.status.value,) for p in self.store.plans()),
         )
+        watch(
+            "dyzur_sink_oldest_undelivered_seconds",
+            "Age of the oldest ticket change a helpdesk sink has not delivered yet (0: none).",
+            ["sink"],
+            lambda: {(s.sink,): s.undelivered_age(self.clock.now()) for s in self.sinks},
+        )
+        watch(
+            "dyzur_sink_parked",
+            "Ticket changes a helpdesk sink parked (refused, or waiting behind a refused one) "
+            "until dyzur sinks retry.",
+            ["sink"],
+            self._parked_per_sink,
+        )
+
+    def _parked_per_sink(self) -> dict[tuple[str, ...], int]:
+        counts = self.store.parked_counts()
+        return {(s.sink,): counts.get(s.sink, 0) for s in self.sinks}
 
     def _active_windows(self) -> dict[tuple[str, ...], int]:
         active = self.maintenance.schedule().active(self.clock.now())

@@ -12,7 +12,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bridge.api import alertmanager, assets, audit, health, samples, tickets, updates, windows
+from bridge.api import (
+    alertmanager,
+    assets,
+    audit,
+    deliveries,
+    health,
+    samples,
+    tickets,
+    updates,
+    windows,
+)
 from bridge.api.deps import refuse
 from bridge.api.limits import BodySizeLimit
 from bridge.api.schemas import FieldError, SampleBatch, error_response, error_responses
@@ -122,7 +132,7 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
         # A defect: logged with its traceback by the server; the caller gets the same shape.
         return error_response(500, "internal error of the bridge; it is logged")
 
-    for router in (samples, alertmanager, tickets, assets, windows, updates, audit):
+    for router in (samples, alertmanager, tickets, assets, windows, updates, audit, deliveries):
         app.include_router(router.router, responses=WITH_A_TOKEN)
     app.include_router(health.router, responses=EVERY_OPERATION)
 

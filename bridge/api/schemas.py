@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -20,6 +20,7 @@ from bridge.models import (
     TimelineEntry,
 )
 from bridge.store import SinkDelivery
+from bridge.store.roles import ParkedChange
 
 MetricName = Annotated[
     str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)
@@ -199,6 +200,34 @@ class DeliveryOut(BaseModel):
             state=d.state,
             reason=d.reason,
             at=local_iso(d.at) or "",
+        )
+
+
+class ParkedOut(BaseModel):
+    """A ticket change a helpdesk sink parked: ``failed`` (the helpdesk refused it; ``reason``
+    is its answer) or ``waiting`` (held behind a failed change of the same ticket). ``at``:
+    when it was parked or last refused, ISO 8601 in Europe/Warsaw with its UTC offset."""
+
+    sink: str
+    ticket: str
+    client: str | None
+    event_id: int = Field(description="the change's audit event (GET /api/v1/audit)")
+    action: str = Field(description="the change: ticket.opened, ticket.acknowledged, ...")
+    state: Literal["failed", "waiting"]
+    reason: str
+    at: str
+
+    @classmethod
+    def of(cls, p: ParkedChange) -> ParkedOut:
+        return cls(
+            sink=p.sink,
+            ticket=p.ticket,
+            client=p.client,
+            event_id=p.event_id,
+            action=p.action,
+            state="waiting" if p.state == "waiting" else "failed",
+            reason=p.reason,
+            at=local_iso(p.at) or "",
         )
 
 

@@ -5,7 +5,8 @@
 - ``run``: dyzur run; ``setup``: check-config, init, rules check, token new;
 - ``passthrough``: dyzur agent and dyzur ssh (run by bridge/entry.py before this CLI loads);
 - ``sla``: sla due, report sla; ``audit``: audit verify, audit list;
-- ``window`` and ``update``: maintenance windows and staged updates through the API.
+- ``window`` and ``update``: maintenance windows and staged updates through the API;
+- ``sinks``: sinks list, test, retry (helpdesk sinks, on the config and store file).
 
 """
 
@@ -15,7 +16,7 @@ from bridge.cli import run, setup  # isort: split
 
 from bridge.cli import passthrough  # isort: split
 
-from bridge.cli import audit, sla, update, window
+from bridge.cli import audit, sinks, sla, update, window
 from bridge.cli.base import app, main
 from bridge.cli.run import utc_log_formatter
 
@@ -26,6 +27,7 @@ __all__ = [
     "passthrough",
     "run",
     "setup",
+    "sinks",
     "sla",
     "update",
     "utc_log_formatter",

@@ -32,7 +32,7 @@ an older token).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -167,6 +167,11 @@ class AuditLog(Protocol):
         """The id of the ``count``-th event after ``after_id`` (to drop a full queue's oldest)."""
         ...
 
+    def audit_events_by_id(self, ids: Collection[int]) -> list[AuditEvent]:
+        """The events with these ids, oldest first (an id never given out is left out): the
+        changes a helpdesk sink parked, read again to send them once more."""
+        ...
+
 
 class Cursors(Protocol):
     """Outbox cursors, one per consumer (``siem:company-soc``, ``sink:redmine``)."""
@@ -194,13 +199,31 @@ class SinkDelivery:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedChange:
+    """A ticket change a helpdesk sink did not deliver and keeps for ``dyzur sinks retry``:
+    ``failed`` (the helpdesk refused it, ``reason`` its answer) or ``waiting`` (a later change
+    of the same ticket, held behind a failed one so the helpdesk never sees them out of order).
+    ``at``: when it was parked (or refused again)."""
+
+    sink: str
+    ticket: str
+    event_id: int
+    client: str | None
+    action: str
+    state: str
+    reason: str
+    at: datetime
+
+
 class SinkDeliveries(Protocol):
     """Helpdesk sinks (``bridge.delivery.sinks``): the mapping of dyzur's ticket number to the
-    helpdesk's id, and the state of each ticket's delivery, per sink."""
+    helpdesk's id, the state of each ticket's delivery, per sink, and the changes each sink
+    parked (a list per sink, in change order)."""
 
     def record_delivery(self, delivery: SinkDelivery) -> None:
         """Keep the latest delivery of a ticket to a sink; a ``remote_id`` of None keeps the
-        one recorded before."""
+        one recorded before. A change recorded ``delivered`` leaves the sink's parked list."""
         ...
 
     def sink_deliveries(self, ticket: str) -> list[SinkDelivery]:
@@ -208,6 +231,32 @@ class SinkDeliveries(Protocol):
         ...
 
     def sink_delivery(self, sink: str, ticket: str) -> SinkDelivery | None: ...
+
+    def park_changes(self, changes: Sequence[ParkedChange]) -> None:
+        """Add changes to their sinks' parked lists; a change parked again (refused again
+        when sent once more) keeps its place with the new state, reason and time."""
+        ...
+
+    def parked_changes(
+        self,
+        sink: str | None = None,
+        *,
+        ticket: str | None = None,
+        clients: frozenset[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ParkedChange]:
+        """Parked changes (of this sink, ticket, these clients, if given), oldest change
+        first (event id, then sink)."""
+        ...
+
+    def unpark_changes(self, sink: str, event_ids: Collection[int]) -> None:
+        """Take changes off the sink's parked list (they were delivered)."""
+        ...
+
+    def parked_counts(self) -> dict[str, int]:
+        """Parked changes per sink (sinks without any left out)."""
+        ...
 
 
 class WindowStore(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from bridge.store.base import (
     TicketFilter,
 )
 from bridge.store.codec import plan_from_json, plan_to_json
-from bridge.store.roles import Cursor, SinkDelivery
+from bridge.store.roles import Cursor, ParkedChange, SinkDelivery
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
 # Statements are split on ";", so none may appear inside a statement or a comment.
@@ -263,7 +263,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (sink, ticket)
     )
     """,
+    """
+    -- The changes each helpdesk sink parked (refused, or held behind a refused change of the
+    -- same ticket) until dyzur sinks retry sends them again.
+    CREATE TABLE sink_parked (
+        sink     TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        ticket   TEXT NOT NULL,
+        client   TEXT,
+        action   TEXT NOT NULL,
+        state    TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        at       REAL NOT NULL,
+        PRIMARY KEY (sink, event_id)
+    );
+    CREATE INDEX sink_parked_by_ticket ON sink_parked(sink, ticket, event_id)
+    """,
 )
+
+# Ids per query of audit_events_by_id (SQLite's limit of bound parameters is far above it).
+_IDS_PER_QUERY = 500
 
 _TICKET_COLUMNS = (
     "number, client, asset, rule, fingerprint, category, status, title, description, labels, "
@@ -830,6 +849,20 @@ class SQLiteStore:
         rows = self._conn().execute(sql, (*params, query.limit)).fetchall()
         return [_row_to_event(r) for r in rows]
 
+    def audit_events_by_id(self, ids: Collection[int]) -> list[AuditEvent]:
+        wanted = sorted(set(ids))
+        events: list[AuditEvent] = []
+        conn = self._conn()
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            rows = conn.execute(
+                "SELECT id, at, actor, client, asset, action, outcome, detail, prev_hash, hash "
+                f"FROM audit_events WHERE id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
+                chunk,
+            ).fetchall()
+            events += [_row_to_event(r) for r in rows]
+        return events
+
     def audit_high_water(self) -> int:
         row = (
             self._conn()
@@ -952,6 +985,10 @@ class SQLiteStore:
                 "event_id = excluded.event_id, at = excluded.at",
                 (d.sink, d.ticket, d.remote_id, d.state, d.reason, d.event_id, d.at.timestamp()),
             )
+            if d.state == "delivered":
+                conn.execute(
+                    "DELETE FROM sink_parked WHERE sink = ? AND event_id = ?", (d.sink, d.event_id)
+                )
 
     def _sink_rows(self, where: str, params: tuple[str, ...]) -> list[SinkDelivery]:
         rows = (
@@ -982,6 +1019,72 @@ class SQLiteStore:
     def sink_delivery(self, sink: str, ticket: str) -> SinkDelivery | None:
         found = self._sink_rows("sink = ? AND ticket = ?", (sink, ticket))
         return found[0] if found else None
+
+    def park_changes(self, changes: Sequence[ParkedChange]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO sink_parked VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(sink, event_id) DO UPDATE SET state = excluded.state, "
+                "reason = excluded.reason, at = excluded.at",
+                [
+                    (c.sink, c.event_id, c.ticket, c.client, c.action, c.state, c.reason, at)
+                    for c in changes
+                    for at in (c.at.timestamp(),)
+                ],
+            )
+
+    def parked_changes(
+        self,
+        sink: str | None = None,
+        *,
+        ticket: str | None = None,
+        clients: frozenset[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ParkedChange]:
+        where, params = ["true"], []
+        for column, value in (("sink", sink), ("ticket", ticket)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if clients is not None:
+            ordered = sorted(clients)
+            where.append(f"client IN ({', '.join('?' * len(ordered))})")
+            params += ordered
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT sink, ticket, event_id, client, action, state, reason, at "
+                f"FROM sink_parked WHERE {' AND '.join(where)} ORDER BY event_id, sink "
+                "LIMIT ? OFFSET ?",
+                (*params, -1 if limit is None else limit, offset),
+            )
+            .fetchall()
+        )
+        return [
+            ParkedChange(
+                r["sink"],
+                r["ticket"],
+                r["event_id"],
+                r["client"],
+                r["action"],
+                r["state"],
+                r["reason"],
+                to_datetime(r["at"]),
+            )
+            for r in rows
+        ]
+
+    def unpark_changes(self, sink: str, event_ids: Collection[int]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM sink_parked WHERE sink = ? AND event_id = ?",
+                [(sink, i) for i in event_ids],
+            )
+
+    def parked_counts(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT sink, COUNT(*) FROM sink_parked GROUP BY sink")
+        return {r[0]: r[1] for r in rows}
 
     # --- counters and leases ------------------------------------------------------------------
 

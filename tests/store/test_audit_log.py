@@ -100,3 +100,12 @@ def test_the_high_water_mark_is_the_highest_id_given(store):
     fill(store)
     assert store.audit_high_water() == 6
     assert verify_chain(store.audit_events(limit=4), store.audit_high_water()).broken_at == 5
+
+
+def test_events_are_read_again_by_their_ids_oldest_first(store):
+    """What a helpdesk sink does to send its parked changes again."""
+    fill(store)
+    every = store.audit_events()
+    assert store.audit_events_by_id([6, 2, 4, 2, 99]) == [every[1], every[3], every[5]]
+    assert store.audit_events_by_id([]) == []
+    assert store.audit_events_by_id(range(1, 1201)) == every  # more ids than one query takes

@@ -10,6 +10,9 @@ log, an audit event or an error). The answer decides:
 * 429, 503: busy; ``Retry-After`` (seconds or an HTTP date) is honoured, else the backoff.
 * other 5xx, 408, a timeout, a refused or broken connection: retried with the backoff.
 * any other 4xx (and a redirect): refused for good; the change is parked as failed.
+
+``probe`` (``dyzur sinks test``) POSTs a test body the same way: ``{"test": true, ...}``, signed,
+with an ``Idempotency-Key`` of its own (``test-<uuid>``), and reports the answer.
 """
 
 from __future__ import annotations
@@ -17,17 +20,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from bridge.clock import local_iso
 from bridge.delivery.outbox import Permanent, Retry
-from bridge.delivery.sinks import SinkStore, TicketChange, TicketSink
+from bridge.delivery.sinks import SinkStore, TicketChange, TicketSink, without_userinfo
 
 TIMEOUT = 10.0
 SIGNATURE_HEADER = "X-Dyzur-Signature"
@@ -94,7 +97,7 @@ class WebhookSink(TicketSink):
         super().__init__(name, store, clients)
         self.url = url
         # Named in errors and logs: without a user and password someone put in the URL.
-        self.where = _without_userinfo(url)
+        self.where = without_userinfo(url)
         self.secret_file = secret_file
         self.timeout = timeout
         self._secret: bytes | None = None
@@ -117,10 +120,27 @@ class WebhookSink(TicketSink):
         return self._secret
 
     def send(self, change: TicketChange, remote_id: str | None) -> str | None:
-        body = json.dumps(payload(change, remote_id), ensure_ascii=False).encode()
+        answer = self._post(payload(change, remote_id), change.key)
+        return _remote_id(answer) or remote_id
+
+    def probe(self) -> str:
+        test = {
+            "test": True,
+            "sink": self.sink,
+            "text": "dyzur: test message, no ticket; nothing to do",
+            "at": local_iso(self.clock.now()),
+        }
+        answer = self._post(test, f"test-{uuid.uuid4().hex}")
+        return f"{self.where} answered {answer.status_code} {answer.reason_phrase}".strip() + (
+            _excerpt(answer)
+        )
+
+    def _post(self, body_of: dict[str, Any], key: str) -> httpx.Response:
+        """POST the JSON of ``body_of``, signed; the 2xx answer, else ``Retry``/``Permanent``."""
+        body = json.dumps(body_of, ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            "Idempotency-Key": change.key,
+            "Idempotency-Key": key,
             SIGNATURE_HEADER: signature(self._key(), body),
             "User-Agent": "dyzur",
         }
@@ -131,7 +151,7 @@ class WebhookSink(TicketSink):
             raise Retry(f"{self.where}: {type(exc).__name__}: {told}") from None
         status = answer.status_code
         if 200 <= status < 300:
-            return _remote_id(answer) or remote_id
+            return answer
         reason = f"{self.where} answered {status} {answer.reason_phrase}".strip()
         if status in BUSY:
             raise Retry(reason, retry_after(answer.headers.get("Retry-After")))
@@ -143,12 +163,6 @@ class WebhookSink(TicketSink):
         if self._http is not None:
             self._http.close()
             self._http = None
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
 
 
 def _remote_id(answer: httpx.Response) -> str | None:
