@@ -666,7 +666,9 @@ def test_sigkill_during_delivery_never_breaks_a_thread(tmp_path, certs, mailbox)
         expected: dict[str, list[str]] = defaultdict(list)
         for event in trail:
             if event.action.startswith(("ticket.", "sla.")) and "ticket" in event.detail:
-                expected[event.detail["ticket"]].append(message_id(event.hash, "serwis.example.pl"))
+                expected[event.detail["ticket"]].append(
+                    message_id(event.hash, "helpdesk", "serwis.example.pl")
+                )
         total = sum(map(len, expected.values()))
         wait_for(
             lambda: len({m["Message-ID"] for m in mailbox.messages()}) >= total,

@@ -16,6 +16,7 @@ The SMTP side (TLS, login, what is retried) is ``bridge.delivery.smtp``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -45,10 +46,12 @@ PROBE_BODY = (
 )
 
 
-def message_id(key: str, domain: str) -> str:
-    """The ``Message-ID`` of the change whose idempotency key is ``key``: the same on every
-    send of the change, from every bridge."""
-    return f"<dyzur.{key[:32]}@{domain}>"
+def message_id(key: str, sink: str, domain: str) -> str:
+    """The ``Message-ID`` of the change whose idempotency key is ``key``, sent by ``sink``: the
+    same on every send of the change, from every bridge; another sink's message of the same
+    change (to another intake) has its own."""
+    unique = hashlib.sha256(f"{sink}\0{key}".encode()).hexdigest()[:32]
+    return f"<dyzur.{unique}@{domain}>"  # short: a Message-ID folded over two lines trips parsers
 
 
 class EmailSink(TicketSink):
@@ -92,7 +95,7 @@ class EmailSink(TicketSink):
         message["To"] = ", ".join(self.to)
         message["Date"] = format_datetime(event.at.astimezone(WARSAW))
         message["Subject"] = subject(change, language)
-        message["Message-ID"] = message_id(change.key, self.domain)
+        message["Message-ID"] = message_id(change.key, self.sink, self.domain)
         if remote_id is not None:
             message["In-Reply-To"] = remote_id
             message["References"] = remote_id
