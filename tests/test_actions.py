@@ -30,6 +30,7 @@ RELEASED = {
     "token.missing", "token.refused", "role.refused",
     "ssh.command", "ssh.host_key_unknown", "ssh.host_key_mismatch",
     "config.loaded", "siem.events_dropped",
+    "outbox.delivery_failed", "sink.configured", "sink.delivery_held", "sink.retry_requested",
 }  # fmt: skip
 
 
