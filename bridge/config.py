@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +17,16 @@ from bridge.delivery.sinks import SinkStore, TicketSink
 from bridge.delivery.sinks.email import EmailSink
 from bridge.delivery.sinks.webhook import WebhookSink
 from bridge.delivery.smtp import SmtpClient, mailbox
-from bridge.models import Asset, Client, Duration, between
+from bridge.models import (
+    ID_PATTERN,
+    Asset,
+    AssetKind,
+    Category,
+    Client,
+    Duration,
+    Language,
+    between,
+)
 from collectors.yamlfile import YamlError, load_yaml
 from rules.loader import RuleFileError, load_rule_files
 from rules.model import Rule
@@ -137,6 +147,96 @@ SINK_KINDS = ("webhook", "email", "redmine")
 SINK_SECRETS = ("secret_file", "password_file", "api_key_file")
 
 
+PersonId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class OncallPerson(_Strict):
+    """An engineer who can be on duty (README, "On call (dyżur)")."""
+
+    id: PersonId
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = None
+    # E.164, for SMS: +48601234567
+    phone: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    # The language of the pages this person gets.
+    language: Language = "pl"
+    # The names of oncall.channels that reach this person, tried in this order.
+    channels: list[str] = Field(min_length=1)
+
+
+class OncallShift(_Strict):
+    """A period a person is on duty, once or recurring, for some coverage."""
+
+    person: PersonId
+    # Europe/Warsaw wall-clock time of the (first) start: 2026-11-30T08:00
+    start: datetime
+    duration: Annotated[Duration, between(60.0, 31 * 86400.0)]
+    # RFC 5545 recurrence (FREQ=WEEKLY;BYDAY=MO), kept at its wall-clock hours across DST.
+    rrule: str | None = None
+    # The rota the shift belongs to: the first page goes to "primary"; escalation steps may
+    # name other rotas (rota:secondary).
+    rota: str = Field("primary", pattern=ID_PATTERN)
+    # The coverage: these hospitals (None: all) and asset kinds (None: all).
+    clients: list[str] | None = None
+    kinds: list[AssetKind] | None = None
+    # Overlapping shifts of one rota and coverage need distinct priorities; higher wins.
+    priority: int | None = None
+
+
+class EscalationStep(_Strict):
+    """Nobody acknowledged within ``after`` of the previous page: page ``then``."""
+
+    after: Annotated[Duration, between(60.0, 86400.0)]
+    # Person ids, or rota:NAME (who is on duty in that rota for the ticket's coverage).
+    then: list[str] = Field(min_length=1)
+
+
+class EmailChannel(_Strict):
+    """Pages as e-mail, through the same SMTP client as the e-mail sink."""
+
+    kind: Literal["email"]
+    url: str = Field(pattern=r"^smtps?://[^/\s]+$")
+    tls: Literal["required", "none"] = "required"
+    ca_file: str | None = None
+    sender: str = Field(alias="from", min_length=3, max_length=254)
+    username: str | None = None
+    password_file: str | None = None
+
+
+class SmsGatewayChannel(_Strict):
+    """Pages as SMS through a gateway's HTTP API: the body template is rendered with
+    ``{{ phone }}`` and ``{{ text }}`` (at most 160 characters) and sent to ``url``."""
+
+    kind: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://[^/\s]+")
+    method: Literal["POST", "PUT"] = "POST"
+    content_type: str = "application/json"
+    body: str = Field(min_length=1)
+    # Sent as a bearer token (Authorization) and the HMAC key of X-Dyzur-Signature; owner-only.
+    secret_file: str
+
+
+PageChannel = Annotated[EmailChannel | SmsGatewayChannel, Field(discriminator="kind")]
+CHANNEL_KINDS = ("email", "webhook")
+
+
+class OncallSettings(_Strict):
+    """Who is on duty, what pages them, and the escalation when nobody acknowledges."""
+
+    people: list[OncallPerson] = []
+    shifts: list[OncallShift] = []
+    channels: dict[str, PageChannel] = {}
+    # The ticket categories that page.
+    page: list[Category] = ["awaria"]
+    # Hospitals with a standard contract whose tickets page outside its service hours too.
+    page_outside_service_hours: list[str] = []
+    escalation: list[EscalationStep] = []
+    # A page whose first channel failed this long goes to the person's next channel too.
+    fallback_after: Annotated[Duration, between(30.0, 86400.0)] = 300.0
+    # The HMAC key of the acknowledgment links in pages, kept outside the store; owner-only.
+    link_key_file: str | None = None
+
+
 class SshSettings(_Strict):
     """How the bridge runs update runbooks over SSH (the ssh collector's runner and trust)."""
 
@@ -214,6 +314,7 @@ class Config(_Strict):
     sla: SlaSettings = SlaSettings()
     siem: list[SiemConfig] = []
     sinks: list[SinkConfig] = []
+    oncall: OncallSettings | None = None
     ssh: SshSettings | None = None
     updates: UpdateSettings = UpdateSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
@@ -330,8 +431,11 @@ _TAGGED: dict[str, tuple[str, ...]] = {
 
 
 def _field(loc: tuple[Any, ...]) -> str:
+    # The kind pydantic adds to the place of a discriminated union's item.
     if len(loc) > 2 and loc[0] == "sinks" and loc[2] in SINK_KINDS:
-        loc = loc[:2] + loc[3:]  # the kind pydantic adds for the discriminated union
+        loc = loc[:2] + loc[3:]
+    if len(loc) > 3 and loc[:2] == ("oncall", "channels") and loc[3] in CHANNEL_KINDS:
+        loc = loc[:3] + loc[4:]
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
