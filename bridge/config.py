@@ -15,6 +15,7 @@ from bridge.auth import Principal, TokenRegistry, parse_role
 from bridge.delivery.siem import Destination
 from bridge.delivery.sinks import SinkStore, TicketSink
 from bridge.delivery.sinks.email import EmailSink
+from bridge.delivery.sinks.redmine import RedmineApi, RedmineSink
 from bridge.delivery.sinks.webhook import WebhookSink
 from bridge.delivery.smtp import SmtpClient, mailbox
 from bridge.models import (
@@ -128,14 +129,17 @@ class RedmineSinkConfig(_SinkBase):
     api_key_file: str
     # client id -> project identifier; "default" for the rest.
     projects: dict[str, str] = Field(min_length=1)
-    # The issue custom field that holds dyzur's ticket number.
+    # The issue custom field that holds dyzur's ticket number: a text field for every project
+    # and tracker dyzur uses, "used as a filter".
     custom_field_id: int = Field(ge=1)
     # category -> tracker id and priority id; the rest take Redmine's defaults.
-    trackers: dict[Literal["awaria", "usterka", "utrzymanie"], int] = {}
-    priorities: dict[Literal["awaria", "usterka", "utrzymanie"], int] = {}
-    # The status a resolved ticket's issue is set to, and the statuses that count as closed
-    # in the helpdesk (None: Redmine's own is_closed).
+    trackers: dict[Category, Annotated[int, Field(ge=1)]] = {}
+    priorities: dict[Category, Annotated[int, Field(ge=1)]] = {}
+    # The status a resolved ticket's issue is set to (None: left as it is, the note tells).
     resolved_status_id: int | None = Field(None, ge=1)
+    # The status a reopened ticket's closed (or resolved) issue is set to (None: the default
+    # status of the issue's tracker, Redmine's "New").
+    reopened_status_id: int | None = Field(None, ge=1)
     # How often the issues dyzur created are read back for the helpdesk's responses.
     poll_interval: Annotated[Duration, between(5.0, 3600.0)] = 60.0
 
@@ -405,6 +409,24 @@ def sink_consumers(
                         public_url=config.public_url,
                     )
                 )
+            case RedmineSinkConfig():
+                sinks.append(
+                    RedmineSink(
+                        s.name,
+                        RedmineApi(s.url, base_dir / s.api_key_file),
+                        store,
+                        clients,
+                        projects=s.projects,
+                        custom_field_id=s.custom_field_id,
+                        trackers=s.trackers,
+                        priorities=s.priorities,
+                        resolved_status_id=s.resolved_status_id,
+                        reopened_status_id=s.reopened_status_id,
+                        directory=directory or {},
+                        assets=assets or {},
+                        public_url=config.public_url,
+                    )
+                )
             case _:
                 raise NotImplementedError(f"sinks: kind {s.kind} is not built yet")
     return sinks
@@ -437,6 +459,25 @@ def _field(loc: tuple[Any, ...]) -> str:
     if len(loc) > 3 and loc[:2] == ("oncall", "channels") and loc[3] in CHANNEL_KINDS:
         loc = loc[:3] + loc[4:]
     return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _redmine_problems(i: int, sink: RedmineSinkConfig, clients: set[str]) -> list[str]:
+    """Every hospital the sink covers has a Redmine project (its own or the default), and the
+    projects map names only known hospitals."""
+    problems = [
+        f"sinks.{i}.projects.{client_id}: unknown client {client_id!r} (or use 'default')"
+        for client_id in sink.projects
+        if client_id != "default" and client_id not in clients
+    ]
+    if "default" not in sink.projects:
+        covered = sink.clients if sink.clients is not None else sorted(clients)
+        missing = [c for c in covered if c in clients and c not in sink.projects]
+        if missing:
+            problems.append(
+                f"sinks.{i}.projects: no Redmine project for {', '.join(missing)}: "
+                "add them, or a default"
+            )
+    return problems
 
 
 def _email_problems(sink: EmailSinkConfig) -> list[str]:
@@ -532,6 +573,8 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
         ca_file = getattr(sink, "ca_file", None)
         if ca_file is not None and not (base_dir / ca_file).is_file():
             problems.append(f"sinks.{i}.ca_file: no such file {str(base_dir / ca_file)!r}")
+        if isinstance(sink, RedmineSinkConfig):
+            problems += _redmine_problems(i, sink, clients)
     if config.ssh is not None:
         if config.ssh.key_file is None and not config.ssh.use_agent:
             problems.append("ssh.key_file: a key file, or use_agent: true")

@@ -14,10 +14,12 @@ from collections import Counter
 from bridge.actions import Action
 from bridge.audit import AuditQueries
 from bridge.clock import Clock
-from bridge.config import LoadedConfig, siem_destinations, sink_consumers
+from bridge.config import LoadedConfig, RedmineSinkConfig, siem_destinations, sink_consumers
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
 from bridge.delivery.sinks import FailedDeliveries, TicketSink, without_userinfo
+from bridge.delivery.sinks.redmine import RedmineApi
+from bridge.delivery.sinks.redmine_responses import RedmineResponses
 from bridge.maintenance.planning import Maintenance
 from bridge.maintenance.queries import CalendarFeed, PlanQueries, WindowQueries
 from bridge.maintenance.updates import Updates
@@ -96,6 +98,9 @@ class Bridge:
         self.refusals = RefusalAudit(self.store.append_audit, self.clock)
         # What the API reads, each a narrow service.
         self.tickets = TicketDesk(self.store, self.lifecycle, self.metrics, self.store)
+        # The way back of each Redmine sink: what the helpdesk does there reaches the tickets.
+        self.helpdesk_responses = self._helpdesk_responses()
+        self._pollers: list[threading.Thread] = []
         self.windows = WindowQueries(self.store, loaded.assets, self.clock)
         self.plans = PlanQueries(self.store)
         self.calendar = CalendarFeed(self.store, self.store, loaded.clients, self.clock)
@@ -251,6 +256,26 @@ class Bridge:
             connect_timeout=ssh.connect_timeout,
         )
 
+    def _helpdesk_responses(self) -> list[RedmineResponses]:
+        """One poller per Redmine sink, for the responses made in Redmine (under a lease)."""
+        return [
+            RedmineResponses(
+                s.name,
+                RedmineApi(s.url, self.loaded.base_dir / s.api_key_file),
+                s.custom_field_id,
+                self.store,
+                self.lifecycle,
+                self.loaded.clients,
+                self.clock,
+                self.outbox.owner,
+                interval=s.poll_interval,
+                responded=self.tickets.responded,
+                notify=self.outbox.notify,
+            )
+            for s in self.config.sinks
+            if isinstance(s, RedmineSinkConfig)
+        ]
+
     def start_ticker(self) -> None:
         """Evaluate time-driven rules (absence) and retries every ``tick_interval``, and
         forward audit events to the SIEMs."""
@@ -258,6 +283,12 @@ class Bridge:
             return
         self.outbox.start()
         self._stop.clear()
+        for responses in self.helpdesk_responses:
+            poller = threading.Thread(
+                target=responses.run, args=(self._stop,), name=responses.name, daemon=True
+            )
+            poller.start()
+            self._pollers.append(poller)
         self._ticker = threading.Thread(target=self._tick_loop, name="dyzur-ticker", daemon=True)
         self._ticker.start()
 
@@ -296,6 +327,9 @@ class Bridge:
         if self._ticker is not None:
             self._ticker.join(timeout=5)
             self._ticker = None
+        for poller in self._pollers:
+            poller.join(timeout=15)
+        self._pollers.clear()
 
     def close(self) -> None:
         self.stop()

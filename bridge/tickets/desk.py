@@ -42,11 +42,17 @@ class TicketDesk:
         """An engineer's first response, timed in service hours for the metrics; repeating it
         changes nothing."""
         ticket, first = self.lifecycle.acknowledge(number, actor)
-        if first and ticket.responded_at is not None:
+        if first:
+            self.responded(ticket)
+        return ticket
+
+    def responded(self, ticket: Ticket) -> None:
+        """Count a ticket's first response (here, or in a helpdesk) in the metrics: the time
+        it took in service hours."""
+        if ticket.responded_at is not None:
             calendar = self.lifecycle.calendar(ticket.client)
             taken = calendar.between(ticket.opened_at, ticket.responded_at)
             self.metrics.first_response.labels(ticket.category.value).observe(taken.total_seconds())
-        return ticket
 
     def resolve(self, number: str, actor: str) -> Ticket:
         """Close a ticket by hand (for example one a keep_open rule left open)."""

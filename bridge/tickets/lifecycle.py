@@ -14,7 +14,8 @@ lifecycle's methods are of two kinds, and each says which it is:
 - steps of the caller's unit, which open none and need the caller's transaction (StoreError
   without one): ``apply``/``apply_all`` (ingest's batch, the ticker's retries),
   ``apply_notified`` (one Alertmanager alert), ``open_ticket``, ``note`` and ``resolve_within``
-  (an update plan's step).
+  (an update plan's step), ``acknowledge_within``, ``remark_within`` and ``resolve_within``
+  (a response made in a helpdesk, brought back).
 
 Nothing slow runs inside the transaction: ``prepare`` and ``prepare_notified``, called before
 it, render the ticket's texts, ask the muter whether the alert is muted and work out the
@@ -630,19 +631,35 @@ class TicketLifecycle:
         """A unit of its own: an engineer's first response stops the clock. Idempotent: the
         first one counts; returns the ticket and whether this call was that first response."""
         with self.store.transaction():
-            ticket = self._locked(number)
-            if ticket.responded_at is not None:
-                return ticket, False
-            now = self.clock.now()
-            ticket.responded_at = now
-            ticket.responded_by = actor
-            ticket.updated_at = now
-            if ticket.reaction_due is not None:
-                in_time = now <= ticket.reaction_due
-                ticket.sla_state = SlaState.MET if in_time else SlaState.BREACHED
-            text = timeline_text(self._language(ticket.client), "acknowledged", actor=actor)
-            self._record(ticket, "acknowledged", text, now, actor)
-            return ticket, True
+            return self.acknowledge_within(number, actor)
+
+    def acknowledge_within(
+        self, number: str, actor: str, at: datetime | None = None
+    ) -> tuple[Ticket, bool]:
+        """Inside the caller's transaction: ``acknowledge``. ``at``: when the response was
+        made, if not now (a helpdesk's journal, on its own clock): kept between the ticket's
+        opening and now, and what the SLA clock judges."""
+        ticket = self._locked(number)
+        if ticket.responded_at is not None:
+            return ticket, False
+        now = self.clock.now()
+        responded = now if at is None else max(ticket.opened_at, min(at, now))
+        ticket.responded_at = responded
+        ticket.responded_by = actor
+        ticket.updated_at = now
+        if ticket.reaction_due is not None:
+            in_time = responded <= ticket.reaction_due
+            ticket.sla_state = SlaState.MET if in_time else SlaState.BREACHED
+        text = timeline_text(self._language(ticket.client), "acknowledged", actor=actor)
+        self._record(ticket, "acknowledged", text, now, actor)
+        return ticket, True
+
+    def remark_within(self, number: str, kind: str, text: str, actor: str) -> Ticket:
+        """Inside the caller's transaction: a line on the ticket's timeline that changes
+        nothing else and so has no audit event of its own (what a helpdesk said about it)."""
+        ticket = self._locked(number)
+        self.store.update_ticket(ticket, TimelineEntry(self.clock.now(), kind, text, actor))
+        return ticket
 
     def resolve(self, number: str, actor: str) -> Ticket:
         """A unit of its own: an engineer closes a ticket (for example one a keep_open rule
