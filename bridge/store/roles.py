@@ -260,89 +260,34 @@ class SinkDeliveries(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Paging:
-    """The paging of one ticket (``bridge.delivery.oncall.pager``): the escalation step paged
-    last (0: the person on duty) and when, when the next step is due if nobody acknowledges
-    (None: no further step), and whether it is over (``stopped_by``: acknowledged, resolved).
-    ``round`` counts the times the ticket started paging (a resolved ticket reopened pages
-    anew); ``last_event`` is the last ticket change the pager applied (its audit event id), so
-    a change offered again after a crash is not applied twice."""
+class OncallOverride:
+    """A period of on-call duty handed from the person whose shift it is (``shift_person``) to
+    another (``person``): in ``rota``, for one hospital (``client``) or all of the shift's
+    coverage (None), from ``start`` to ``end`` (aware). Who asked and why are kept with it."""
 
-    ticket: str
-    client: str
-    asset: str
-    round: int
-    step: int
-    stepped_at: datetime
-    next_at: datetime | None
-    last_event: int
-    stopped_at: datetime | None = None
-    stopped_by: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page: ``person`` paged for ``ticket`` at escalation ``step`` (of paging ``round``)
-    through ``channel``, decided at ``at``; ``event_id`` is its ``oncall.page`` audit event,
-    the outbox entry the channel delivers. ``expires``: until when its link acknowledges.
-    ``fallback_for``: the page (event id) whose channel did not deliver in time, that this one
-    stands in for. ``outcome``: delivered, failed (refused for good, ``reason``) or skipped
-    (the ticket was acknowledged or resolved before it went); None while it waits."""
-
-    event_id: int
-    ticket: str
-    round: int
-    step: int
+    rota: str
+    shift_person: str
     person: str
-    channel: str
-    at: datetime
-    expires: datetime
-    fallback_for: int | None = None
-    outcome: str | None = None
-    outcome_at: datetime | None = None
-    reason: str | None = None
+    start: datetime
+    end: datetime
+    client: str | None
+    reason: str
+    created_by: str
+    created_at: datetime
+    id: int = 0  # given by the store
 
 
-class OncallPages(Protocol):
-    """Paging (``bridge.delivery.oncall.pager``): per ticket its paging state and the pages
-    sent, and the uses of the one-time links in them."""
+class OncallOverrides(Protocol):
+    """On-call overrides (``bridge.delivery.oncall.rota``); never changed once added."""
 
-    def paging(self, ticket: str) -> Paging | None: ...
-
-    def save_paging(self, paging: Paging) -> None:
-        """Insert or replace the paging of ``paging.ticket``."""
+    def add_oncall_override(self, override: OncallOverride) -> OncallOverride:
+        """Keep an override; returns it with its id (later overrides get higher ids)."""
         ...
 
-    def pagings_due(self, now: datetime) -> list[Paging]:
-        """Pagings not stopped whose next step is due at ``now``, by due time."""
-        ...
-
-    def add_page(self, page: Page) -> None:
-        """Keep a page (its ``event_id`` is unique: a second one raises StoreError)."""
-        ...
-
-    def page(self, event_id: int) -> Page | None:
-        """The page whose ``oncall.page`` audit event is ``event_id``."""
-        ...
-
-    def pages(self, ticket: str) -> list[Page]:
-        """The ticket's pages, oldest first (by event id)."""
-        ...
-
-    def set_page_outcome(
-        self, event_id: int, outcome: str, at: datetime, reason: str | None = None
-    ) -> None:
-        """Record how a page ended (delivered, failed, skipped)."""
-        ...
-
-    def pages_waiting(self, decided_before: datetime) -> list[Page]:
-        """Pages without an outcome, decided before ``decided_before``, that no other page
-        stands in for yet (candidates for the person's next channel), oldest first."""
-        ...
-
-    def use_page_link(self, token_id: str, at: datetime) -> bool:
-        """Record the use of a page's one-time link: True the first time, False ever after
-        (atomic: of two uses at the same moment, from two processes too, one gets True)."""
+    def oncall_overrides(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> list[OncallOverride]:
+        """The overrides whose period overlaps [start, end) (open-ended where None), by id."""
         ...
 
 
@@ -454,7 +399,7 @@ class Store(
     AgentStreams,
     AssetFacts,
     SinkDeliveries,
-    OncallPages,
+    OncallOverrides,
     Protocol,
 ):
     """Every role: what one store implementation provides (``open_store`` returns it)."""
