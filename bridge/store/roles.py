@@ -291,6 +291,93 @@ class OncallOverrides(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """The paging of one ticket (``bridge.delivery.oncall.pager``): the escalation step paged
+    last (0: the person on duty) and when, when the next step is due if nobody acknowledges
+    (None: no further step), and whether it is over (``stopped_by``: acknowledged, resolved).
+    ``round`` counts the times the ticket started paging (a resolved ticket reopened pages
+    anew); ``last_event`` is the last ticket change the pager applied (its audit event id), so
+    a change offered again after a crash is not applied twice."""
+
+    ticket: str
+    client: str
+    asset: str
+    round: int
+    step: int
+    stepped_at: datetime
+    next_at: datetime | None
+    last_event: int
+    stopped_at: datetime | None = None
+    stopped_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page: ``person`` paged for ``ticket`` at escalation ``step`` (of paging ``round``)
+    through ``channel``, decided at ``at``; ``event_id`` is its ``oncall.page`` audit event,
+    the outbox entry the channel delivers. ``expires``: until when its link acknowledges.
+    ``fallback_for``: the page (event id) whose channel did not deliver in time, that this one
+    stands in for. ``outcome``: delivered, failed (refused for good, ``reason``) or skipped
+    (the ticket was acknowledged or resolved before it went); None while it waits."""
+
+    event_id: int
+    ticket: str
+    round: int
+    step: int
+    person: str
+    channel: str
+    at: datetime
+    expires: datetime
+    fallback_for: int | None = None
+    outcome: str | None = None
+    outcome_at: datetime | None = None
+    reason: str | None = None
+
+
+class OncallPages(Protocol):
+    """Paging (``bridge.delivery.oncall.pager``): per ticket its paging state and the pages
+    sent, and the uses of the one-time links in them."""
+
+    def paging(self, ticket: str) -> Paging | None: ...
+
+    def save_paging(self, paging: Paging) -> None:
+        """Insert or replace the paging of ``paging.ticket``."""
+        ...
+
+    def pagings_due(self, now: datetime) -> list[Paging]:
+        """Pagings not stopped whose next step is due at ``now``, by due time."""
+        ...
+
+    def add_page(self, page: Page) -> None:
+        """Keep a page (its ``event_id`` is unique: a second one raises StoreError)."""
+        ...
+
+    def page(self, event_id: int) -> Page | None:
+        """The page whose ``oncall.page`` audit event is ``event_id``."""
+        ...
+
+    def pages(self, ticket: str) -> list[Page]:
+        """The ticket's pages, oldest first (by event id)."""
+        ...
+
+    def set_page_outcome(
+        self, event_id: int, outcome: str, at: datetime, reason: str | None = None
+    ) -> None:
+        """Record how a page ended (delivered, failed, skipped)."""
+        ...
+
+    def pages_waiting(self, decided_before: datetime) -> list[Page]:
+        """Pages without an outcome, decided before ``decided_before``, that no other page
+        stands in for yet (candidates for the person's next channel), oldest first."""
+        ...
+
+    def use_page_link(self, token_id: str, at: datetime) -> bool:
+        """Record the use of a page's one-time link: True the first time, False ever after
+        (atomic: of two uses at the same moment, from two processes too, one gets True)."""
+        ...
+
+
 class WindowStore(Protocol):
     def save_window(self, window: MaintenanceWindow) -> None:
         """Insert or replace a maintenance window (windows are cancelled, never deleted)."""
@@ -400,6 +487,7 @@ class Store(
     AssetFacts,
     SinkDeliveries,
     OncallOverrides,
+    OncallPages,
     Protocol,
 ):
     """Every role: what one store implementation provides (``open_store`` returns it)."""

@@ -36,7 +36,14 @@ from bridge.store.base import (
     TicketFilter,
 )
 from bridge.store.codec import plan_from_json, plan_to_json
-from bridge.store.roles import Cursor, OncallOverride, ParkedChange, SinkDelivery
+from bridge.store.roles import (
+    Cursor,
+    OncallOverride,
+    Page,
+    Paging,
+    ParkedChange,
+    SinkDelivery,
+)
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
 # Statements are split on ";", so none may appear inside a statement or a comment.
@@ -281,6 +288,45 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sink_parked_by_ticket ON sink_parked(sink, ticket, event_id)
     """,
     """
+    -- Paging (bridge.delivery.oncall.pager): per ticket the escalation step paged last and
+    -- when the next is due, each page with its outbox entry (the oncall.page audit event)
+    -- and outcome, and the one-time links used.
+    CREATE TABLE oncall_pagings (
+        ticket     TEXT PRIMARY KEY,
+        client     TEXT NOT NULL,
+        asset      TEXT NOT NULL,
+        round      INTEGER NOT NULL,
+        step       INTEGER NOT NULL,
+        stepped_at REAL NOT NULL,
+        next_at    REAL,
+        last_event INTEGER NOT NULL,
+        stopped_at REAL,
+        stopped_by TEXT
+    );
+    CREATE INDEX oncall_pagings_due ON oncall_pagings(next_at) WHERE stopped_at IS NULL;
+    CREATE TABLE oncall_pages (
+        event_id     INTEGER PRIMARY KEY,
+        ticket       TEXT NOT NULL,
+        round        INTEGER NOT NULL,
+        step         INTEGER NOT NULL,
+        person       TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        at           REAL NOT NULL,
+        expires      REAL NOT NULL,
+        fallback_for INTEGER,
+        outcome      TEXT,
+        outcome_at   REAL,
+        reason       TEXT
+    );
+    CREATE INDEX oncall_pages_by_ticket ON oncall_pages(ticket, event_id);
+    CREATE INDEX oncall_pages_waiting ON oncall_pages(at) WHERE outcome IS NULL;
+    CREATE INDEX oncall_pages_by_fallback ON oncall_pages(fallback_for);
+    CREATE TABLE oncall_link_uses (
+        token_id TEXT PRIMARY KEY,
+        at       REAL NOT NULL
+    )
+    """,
+    """
     -- On-call overrides (bridge.delivery.oncall.rota): a period of one person's shifts handed
     -- to another, with who asked and why. Never changed once added.
     CREATE TABLE oncall_overrides (
@@ -362,6 +408,38 @@ def _row_to_ticket(row: sqlite3.Row) -> Ticket:
         reaction_due=_dt(row["reaction_due"]),
         sla_at_risk_at=_dt(row["sla_at_risk_at"]),
         sla_state=SlaState(row["sla_state"]),
+    )
+
+
+def _row_to_paging(r: sqlite3.Row) -> Paging:
+    return Paging(
+        ticket=r["ticket"],
+        client=r["client"],
+        asset=r["asset"],
+        round=r["round"],
+        step=r["step"],
+        stepped_at=to_datetime(r["stepped_at"]),
+        next_at=_dt(r["next_at"]),
+        last_event=r["last_event"],
+        stopped_at=_dt(r["stopped_at"]),
+        stopped_by=r["stopped_by"],
+    )
+
+
+def _row_to_page(r: sqlite3.Row) -> Page:
+    return Page(
+        event_id=r["event_id"],
+        ticket=r["ticket"],
+        round=r["round"],
+        step=r["step"],
+        person=r["person"],
+        channel=r["channel"],
+        at=to_datetime(r["at"]),
+        expires=to_datetime(r["expires"]),
+        fallback_for=r["fallback_for"],
+        outcome=r["outcome"],
+        outcome_at=_dt(r["outcome_at"]),
+        reason=r["reason"],
     )
 
 
@@ -1200,6 +1278,105 @@ class SQLiteStore:
                 "UPDATE leases SET owner = '', until = 0 WHERE name = ? AND owner = ?",
                 (name, owner),
             )
+
+    # --- on-call paging ---------------------------------------------------------------------
+
+    def paging(self, ticket: str) -> Paging | None:
+        row = (
+            self._conn()
+            .execute("SELECT * FROM oncall_pagings WHERE ticket = ?", (ticket,))
+            .fetchone()
+        )
+        return None if row is None else _row_to_paging(row)
+
+    def save_paging(self, paging: Paging) -> None:
+        p = paging
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO oncall_pagings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.ticket,
+                    p.client,
+                    p.asset,
+                    p.round,
+                    p.step,
+                    p.stepped_at.timestamp(),
+                    _epoch(p.next_at),
+                    p.last_event,
+                    _epoch(p.stopped_at),
+                    p.stopped_by,
+                ),
+            )
+
+    def pagings_due(self, now: datetime) -> list[Paging]:
+        rows = self._conn().execute(
+            "SELECT * FROM oncall_pagings WHERE stopped_at IS NULL AND next_at <= ? "
+            "ORDER BY next_at, ticket",
+            (now.timestamp(),),
+        )
+        return [_row_to_paging(r) for r in rows]
+
+    def add_page(self, page: Page) -> None:
+        p = page
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO oncall_pages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.event_id,
+                    p.ticket,
+                    p.round,
+                    p.step,
+                    p.person,
+                    p.channel,
+                    p.at.timestamp(),
+                    p.expires.timestamp(),
+                    p.fallback_for,
+                    p.outcome,
+                    _epoch(p.outcome_at),
+                    p.reason,
+                ),
+            )
+
+    def page(self, event_id: int) -> Page | None:
+        row = (
+            self._conn()
+            .execute("SELECT * FROM oncall_pages WHERE event_id = ?", (event_id,))
+            .fetchone()
+        )
+        return None if row is None else _row_to_page(row)
+
+    def pages(self, ticket: str) -> list[Page]:
+        rows = self._conn().execute(
+            "SELECT * FROM oncall_pages WHERE ticket = ? ORDER BY event_id", (ticket,)
+        )
+        return [_row_to_page(r) for r in rows]
+
+    def set_page_outcome(
+        self, event_id: int, outcome: str, at: datetime, reason: str | None = None
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE oncall_pages SET outcome = ?, outcome_at = ?, reason = ? "
+                "WHERE event_id = ?",
+                (outcome, at.timestamp(), reason, event_id),
+            )
+
+    def pages_waiting(self, decided_before: datetime) -> list[Page]:
+        rows = self._conn().execute(
+            "SELECT * FROM oncall_pages AS p WHERE outcome IS NULL AND at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM oncall_pages AS f WHERE f.fallback_for = p.event_id) "
+            "ORDER BY event_id",
+            (decided_before.timestamp(),),
+        )
+        return [_row_to_page(r) for r in rows]
+
+    def use_page_link(self, token_id: str, at: datetime) -> bool:
+        with self._write() as conn:
+            used = conn.execute(
+                "INSERT INTO oncall_link_uses VALUES (?, ?) ON CONFLICT(token_id) DO NOTHING",
+                (token_id, at.timestamp()),
+            )
+            return used.rowcount == 1
 
     # --- maintenance windows -----------------------------------------------------------------
 
