@@ -18,7 +18,7 @@ import pytest
 
 from bridge.clock import FixedClock, local_iso
 from bridge.config import ConfigError, parse_config
-from bridge.delivery.outbox import IDLE_POLL, Retry
+from bridge.delivery.outbox import IDLE_POLL, Permanent, Retry
 from bridge.models import Category
 from tests.conftest import auth, config_data
 from tests.redmine import Redmine
@@ -377,11 +377,28 @@ def test_a_wrong_api_key_is_a_clear_error_without_the_key(
     assert len(redmine.issues(project_a)) == 1
 
 
-def test_sinks_test_names_dyzurs_redmine_user(bridge, redmine):
-    said = bridge.outbox.workers["sink:redmine"].consumer.probe()
+def test_sinks_test_names_dyzurs_redmine_user_and_what_it_cannot_do(api, bridge, redmine, projects):
+    push(api, "srv-a1", 0.95)
+    deliver(bridge)  # an issue dyzur's user sees
+    sink = bridge.outbox.workers["sink:redmine"].consumer
+    said = sink.probe()
     assert f"dyzur acts as dyzur (Dyżur Bridge, user #{redmine.dyzur.id})" in said
-    assert redmine.url in said
+    assert redmine.url in said and ", ".join(sorted(projects)) in said
     assert redmine.dyzur.key not in said
+    # A project dyzur's user is no member of: refused, naming it, before any ticket fails.
+    elsewhere = redmine.project(f"{projects[0]}-x", dyzur_member=False)
+    sink.projects = {**sink.projects, "klinika-b": elsewhere}
+    with pytest.raises(Permanent) as refused:
+        sink.probe()
+    assert f"project {elsewhere!r} does not exist or dyzur's user is no member" in str(
+        refused.value
+    )
+    assert redmine.dyzur.key not in str(refused.value)
+    # A custom field Redmine does not filter by (here: none with that id) would find nothing.
+    sink.custom_field_id = 9999
+    with pytest.raises(Permanent) as refused:
+        sink.probe()
+    assert "custom field #9999 is not used as a filter" in str(refused.value)
 
 
 def test_refused_changes_are_parked_with_redmines_reason_and_other_tickets_go_on(

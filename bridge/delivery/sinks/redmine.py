@@ -8,20 +8,23 @@ Out (this module)
     and the description of ``message.body``. The issue's id is the ticket's ``remote_id``. Every
     later change is a journal note (``message.note``); the changes of one ticket a batch holds
     go as ONE note (a burst of twenty re-fires is one note, not twenty). A resolved ticket sets
-    ``resolved_status_id`` (if configured), a reopened one ``reopened_status_id`` (default: the
-    tracker's default status, Redmine's "New"); an escalation sets the tracker and priority of
-    the new category and the subject. Changes made from Redmine itself (actor ``redmine:...``,
-    brought back by ``redmine_responses``) are not sent back to it.
+    ``resolved_status_id`` (if configured); a reopened one puts a closed (or resolved) issue at
+    ``reopened_status_id`` (default: the tracker's default status, Redmine's "New"); an
+    escalation sets the tracker and priority of the new category and the subject. Changes made
+    from Redmine itself (actor ``redmine:...``, brought back by ``redmine_responses``) are not
+    sent back to it. ``probe`` (``dyzur sinks test``) names dyzur's Redmine user and checks the
+    projects and the custom field, writing nothing.
 
 Exactly once, as Redmine shows it
     Before creating an issue (no ``remote_id`` known yet) the sink looks for one carrying the
-    ticket's number in the custom field (``GET /issues.json?cf_<id>=<number>&status_id=*``): a
-    bridge that stopped between "created in Redmine" and "mapping stored" finds its issue and
-    does not create a second one. Each change leaves a marker in the issue (``dz-`` and the
-    first 12 hex digits of its idempotency key: at the end of the description for the change
-    that created it, at the end of the note for the changes of a note). After every start and
-    every failure (a timeout may hide a note Redmine took), the first delivery to an issue
-    reads its journals and drops the changes whose markers are already there.
+    ticket's number in the custom field in the hospital's project (``GET /issues.json?cf_<id>=
+    <number>|<number>...&project_id=...&status_id=*``, the batch's new tickets at once): a bridge
+    that stopped between "created in Redmine" and "mapping stored" finds its issue and does not
+    create a second one. Each change leaves a marker in the issue (``dz-`` and the first 12 hex
+    digits of its idempotency key: at the end of the description for the change that created
+    it, at the end of the note for the changes of a note). After every start and every failure
+    (a timeout may hide a note Redmine took), the first delivery to an issue reads its journals
+    and drops the changes whose markers are already there.
 
 Answers
     * 2xx: taken.
@@ -32,10 +35,12 @@ Answers
       change is parked as failed (other hospitals' tickets go on); ``dyzur sinks retry`` after
       the role is given.
     * 404 of a mapped issue: it was deleted in Redmine (or moved where dyzur's user cannot see
-      it). The change is parked as failed, naming the issue; dyzur does not create another
-      issue behind the helpdesk's back.
-    * 422: Redmine refused the content (a status the workflow does not allow, a required
-      field): parked as failed with Redmine's own error messages.
+      it). The change is parked as failed, naming the issue, and the ticket's later changes
+      wait behind it; dyzur does not create another issue behind the helpdesk's back.
+    * 422: Redmine refused the content (a priority it does not have, a required field): parked
+      as failed with Redmine's own error messages. (A status or tracker its workflow does not
+      allow dyzur's role Redmine ignores, answering 204: the sink reads the issue back and
+      logs it.)
     * 429, 503 (``Retry-After`` honoured), other 5xx, 408, timeouts, refused connections:
       retried with the backoff, in order.
     * a redirect: refused as failed (the ``url`` is wrong, e.g. http for an https Redmine).
@@ -267,13 +272,32 @@ class RedmineSink(TicketSink):
         return remote_id
 
     def probe(self) -> str:
+        """Who dyzur is in Redmine, and whether it can work there: every project of
+        ``projects`` visible to its user, the custom field usable as a filter. Writes nothing."""
         me = self.api.me()
         name = " ".join(str(me.get(k, "")) for k in ("firstname", "lastname")).strip()
         admin = ", an administrator" if me.get("admin") else ""
-        return (
-            f"Redmine at {self.api.where}: dyzur acts as {me['login']} "
-            f"({name}, user #{me['id']}{admin}); custom field #{self.custom_field_id}"
+        who = f"Redmine at {self.api.where}: dyzur acts as {me['login']} "
+        who += f"({name}, user #{me['id']}{admin})"
+        problems = []
+        for project in sorted(set(self.projects.values())):
+            try:
+                self.api.request("GET", f"/projects/{project}.json")
+            except Permanent:
+                problems.append(f"project {project!r} does not exist or dyzur's user is no member")
+        field = f"cf_{self.custom_field_id}"
+        listed = self.api.request(
+            "GET", "/issues.json", params={field: "dz-probe-no-such-ticket", "status_id": "*"}
         )
+        if (listed or {}).get("total_count"):  # Redmine ignores a filter it does not offer
+            problems.append(
+                f"custom field #{self.custom_field_id} is not used as a filter (or not visible "
+                "to dyzur's user): responses and a restart's look-up cannot find issues by it"
+            )
+        if problems:
+            raise Permanent(f"{who}, but: " + "; ".join(problems))
+        projects = ", ".join(sorted(set(self.projects.values())))
+        return f"{who}; projects {projects}; custom field #{self.custom_field_id}"
 
     # --- the issue -------------------------------------------------------------------------
 
