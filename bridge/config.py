@@ -231,7 +231,7 @@ class OncallSettings(_Strict):
     shifts: list[OncallShift] = []
     channels: dict[str, PageChannel] = {}
     # The ticket categories that page.
-    page: list[Category] = ["awaria"]
+    page: list[Category] = [Category.AWARIA]
     # Hospitals with a standard contract whose tickets page outside its service hours too.
     page_outside_service_hours: list[str] = []
     escalation: list[EscalationStep] = []
@@ -502,6 +502,85 @@ def _email_problems(sink: EmailSinkConfig) -> list[str]:
     return problems
 
 
+def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
+    """The oncall section against the rest: people and channels that exist and reach them,
+    shifts of known people and hospitals that overlap only with distinct priorities, escalation
+    steps naming people or rotas, owner-only secret files."""
+    from bridge.delivery.oncall.rota import shift_problems
+
+    oncall = config.oncall
+    if oncall is None:
+        return []
+    problems: list[str] = []
+    clients = {c.id for c in config.clients}
+    people: set[str] = set()
+    for i, person in enumerate(oncall.people):
+        field = f"oncall.people.{i}"
+        if person.id in people:
+            problems.append(f"{field}.id: duplicate person id {person.id!r}")
+        people.add(person.id)
+        if person.email is not None:
+            try:
+                mailbox(person.email, f"{field}.email")
+            except ValueError as exc:
+                problems.append(str(exc))
+        for j, name in enumerate(person.channels):
+            channel = oncall.channels.get(name)
+            if channel is None:
+                known = ", ".join(sorted(oncall.channels)) or "none configured"
+                problems.append(f"{field}.channels.{j}: unknown channel {name!r} (known: {known})")
+            elif channel.kind == "email" and person.email is None:
+                problems.append(f"{field}.email: needed by the e-mail channel {name!r}")
+            elif channel.kind == "webhook" and person.phone is None:
+                problems.append(f"{field}.phone: needed by the SMS channel {name!r}")
+    for i, shift in enumerate(oncall.shifts):
+        if shift.person not in people:
+            problems.append(f"oncall.shifts.{i}.person: unknown person {shift.person!r}")
+        for j, client_id in enumerate(shift.clients or ()):
+            if client_id not in clients:
+                problems.append(f"oncall.shifts.{i}.clients.{j}: unknown client {client_id!r}")
+    problems += shift_problems(oncall)
+    rotas = {shift.rota for shift in oncall.shifts}
+    for i, step in enumerate(oncall.escalation):
+        for j, target in enumerate(step.then):
+            rota = target.removeprefix("rota:")
+            if rota in rotas if target.startswith("rota:") else target in people:
+                continue
+            known = ", ".join(sorted(rotas)) or "none"
+            problems.append(
+                f"oncall.escalation.{i}.then.{j}: {target!r} is neither a person id nor "
+                f"rota:NAME of a rota of oncall.shifts (rotas: {known})"
+            )
+    for j, client_id in enumerate(oncall.page_outside_service_hours):
+        if client_id not in clients:
+            problems.append(f"oncall.page_outside_service_hours.{j}: unknown client {client_id!r}")
+    secrets: list[tuple[str, str | None]] = [("oncall.link_key_file", oncall.link_key_file)]
+    for name, channel in oncall.channels.items():
+        field = f"oncall.channels.{name}"
+        if isinstance(channel, EmailChannel):
+            secrets.append((f"{field}.password_file", channel.password_file))
+            password_file = None if channel.password_file is None else Path(channel.password_file)
+            try:
+                SmtpClient(channel.url, username=channel.username, password_file=password_file)
+            except ValueError as exc:
+                problems.append(f"{field}.{exc}")
+            try:
+                mailbox(channel.sender, f"{field}.from")
+            except ValueError as exc:
+                problems.append(str(exc))
+            if channel.ca_file is not None and not (base_dir / channel.ca_file).is_file():
+                problems.append(
+                    f"{field}.ca_file: no such file {str(base_dir / channel.ca_file)!r}"
+                )
+        else:
+            secrets.append((f"{field}.secret_file", channel.secret_file))
+    for field, value in secrets:
+        problem = value and secret_file_problem(base_dir / value)
+        if problem:
+            problems.append(f"{field}: {problem}")
+    return problems
+
+
 def _cross_check(config: Config, base_dir: Path) -> list[str]:
     problems: list[str] = []
     listen = config.listen
@@ -601,6 +680,7 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
                 problems.append(f"tokens.{i}.client: only agent tokens are scoped by client")
             elif token.client not in clients:
                 problems.append(f"tokens.{i}.client: unknown client {token.client!r}")
+    problems += _oncall_problems(config, base_dir)
     return problems
 
 
