@@ -12,15 +12,21 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import signal
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+import yaml
 
 from bridge.clock import FixedClock, local_iso
 from bridge.config import ConfigError, parse_config
 from bridge.delivery.outbox import IDLE_POLL, Permanent, Retry
 from bridge.models import Category
-from tests.conftest import auth, config_data
+from bridge.store import open_store
+from tests.conftest import auth, config_data, free_port
+from tests.processes import wait_for
 from tests.redmine import Redmine
 
 _projects = itertools.count(1)
@@ -478,3 +484,70 @@ def test_a_sink_for_some_hospitals_needs_projects_only_for_them(tmp_path):
     assert parse_config(data, "test.yaml", tmp_path).config.sinks[0].projects == {
         "klinika-b": "klinika"
     }
+
+
+def test_sigkill_during_delivery_creates_no_issue_twice_and_no_note_twice(
+    tmp_path, redmine, projects
+):
+    """The real bridge process, SIGKILLed again and again while it creates issues and writes
+    notes, and started again on the same store: one issue per ticket, every change in it once."""
+    from tests.processes import RunningBridge
+    from tests.test_sink_outage import expected_changes, samples  # the storm's helpers
+
+    tickets, project_a = 20, projects[0]
+    key_file(tmp_path, redmine.dyzur.key)
+    data = config_data("sqlite:///var/dyzur.db")
+    data["sinks"] = [sink_config(redmine, projects, poll_interval="5s")]
+    config = tmp_path / "dyzur.yaml"
+    config.write_text(yaml.safe_dump(data))
+    port = free_port()
+    bridge = RunningBridge(config, port)
+    try:
+        with httpx.Client(base_url=bridge.url, timeout=30) as http:
+            for value in (0.95, 0.99):
+                r = http.post(
+                    "/api/v1/samples", json=samples(value, 0, tickets), headers=auth("agent")
+                )
+                assert r.status_code == 200, r.text
+        # Killed while it creates the issues; the new process waits out the dead one's outbox
+        # lease (30 s), then finds the issues already made and writes the rest.
+        wait_for(lambda: redmine.issues(project_a), timeout=60, what="issues being created")
+        bridge.stop(signal.SIGKILL)
+        killed_at = len(redmine.issues(project_a))
+        bridge = RunningBridge(config, port)
+        expected = expected_changes("sqlite:///var/dyzur.db", tmp_path)
+        store = open_store("sqlite:///var/dyzur.db", tmp_path)
+        try:
+            markers = {
+                number: [f"dz-{e.hash[:12]}" for e in store.audit_events_by_id(ids)]
+                for number, ids in expected.items()
+            }
+        finally:
+            store.close()
+
+        def issue_texts() -> dict[str, list[str]]:
+            texts: dict[str, list[str]] = defaultdict(list)
+            for listed in redmine.issues(project_a):
+                issue = redmine.issue(listed["id"])
+                number = next(f["value"] for f in issue["custom_fields"])
+                texts[number].append(
+                    "\n".join([issue["description"], *(j["notes"] for j in issue["journals"])])
+                )
+            return texts
+
+        def all_there() -> dict[str, list[str]] | None:
+            texts = issue_texts()
+            every = all(
+                m in "".join(texts.get(number, [])) for number, ms in markers.items() for m in ms
+            )
+            return texts if every else None
+
+        texts = wait_for(all_there, timeout=120, interval=1.0, what="every change in Redmine")
+    finally:
+        bridge.stop()
+    assert len(markers) == tickets and killed_at < tickets  # killed during delivery
+    assert sorted(texts) == sorted(markers)
+    for number, issues in texts.items():
+        assert len(issues) == 1, f"{number}: {len(issues)} issues"
+        for m in markers[number]:
+            assert issues[0].count(m) == 1, f"{number}: {m} written {issues[0].count(m)} times"
