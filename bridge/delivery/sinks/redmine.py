@@ -68,6 +68,7 @@ from bridge.models import Asset, AuditEvent, Category, Client
 log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
+CHECKED_MAX = 10_000  # issues whose journals are known since the last failure
 LOOK_UP = 50  # ticket numbers looked up in one request (the page holds 100 issues)
 SUBJECT_MAX = 255  # Redmine's limit
 MARKER = re.compile(r"\bdz-([0-9a-f]{12})\b")
@@ -235,8 +236,8 @@ class RedmineSink(TicketSink):
         self.directory = directory
         self.assets = assets
         self.public_url = public_url
-        # Issues whose journals were read since the last start or failure: their markers.
-        self._seen: dict[str, set[str]] = {}
+        # Issues whose journals were read since the last start or failure (``_check``).
+        self._checked: set[str] = set()
         # This batch's tickets without an issue yet, looked up at once: number -> issue or None.
         self._looked_up: dict[str, str | None] = {}
         self._default_status: dict[int, int] = {}  # tracker id -> its default status
@@ -263,13 +264,22 @@ class RedmineSink(TicketSink):
                 remote_id = self._create(changes[0])
                 # Recorded now: a failure of the note below must not lose the issue's id.
                 self._record(changes[0].event, number, remote_id, "delivered", None)
-                self._seen[remote_id] = {marker(changes[0])}
-        taken = self._markers(remote_id, changes[0])
-        rest = [c for c in changes if marker(c) not in taken]
-        if rest:
-            self._update(remote_id, rest)
-            taken.update(marker(c) for c in rest)
+                self._check(remote_id)
+                changes = changes[1:]
+        if remote_id not in self._checked:
+            taken = self._markers(remote_id, changes[0])
+            changes = [c for c in changes if marker(c) not in taken]
+            self._check(remote_id)
+        if changes:
+            self._update(remote_id, changes)
         return remote_id
+
+    def _check(self, remote_id: str) -> None:
+        """The issue's journals are known to hold no change still to come, until the next
+        failure (``close``); a bounded memory: forgetting costs one read of the journals."""
+        if len(self._checked) >= CHECKED_MAX:
+            self._checked.clear()
+        self._checked.add(remote_id)
 
     def probe(self) -> str:
         """Who dyzur is in Redmine, and whether it can work there: every project of
@@ -413,19 +423,17 @@ class RedmineSink(TicketSink):
         return fields
 
     def _markers(self, remote_id: str, change: TicketChange) -> set[str]:
-        """The markers already in the issue (read once per start or failure)."""
-        if remote_id not in self._seen:
-            try:
-                found = self.api.request(
-                    "GET", f"/issues/{remote_id}.json", params={"include": "journals"}
-                )
-            except Permanent as refusal:
-                raise Permanent(refusal.reason, change.event.id) from None
-            issue = (found or {}).get("issue", {})
-            texts = [issue.get("description") or ""]
-            texts += [j.get("notes") or "" for j in issue.get("journals", [])]
-            self._seen[remote_id] = {f"dz-{m}" for t in texts for m in MARKER.findall(t)}
-        return self._seen[remote_id]
+        """The markers already in the issue's description and notes."""
+        try:
+            found = self.api.request(
+                "GET", f"/issues/{remote_id}.json", params={"include": "journals"}
+            )
+        except Permanent as refusal:
+            raise Permanent(refusal.reason, change.event.id) from None
+        issue = (found or {}).get("issue", {})
+        texts = [issue.get("description") or ""]
+        texts += [j.get("notes") or "" for j in issue.get("journals", [])]
+        return {f"dz-{m}" for t in texts for m in MARKER.findall(t)}
 
     def _update(self, remote_id: str, changes: list[TicketChange]) -> None:
         """One note with every change, and the issue's status and category if they changed."""
@@ -502,7 +510,7 @@ class RedmineSink(TicketSink):
 
     def close(self) -> None:
         self.api.close()
-        self._seen.clear()
+        self._checked.clear()
 
 
 def custom_value(issue: Mapping[str, Any], field_id: int) -> str | None:

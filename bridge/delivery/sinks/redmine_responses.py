@@ -50,6 +50,7 @@ from bridge.tickets.lifecycle import TicketLifecycle
 log = logging.getLogger(__name__)
 
 KIND = "helpdesk"  # the timeline line of a response made in a helpdesk
+LEASE_SECONDS = 60.0  # renewed before each issue; another bridge may take the next round
 OVERLAP = 60  # seconds of the last poll read again (updates Redmine was still saving)
 PAGE = 100  # Redmine's largest page
 NOTE_EXCERPT = 200
@@ -135,7 +136,7 @@ class RedmineResponses:
         self.clock = clock
         self.owner = owner
         self.interval = interval
-        self.lease_seconds = max(3 * interval, 60.0)
+        self.lease_seconds = LEASE_SECONDS
         self._responded = responded  # a first response: the metrics count it
         self._notify = notify  # tickets changed: the outbox looks at once
         self._users: dict[int, tuple[str, str]] = {}  # id -> (login, name)
