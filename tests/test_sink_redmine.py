@@ -551,3 +551,37 @@ def test_sigkill_during_delivery_creates_no_issue_twice_and_no_note_twice(
         assert len(issues) == 1, f"{number}: {len(issues)} issues"
         for m in markers[number]:
             assert issues[0].count(m) == 1, f"{number}: {m} written {issues[0].count(m)} times"
+
+
+def test_the_running_bridge_reads_the_responses_back_on_its_own(tmp_path, redmine, projects):
+    """``dyzur run``: the poller thread reads Redmine every poll_interval."""
+    from tests.processes import RunningBridge
+    from tests.test_sink_outage import samples
+
+    key_file(tmp_path, redmine.dyzur.key)
+    data = config_data("sqlite:///var/dyzur.db")
+    data["sinks"] = [sink_config(redmine, projects, poll_interval="5s")]
+    config = tmp_path / "dyzur.yaml"
+    config.write_text(yaml.safe_dump(data))
+    bridge = RunningBridge(config, free_port())
+    try:
+        with httpx.Client(base_url=bridge.url, timeout=30, headers=auth("admin")) as http:
+            r = http.post("/api/v1/samples", json=samples(0.95, 0, 1), headers=auth("agent"))
+            assert r.status_code == 200, r.text
+            [issue] = wait_for(lambda: redmine.issues(projects[0]), what="the issue")
+            number = issue["custom_fields"][0]["value"]
+            redmine.call(
+                redmine.engineer,
+                "PUT",
+                f"/issues/{issue['id']}.json",
+                json={"issue": {"notes": "Biorę to."}},
+            )
+            ticket = wait_for(
+                lambda: (t := http.get(f"/api/v1/tickets/{number}").json())["responded_by"] and t,
+                timeout=60,
+                what="the response read back",
+            )
+    finally:
+        bridge.stop()
+    assert ticket["responded_by"] == "redmine:jan.kowalski"
+    assert "„Biorę to.”" in helpdesk_lines(ticket)[0]["message"]
