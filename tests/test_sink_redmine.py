@@ -585,3 +585,47 @@ def test_the_running_bridge_reads_the_responses_back_on_its_own(tmp_path, redmin
         bridge.stop()
     assert ticket["responded_by"] == "redmine:jan.kowalski"
     assert "„Biorę to.”" in helpdesk_lines(ticket)[0]["message"]
+
+
+def test_a_response_made_in_the_helpdesk_counts_at_its_own_time(tmp_path, store):
+    """The lifecycle's hook of the way back (no Redmine needed): a response made before the
+    deadline is in time though dyzur read it after the deadline passed; a time from a clock
+    that runs behind or ahead stays between the ticket's opening and now."""
+    from bridge.models import SlaState
+    from bridge.service import Bridge
+    from tests.test_sla_tickets import at, disk, only_ticket
+
+    data = config_data()
+    for asset in data["assets"]:
+        asset["reports"] = False
+    clock = FixedClock(at("2026-11-23T10:00"))  # an usterka opened now is due Tuesday 10:00
+    bridge = Bridge(parse_config(data, "test.yaml", tmp_path), store=store, clock=clock)
+    bridge.start(ticker=False)
+    try:
+        disk(bridge, 0.95)
+        number = only_ticket(bridge).number
+        clock.set(at("2026-11-24T11:00"))
+        bridge.check_deadlines()
+        assert only_ticket(bridge).sla_state is SlaState.BREACHED
+        with store.transaction():
+            ticket, first = bridge.lifecycle.acknowledge_within(
+                number, "redmine:jan.kowalski", at("2026-11-24T09:30")
+            )
+        assert first and ticket.responded_at == at("2026-11-24T09:30")
+        assert only_ticket(bridge).sla_state is SlaState.MET
+        disk(bridge, 0.95, "srv-a2")  # opened Tuesday 11:00
+        later = only_ticket(bridge, "srv-a2")
+        with store.transaction():
+            behind, _ = bridge.lifecycle.acknowledge_within(
+                later.number, "redmine:jan.kowalski", at("2026-11-24T10:59")
+            )
+        assert behind.responded_at == later.opened_at
+        disk(bridge, 0.95, "srv-b1")
+        ahead = only_ticket(bridge, "srv-b1")
+        with store.transaction():
+            ahead, _ = bridge.lifecycle.acknowledge_within(
+                ahead.number, "redmine:jan.kowalski", at("2026-11-24T11:05")
+            )
+        assert ahead.responded_at == clock.now()
+    finally:
+        bridge.close()
