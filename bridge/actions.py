@@ -89,6 +89,12 @@ class Action(StrEnum):
     SINK_CONFIGURED = "sink.configured"
     SINK_DELIVERY_HELD = "sink.delivery_held"
     SINK_RETRY_REQUESTED = "sink.retry_requested"
+    # On call (bridge.delivery.oncall.pager): a page decided (the outbox entry its channel
+    # delivers; also one by the person's next channel when the first did not deliver in
+    # time), a ticket escalated to the next step, a step with nobody on duty.
+    ONCALL_PAGE = "oncall.page"
+    ONCALL_ESCALATED = "oncall.escalated"
+    ONCALL_NOBODY_ON_DUTY = "oncall.nobody_on_duty"
 
 
 class Event(StrEnum):
@@ -123,6 +129,12 @@ class Event(StrEnum):
     PLAN_CANCELLED = "plan_cancelled"
     PLAN_EXPIRED = "plan_expired"
     PROD_NOT_RUN = "prod_not_run"
+    # On call (bridge.delivery.oncall.pager), written with the oncall.* audit events.
+    PAGED = "paged"
+    PAGE_FAILED = "page_failed"
+    PAGE_FALLBACK = "page_fallback"
+    ONCALL_ESCALATED = "oncall_escalated"
+    NOBODY_ON_DUTY = "nobody_on_duty"
 
 
 # The audit action of each timeline event that is recorded with one (lifecycle._record).

@@ -143,6 +143,29 @@ class BridgeMetrics:
             ["sink"],
             registry=r,
         )
+        self.oncall_pages = Counter(
+            "dyzur_oncall_pages",
+            "On-call pages by channel and outcome: delivered; retried (a failed attempt, sent "
+            "again later); failed (refused for good); skipped (the ticket was acknowledged or "
+            "resolved before the page went).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.oncall_escalations = Counter(
+            "dyzur_oncall_escalations",
+            "Tickets escalated because nobody acknowledged their pages in time, by escalation "
+            "(1: the first, oncall.escalation.0, after the person on duty; 2: the next, ...).",
+            ["step"],
+            registry=r,
+        )
+        self.time_to_acknowledge = Histogram(
+            "dyzur_time_to_acknowledge_seconds",
+            "From a ticket opening to its first response, in real time, by category and the "
+            "hour of day (Europe/Warsaw, 00-23) it opened.",
+            ["category", "hour"],
+            buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+            registry=r,
+        )
         self.alert_to_ticket = Histogram(
             "dyzur_alert_to_ticket_seconds",
             "From an alert firing to its ticket opened (longer when a maintenance window held "

@@ -31,6 +31,7 @@ RELEASED = {
     "ssh.command", "ssh.host_key_unknown", "ssh.host_key_mismatch",
     "config.loaded", "siem.events_dropped",
     "outbox.delivery_failed", "sink.configured", "sink.delivery_held", "sink.retry_requested",
+    "oncall.page", "oncall.escalated", "oncall.nobody_on_duty",
 }  # fmt: skip
 
 
@@ -42,6 +43,14 @@ def test_every_timeline_event_has_its_text_and_every_audited_one_its_action():
     for event in Event:
         assert event in TIMELINE["pl"] and event in TIMELINE["en"], event
     unaudited = {Event.STALE, Event.WINDOW_ENDED}
+    # Written by the pager with its own oncall.* events (or none: a page sent).
+    unaudited |= {
+        Event.PAGED,
+        Event.PAGE_FAILED,
+        Event.PAGE_FALLBACK,
+        Event.ONCALL_ESCALATED,
+        Event.NOBODY_ON_DUTY,
+    }
     assert set(TICKET_ACTIONS) == set(Event) - unaudited
     assert ticket_action("sla_breached") is Action.SLA_BREACHED
     assert ticket_action("opened") is Action.TICKET_OPENED

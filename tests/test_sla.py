@@ -471,3 +471,25 @@ def test_movable_feasts(year, easter_monday, corpus_christi):
 def test_default_reactions_cover_every_clocked_category():
     assert set(DEFAULT_REACTION) | NO_CLOCK == set(Category)
     assert not set(DEFAULT_REACTION) & NO_CLOCK
+
+
+@pytest.mark.parametrize(
+    ("hours", "local", "covered"),
+    [
+        ("standard", datetime(2026, 11, 23, 10, 0), True),  # a Monday
+        ("standard", datetime(2026, 11, 23, 6, 59, 59), False),
+        ("standard", datetime(2026, 11, 23, 7, 0), True),
+        ("standard", datetime(2026, 11, 23, 15, 0), False),  # the window ends at 15:00
+        ("standard", datetime(2026, 11, 24, 3, 0), False),  # the night
+        ("standard", datetime(2026, 11, 28, 10, 0), False),  # a Saturday
+        ("standard", datetime(2026, 11, 11, 10, 0), False),  # Independence Day, a Wednesday
+        ("24/7", datetime(2026, 11, 24, 3, 0), True),
+        ("24/7", datetime(2026, 11, 11, 10, 0), True),
+    ],
+)
+def test_covers_says_whether_a_moment_is_in_service_hours(hours, local, covered):
+    calendar = ServiceCalendar.for_contract(Contract(hours=hours))
+    assert calendar.covers(local.replace(tzinfo=WARSAW)) is covered
+    assert calendar.covers(local.replace(tzinfo=WARSAW).astimezone(UTC)) is covered
+    with pytest.raises(SlaError):
+        calendar.covers(local)

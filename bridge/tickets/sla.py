@@ -122,6 +122,16 @@ class ServiceCalendar:
             result.append((begin.astimezone(UTC), finish.astimezone(UTC)))
         return result
 
+    def covers(self, at: datetime) -> bool:
+        """Whether ``at`` (aware) is in service time (24/7: always)."""
+        if at.tzinfo is None:
+            raise SlaError("at must be an aware datetime")
+        if self.windows is None:
+            return True
+        moment = at.astimezone(UTC)
+        day = moment.astimezone(WARSAW).date()
+        return any(begin <= moment < end for begin, end in self._intervals(day))
+
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The moment ``duration`` of service time after ``start`` (aware), in Europe/Warsaw."""
         if start.tzinfo is None:

@@ -81,6 +81,16 @@ TIMELINE = {
         "stale": "Pominięto nieaktualne powiadomienie: alert aktywny od {since} został już "
         "rozwiązany ({resolved}); to spóźniona kopia lub powtórka, zgłoszenie nie zostaje "
         "otwarte ponownie.",
+        "paged": "Powiadomienie dyżurnego wysłane: {person}, {channel} (krok {step}{late}).",
+        "page_late": ", zlecone {at}",
+        "page_failed": "Powiadomienie do {person} ({channel}, krok {step}) nie zostało "
+        "dostarczone: {reason}",
+        "oncall_escalated": "Brak potwierdzenia w ciągu {after}: eskalacja do kroku {step}, "
+        "powiadamiani: {people}.",
+        "page_fallback": "Powiadomienie do {person} kanałem {channel} niedostarczone od {since}: "
+        "wysyłane także kanałem {fallback}.",
+        "nobody_on_duty": "Krok {step} eskalacji: nikt nie pełni dyżuru ({who}); nikt nie "
+        "został powiadomiony w tym kroku.",
     },
     "en": {
         "opened": "Ticket opened automatically by rule {rule}{value_note}.",
@@ -133,6 +143,16 @@ TIMELINE = {
         "failure_ticket": "Ticket {ticket} opened.",
         "stale": "Stale notification ignored: the alert firing since {since} was already "
         "resolved at {resolved} (a late copy or a replay); the ticket is not reopened.",
+        "paged": "On-call page sent: {person}, {channel} (step {step}{late}).",
+        "page_late": ", due since {at}",
+        "page_failed": "The page to {person} ({channel}, step {step}) could not be delivered: "
+        "{reason}",
+        "oncall_escalated": "No acknowledgment within {after}: escalated to step {step}, "
+        "paging: {people}.",
+        "page_fallback": "The page to {person} by {channel} not delivered since {since}: "
+        "sent by {fallback} too.",
+        "nobody_on_duty": "Escalation step {step}: nobody is on duty ({who}); nobody was paged "
+        "at this step.",
     },
 }
 

@@ -149,20 +149,26 @@ class WebhookSink(TicketSink):
         except httpx.HTTPError as exc:  # timeouts, refused and broken connections
             told = str(exc).replace(self.url, self.where)
             raise Retry(f"{self.where}: {type(exc).__name__}: {told}") from None
-        status = answer.status_code
-        if 200 <= status < 300:
-            return answer
-        reason = f"{self.where} answered {status} {answer.reason_phrase}".strip()
-        if status in BUSY:
-            raise Retry(reason, retry_after(answer.headers.get("Retry-After")))
-        if status >= 500 or status == 408:
-            raise Retry(reason)
-        raise Permanent(reason + _excerpt(answer))
+        return judge(answer, self.where)
 
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+def judge(answer: httpx.Response, where: str) -> httpx.Response:
+    """A 2xx ``answer`` of ``where``; else ``Retry`` (busy, honouring Retry-After; a server
+    error, a timeout) or ``Permanent`` (any other answer: it refused the request)."""
+    status = answer.status_code
+    if 200 <= status < 300:
+        return answer
+    reason = f"{where} answered {status} {answer.reason_phrase}".strip()
+    if status in BUSY:
+        raise Retry(reason, retry_after(answer.headers.get("Retry-After")))
+    if status >= 500 or status == 408:
+        raise Retry(reason)
+    raise Permanent(reason + _excerpt(answer))
 
 
 def _remote_id(answer: httpx.Response) -> str | None:
