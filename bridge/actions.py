@@ -95,6 +95,12 @@ class Action(StrEnum):
     ONCALL_PAGE = "oncall.page"
     ONCALL_ESCALATED = "oncall.escalated"
     ONCALL_NOBODY_ON_DUTY = "oncall.nobody_on_duty"
+    # The one-time link in an on-call page (bridge.delivery.oncall.responses): opened (the
+    # page shown, nothing changed), used (the ticket acknowledged), refused (used, expired,
+    # forged, or a form from another site).
+    ONCALL_LINK_OPENED = "oncall.link_opened"
+    ONCALL_LINK_USED = "oncall.link_used"
+    ONCALL_LINK_REFUSED = "oncall.link_refused"
 
 
 class Event(StrEnum):

@@ -166,6 +166,15 @@ class BridgeMetrics:
             buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
             registry=r,
         )
+        self.oncall_links = Counter(
+            "dyzur_oncall_links",
+            "Uses of the one-time links in on-call pages, by outcome: opened (the page shown, "
+            "nothing changed), acknowledged, and refused as invalid (malformed, forged, of an "
+            "unknown ticket or person), expired, used (a second time) or foreign (a form posted "
+            "from another site).",
+            ["outcome"],
+            registry=r,
+        )
         self.alert_to_ticket = Histogram(
             "dyzur_alert_to_ticket_seconds",
             "From an alert firing to its ticket opened (longer when a maintenance window held "
