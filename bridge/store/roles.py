@@ -368,8 +368,9 @@ class OncallPages(Protocol):
         ...
 
     def pages_waiting(self, decided_before: datetime) -> list[Page]:
-        """Pages without an outcome, decided at or before ``decided_before``, that no other
-        page stands in for yet (candidates for the person's next channel), oldest first."""
+        """Pages not delivered — refused for good (``failed``), or without an outcome and
+        decided at or before ``decided_before`` — that no other page stands in for yet (the
+        candidates for the person's next channel), oldest first."""
         ...
 
     def use_page_link(self, token_id: str, at: datetime) -> bool:

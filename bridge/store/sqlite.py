@@ -1363,7 +1363,8 @@ class SQLiteStore:
 
     def pages_waiting(self, decided_before: datetime) -> list[Page]:
         rows = self._conn().execute(
-            "SELECT * FROM oncall_pages AS p WHERE outcome IS NULL AND at <= ? AND NOT EXISTS "
+            "SELECT * FROM oncall_pages AS p "
+            "WHERE (outcome = 'failed' OR (outcome IS NULL AND at <= ?)) AND NOT EXISTS "
             "(SELECT 1 FROM oncall_pages AS f WHERE f.fallback_for = p.event_id) "
             "ORDER BY event_id",
             (decided_before.timestamp(),),

@@ -106,6 +106,12 @@ def test_pages_waiting_are_undelivered_older_ones_nobody_stands_in_for_yet(store
     waiting = store.pages_waiting(START + timedelta(minutes=11))
     assert [p.event_id for p in waiting] == [3, 4]
     assert waiting[1].fallback_for == 1
+    # A page refused for good waits for the next channel at once; a skipped one never.
+    store.add_page(page(8, at=START + timedelta(minutes=20), person="ala"))
+    store.add_page(page(9, at=START + timedelta(minutes=20), person="iza"))
+    store.set_page_outcome(8, "failed", START + timedelta(minutes=20), "400")
+    store.set_page_outcome(9, "skipped", START + timedelta(minutes=20))
+    assert [p.event_id for p in store.pages_waiting(START)] == [8]
 
 
 def test_a_link_is_used_once(store):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -102,7 +103,9 @@ class EmailPager:
             raise Permanent(f"person {message.person_id} has no e-mail address (oncall.people)")
         mail = EmailMessage()
         mail["From"] = self.sender
-        mail["To"] = f"{message.name} <{message.email}>"
+        address = mailbox(message.email, "email")
+        local, _, domain = address.rpartition("@")
+        mail["To"] = Address(message.name, local, domain)
         mail["Date"] = format_datetime(message.at.astimezone(WARSAW))
         mail["Subject"] = subject(message)
         mail["Message-ID"] = page_message_id(message.key, self.name, self.domain)
@@ -117,8 +120,7 @@ class EmailPager:
 
     def send(self, message: PageMessage) -> str:
         mail = self.email(message)
-        address = mailbox(message.email or "", "email")
-        sent = self.smtp.send(mail, self.envelope_sender, [address])
+        sent = self.smtp.send(mail, self.envelope_sender, [mailbox(message.email or "", "email")])
         return f"{self.smtp.where} answered {sent.answer}"
 
     def close(self) -> None:

@@ -31,8 +31,9 @@ The ticker (``tick``, under the lease ``oncall:ticker``: one bridge of several)
       standard contract's service hours the escalation waits for their start. An
       acknowledgment (the API, the CLI, the link in a page, a helpdesk's response) stops it:
       the ticker reads the ticket itself before each step.
-    * Fallback: a page its channel has not delivered ``fallback_after`` after it was decided
-      is also sent through the person's next channel (a new ``oncall.page`` event).
+    * Fallback: a page its channel has not delivered ``fallback_after`` after it was decided,
+      or that its channel refused for good, is also sent through the person's next channel (a
+      new ``oncall.page`` event).
 
 Seen from outside
     The ticket's timeline shows each page as it was sent (who, channel, step), a page that
@@ -493,7 +494,7 @@ class Pager:
 
     def fall_back(self, now: datetime) -> bool:
         """Send each page its channel has not delivered ``fallback_after`` after it was
-        decided through the person's next channel too; a unit per page."""
+        decided, or refused, through the person's next channel too; a unit per page."""
         wrote = False
         for waiting in self.store.pages_waiting(now - self.fallback_after):
             try:
@@ -512,7 +513,9 @@ class Pager:
                 ticket = self.store.get_ticket(waiting.ticket)
                 pages = self.store.pages(waiting.ticket)
                 taken = any(p.fallback_for == waiting.event_id for p in pages)
-                if page is None or page.outcome is not None or taken or not _ticket_open(ticket):
+                if page is None or page.outcome not in (None, FAILED) or taken:
+                    continue
+                if not _ticket_open(ticket):
                     continue
                 assert ticket is not None
                 self._write_page(
