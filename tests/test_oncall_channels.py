@@ -258,3 +258,16 @@ def test_no_secret_in_an_error(tmp_path, gateway):
     with pytest.raises(Retry) as down:
         sms.send(message())
     assert "hunter2" not in str(down.value) and SECRET not in str(down.value)
+
+
+def test_check_config_can_name_a_bad_body_template():
+    from bridge.config import SmsGatewayChannel
+    from bridge.delivery.oncall.channels import body_problem
+
+    good = SmsGatewayChannel(
+        kind="webhook", url="http://127.0.0.1:9/sms", body='{"m": "{{ text }}"}', secret_file="s"
+    )
+    assert body_problem("sms", good) is None
+    bad = good.model_copy(update={"body": '{"m": {{ text }}}'})
+    problem = body_problem("sms", bad)
+    assert problem is not None and problem.startswith("oncall.channels.sms.body: not JSON")

@@ -269,3 +269,21 @@ def build_channel(
         method=channel.method,
         content_type=channel.content_type,
     )
+
+
+def body_problem(name: str, channel: SmsGatewayChannel) -> str | None:
+    """Why the body template of the SMS channel ``name`` cannot be used, naming the field
+    (``oncall.channels.NAME.body: ...``); None when it can. For ``dyzur check-config``: reads
+    no file and sends nothing."""
+    try:
+        SmsGateway(
+            name,
+            channel.url,
+            Path("unused"),
+            channel.body,
+            method=channel.method,
+            content_type=channel.content_type,
+        )
+    except ValueError as exc:
+        return str(exc)
+    return None
