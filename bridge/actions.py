@@ -101,6 +101,9 @@ class Action(StrEnum):
     ONCALL_LINK_OPENED = "oncall.link_opened"
     ONCALL_LINK_USED = "oncall.link_used"
     ONCALL_LINK_REFUSED = "oncall.link_refused"
+    # A period of a person's on-call shifts handed to another (bridge.delivery.oncall.desk):
+    # who asked, whose duty to whom, the period and why.
+    ONCALL_OVERRIDE = "oncall.override"
 
 
 class Event(StrEnum):

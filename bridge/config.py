@@ -183,7 +183,8 @@ class OncallShift(_Strict):
     # The coverage: these hospitals (None: all) and asset kinds (None: all).
     clients: list[str] | None = None
     kinds: list[AssetKind] | None = None
-    # Overlapping shifts of one rota and coverage need distinct priorities; higher wins.
+    # Overlapping shifts of one rota and coverage need distinct priorities; the higher wins,
+    # a shift without one being the lowest.
     priority: int | None = None
 
 

@@ -14,7 +14,14 @@ from collections import Counter
 from bridge.actions import Action
 from bridge.audit import AuditQueries
 from bridge.clock import Clock
-from bridge.config import LoadedConfig, RedmineSinkConfig, siem_destinations, sink_consumers
+from bridge.config import (
+    LoadedConfig,
+    OncallSettings,
+    RedmineSinkConfig,
+    siem_destinations,
+    sink_consumers,
+)
+from bridge.delivery.oncall.desk import OncallDesk
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
 from bridge.delivery.sinks import FailedDeliveries, TicketSink, without_userinfo
@@ -106,6 +113,15 @@ class Bridge:
         self.calendar = CalendarFeed(self.store, self.store, loaded.clients, self.clock)
         self.trail = AuditQueries(self.store)
         self.deliveries = FailedDeliveries(self.store)
+        # The rota (who is on duty; its overrides read from the store at each question) and
+        # what people do with it. Without an oncall section nobody is ever on duty.
+        self.oncall = OncallDesk(
+            self.config.oncall or OncallSettings(),
+            self.store,
+            loaded.clients,
+            loaded.assets,
+            self.clock,
+        )
         # The helpdesk sinks count in the bridge's metrics and park changes by its clock.
         self.sinks = [
             w.consumer for w in self.outbox.workers.values() if isinstance(w.consumer, TicketSink)

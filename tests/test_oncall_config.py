@@ -120,7 +120,7 @@ def _set(path: str, value):
             "shifts.1.start",
             "2026-12-06T08:00",
             "oncall.shifts.1: overlaps oncall.shifts.0 (rota primary, all hospitals) on "
-            "2026-12-06 08:00; give both a priority",
+            "2026-12-06 08:00; give one of them a priority (the higher wins)",
         ),
         (
             "escalation.0.then",

@@ -145,11 +145,11 @@ def test_overlapping_shifts_of_one_coverage_need_distinct_priorities():
     )
     assert shift_problems(overlapping) == [
         "oncall.shifts.3: overlaps oncall.shifts.1 (rota primary, klinika-b, kind amms) on "
-        "2026-12-07 08:00; give both a priority",
+        "2026-12-07 08:00; give one of them a priority (the higher wins)",
         "oncall.shifts.4: overlaps oncall.shifts.0 (rota primary, szpital-a) on "
-        "2026-12-06 08:00; give both a priority",
+        "2026-12-06 08:00; give one of them a priority (the higher wins)",
         "oncall.shifts.4: overlaps oncall.shifts.1 (rota primary, szpital-a) on "
-        "2026-12-07 08:00; give both a priority",
+        "2026-12-07 08:00; give one of them a priority (the higher wins)",
     ]
     same = settings(
         shift("anna", "2026-11-30T08:00", "7d", priority=1),
@@ -162,6 +162,8 @@ def test_overlapping_shifts_of_one_coverage_need_distinct_priorities():
     distinct = settings(
         shift("anna", "2026-11-30T08:00", "7d", priority=1),
         shift("bartek", "2026-12-01T08:00", "1d", priority=2),
+        # Without a priority: the lowest.
+        shift("celina", "2026-11-30T08:00", "14d"),
     )
     assert shift_problems(distinct) == []
 

@@ -6,7 +6,8 @@
 - ``passthrough``: dyzur agent and dyzur ssh (run by bridge/entry.py before this CLI loads);
 - ``sla``: sla due, report sla; ``audit``: audit verify, audit list;
 - ``window`` and ``update``: maintenance windows and staged updates through the API;
-- ``sinks``: sinks list, test, retry (helpdesk sinks, on the config and store file).
+- ``sinks``: sinks list, test, retry (helpdesk sinks, on the config and store file);
+- ``oncall``: oncall now, gaps, swap (the rota, on the config and store file).
 
 """
 
@@ -16,7 +17,9 @@ from bridge.cli import run, setup  # isort: split
 
 from bridge.cli import passthrough  # isort: split
 
-from bridge.cli import audit, sinks, sla, update, window
+from bridge.cli import audit, sinks, sla, update, window  # isort: split
+
+from bridge.cli import oncall
 from bridge.cli.base import app, main
 from bridge.cli.run import utc_log_formatter
 
@@ -24,6 +27,7 @@ __all__ = [
     "app",
     "audit",
     "main",
+    "oncall",
     "passthrough",
     "run",
     "setup",

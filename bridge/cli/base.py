@@ -3,9 +3,12 @@ for), and reading the bridge's config. The commands live in the modules beside t
 
 from __future__ import annotations
 
+import getpass
 import itertools
 import json
+import os
 import sys
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -131,3 +134,20 @@ def open_store_of(loaded: LoadedConfig, config: Path) -> Store:
         return open_store(loaded.config.store, loaded.base_dir)
     except StoreError as exc:
         raise fail(f"{config}: store: {exc}") from None
+
+
+def actor() -> str:
+    """Who asked, as the audit trail names a person at the bridge's host: their login."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name for this uid (a container)
+        return f"cli:uid-{os.getuid()}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows under a header, in columns as wide as their widest cell."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )

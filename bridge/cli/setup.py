@@ -13,12 +13,21 @@ from bridge.cli.base import app, fail, load, rules_app, token_app
 
 @app.command("check-config")
 def check_config(path: Path) -> None:
-    """Validate a configuration file; names the field of every problem."""
+    """Validate a configuration file; names the field of every problem.
+
+    Warns (exit 0) of gaps in the next 30 days of a 24/7 hospital's on-call coverage."""
+    from bridge.cli.oncall import gap_warnings
+    from bridge.clock import Clock
+
     loaded = load(path)
     typer.echo(
         f"{path}: OK ({len(loaded.clients)} clients, {len(loaded.assets)} assets, "
         f"{len(loaded.rules)} rules, {len(loaded.config.tokens)} tokens)"
     )
+    # A gap in a 24/7 hospital's coverage is a fact about the coming weeks, not a bad setting:
+    # reported, and the config still loads (the bridge pages nobody for that period).
+    for warning in gap_warnings(loaded, Clock().now()):
+        typer.echo(f"{path}: {warning}", err=True)
 
 
 @app.command()

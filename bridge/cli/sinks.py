@@ -4,14 +4,11 @@ its own stream), so it works while the bridge runs, from another process."""
 
 from __future__ import annotations
 
-import getpass
-import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bridge.cli.base import ConfigPath, app, fail, load, open_store_of
+from bridge.cli.base import ConfigPath, actor, app, fail, load, open_store_of, table
 
 if TYPE_CHECKING:
     from bridge.config import LoadedConfig
@@ -27,14 +24,6 @@ app.add_typer(sinks_app, name="sinks")
 SinkName = Annotated[str, typer.Argument(help="the sink's name in the config")]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    )
-
-
 def _sink(loaded: LoadedConfig, store: Store, name: str, config: ConfigPath) -> TicketSink:
     """The sink ``name`` as the bridge builds it from the config; exit 2 if there is none."""
     from bridge.config import sink_consumers
@@ -45,14 +34,6 @@ def _sink(loaded: LoadedConfig, store: Store, name: str, config: ConfigPath) -> 
         raise fail(f"no sink {name!r} in {config} (its sinks: {known})")
     built = sink_consumers(loaded.config, loaded.base_dir, store, loaded.clients, loaded.assets)
     return next(s for s in built if s.sink == name)
-
-
-def _actor() -> str:
-    """Who asked, as the audit trail names a person at the bridge's host: their login."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no login name for this uid (a container)
-        return f"cli:uid-{os.getuid()}"
 
 
 @sinks_app.command("list")
@@ -79,7 +60,7 @@ def sinks_list(config: ConfigPath) -> None:
     if not rows:
         typer.echo(f"no sinks in {config}")
         return
-    typer.echo(_table(("NAME", "KIND", "WHERE", "CLIENTS", "BACKLOG", "PARKED"), rows))
+    typer.echo(table(("NAME", "KIND", "WHERE", "CLIENTS", "BACKLOG", "PARKED"), rows))
 
 
 @sinks_app.command("test")
@@ -125,7 +106,7 @@ def sinks_retry(
     store = open_store_of(loaded, config)
     try:
         _sink(loaded, store, name, config)  # a sink of the config, by name
-        queued = request_retry(store, name, _actor(), Clock().now(), ticket)
+        queued = request_retry(store, name, actor(), Clock().now(), ticket)
     finally:
         store.close()
     of = f" of {ticket}" if ticket else ""
@@ -144,4 +125,4 @@ def sinks_retry(
 
 def _queued_table(queued: list[ParkedChange]) -> str:
     rows = [(p.ticket, str(p.event_id), p.action, p.state, p.reason) for p in queued]
-    return _table(("TICKET", "EVENT", "ACTION", "STATE", "REASON"), rows)
+    return table(("TICKET", "EVENT", "ACTION", "STATE", "REASON"), rows)

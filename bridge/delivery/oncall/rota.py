@@ -8,7 +8,8 @@ the spring DST night and 25 across the autumn one, as the engineers read their r
 comparison is then made on aware datetimes.
 
 Of the shifts of one rota that cover a hospital and asset kind at a moment, the one with the
-higher ``priority`` is on duty (config validation refuses overlaps without distinct priorities).
+higher ``priority`` is on duty, a shift without one being the lowest (config validation refuses
+overlaps of shifts with the same priority, or both without one).
 An override hands a period of a person's shifts to another person; it wins over the shifts for
 its period and coverage, and creates no duty where that person had none.
 
@@ -397,8 +398,8 @@ def local_minute(at: datetime) -> str:
 def shift_problems(settings: OncallSettings) -> list[str]:
     """What is wrong with the shifts themselves, naming the field: a start with an offset, a
     bad rrule, a shift overlapping its own next occurrence, and overlapping shifts of one rota
-    and coverage without distinct priorities (looked for in the first ``OVERLAP_HORIZON`` of
-    the later of the two)."""
+    and coverage with the same priority or both without one (looked for in the first
+    ``OVERLAP_HORIZON`` from the later of the two first starts)."""
     problems: list[str] = []
     valid: list[_Shift] = []
     for i, shift in enumerate(settings.shifts):
@@ -429,16 +430,16 @@ def shift_problems(settings: OncallSettings) -> list[str]:
             if a.rota != b.rota or not _coverage_meets(a, b):
                 continue
             pa, pb = a.shift.priority, b.shift.priority
-            if pa is not None and pb is not None and pa != pb:
-                continue
+            if pa != pb:
+                continue  # the higher wins; a shift without a priority is the lowest
             horizon_start = max(a.first, b.first)
             overlap = _first_overlap(a, b, horizon_start, horizon_start + OVERLAP_HORIZON)
             if overlap is None:
                 continue
             fix = (
-                f"both have priority {pa}; give them distinct priorities"
-                if pa is not None and pa == pb
-                else "give both a priority"
+                "give one of them a priority (the higher wins)"
+                if pa is None
+                else f"both have priority {pa}; give them distinct priorities"
             )
             problems.append(
                 f"oncall.shifts.{b.index}: overlaps oncall.shifts.{a.index} "
