@@ -507,6 +507,7 @@ def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
     """The oncall section against the rest: people and channels that exist and reach them,
     shifts of known people and hospitals that overlap only with distinct priorities, escalation
     steps naming people or rotas, owner-only secret files."""
+    from bridge.delivery.oncall.channels import body_problem
     from bridge.delivery.oncall.rota import shift_problems
 
     oncall = config.oncall
@@ -575,6 +576,9 @@ def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
                 )
         else:
             secrets.append((f"{field}.secret_file", channel.secret_file))
+            problem = body_problem(name, channel)
+            if problem:
+                problems.append(problem)
     for field, value in secrets:
         problem = value and secret_file_problem(base_dir / value)
         if problem:

@@ -142,6 +142,7 @@ def _set(path: str, value):
         ),
         ("channels.mail.from", "dyzur", "oncall.channels.mail.from: 'dyzur' is not an e-mail"),
         ("channels.mail.ca_file", "ca.pem", "oncall.channels.mail.ca_file: no such file"),
+        ("channels.sms.body", '{"to": "{{ phone }"}', "oncall.channels.sms.body: "),
     ],
 )
 def test_each_oncall_problem_names_its_field(tmp_path, path, value, expected):
