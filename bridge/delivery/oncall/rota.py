@@ -425,6 +425,14 @@ def shift_problems(settings: OncallSettings) -> list[str]:
             )
             continue
         valid.append(built)
+    # Each shift's occurrences expanded once, over every pair's horizon.
+    lo = min((x.first for x in valid), default=None)
+    hi = max((x.first for x in valid), default=None)
+    expanded = (
+        {}
+        if lo is None or hi is None
+        else {x.index: list(x.occurrences.between(lo, hi + OVERLAP_HORIZON)) for x in valid}
+    )
     for j, b in enumerate(valid):
         for a in valid[:j]:
             if a.rota != b.rota or not _coverage_meets(a, b):
@@ -433,7 +441,9 @@ def shift_problems(settings: OncallSettings) -> list[str]:
             if pa != pb:
                 continue  # the higher wins; a shift without a priority is the lowest
             horizon_start = max(a.first, b.first)
-            overlap = _first_overlap(a, b, horizon_start, horizon_start + OVERLAP_HORIZON)
+            overlap = _first_overlap(
+                expanded[a.index], expanded[b.index], horizon_start, horizon_start + OVERLAP_HORIZON
+            )
             if overlap is None:
                 continue
             fix = (
@@ -467,15 +477,19 @@ def _meet(x: frozenset[str] | None, y: frozenset[str] | None) -> frozenset[str] 
     return x if y is None else x & y
 
 
-def _first_overlap(a: _Shift, b: _Shift, start: datetime, end: datetime) -> datetime | None:
-    """When the first overlap of two shifts' occurrences in [start, end) begins."""
-    theirs = list(b.occurrences.between(start, end))
+def _first_overlap(
+    ours: list[Interval], theirs: list[Interval], start: datetime, end: datetime
+) -> datetime | None:
+    """When the first overlap of two shifts' occurrences (each in order, none overlapping the
+    next) in [start, end) begins."""
+    mine = [o for o in ours if o[1] > start and o[0] < end]
+    other = [o for o in theirs if o[1] > start and o[0] < end]
     i = 0
-    for s, e in a.occurrences.between(start, end):
-        while i < len(theirs) and theirs[i][1] <= s:
+    for s, e in mine:
+        while i < len(other) and other[i][1] <= s:
             i += 1
-        if i == len(theirs):
+        if i == len(other):
             return None
-        if theirs[i][0] < e:
-            return max(s, theirs[i][0])
+        if other[i][0] < e:
+            return max(s, other[i][0])
     return None
