@@ -145,7 +145,7 @@ def add_override(body: OverrideIn, principal: Engineer, oncall: OncallDep) -> Ov
 @router.get(
     "/oncall/{person}.ics",
     response_class=Response,
-    responses=error_responses(404, e404="no such person in oncall.people"),
+    responses=error_responses(404, 422, e404="no such person in oncall.people"),
 )
 async def person_calendar(
     person: str,
