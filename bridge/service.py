@@ -21,7 +21,10 @@ from bridge.config import (
     siem_destinations,
     sink_consumers,
 )
+from bridge.delivery.oncall.channels import build_channel
 from bridge.delivery.oncall.desk import OncallDesk
+from bridge.delivery.oncall.links import PageLinks, load_link_key
+from bridge.delivery.oncall.pager import Pager
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
 from bridge.delivery.sinks import FailedDeliveries, TicketSink, without_userinfo
@@ -122,6 +125,13 @@ class Bridge:
             loaded.assets,
             self.clock,
         )
+        # Paging the person on duty (and the next when nobody acknowledges): what pages, the
+        # escalation and fallback on the ticker, one outbox consumer per channel.
+        self.page_links = self._page_links()
+        self.pager = self._pager()
+        if self.pager is not None:
+            for consumer in self.pager.consumers():
+                self.outbox.register(consumer)
         # The helpdesk sinks count in the bridge's metrics and park changes by its clock.
         self.sinks = [
             w.consumer for w in self.outbox.workers.values() if isinstance(w.consumer, TicketSink)
@@ -292,6 +302,37 @@ class Bridge:
             if isinstance(s, RedmineSinkConfig)
         ]
 
+    def _page_links(self) -> PageLinks | None:
+        """The signed one-time links of pages: with oncall.link_key_file and public_url."""
+        oncall, public_url = self.config.oncall, self.config.public_url
+        if oncall is None or oncall.link_key_file is None or public_url is None:
+            return None
+        return PageLinks(load_link_key(self.loaded.base_dir / oncall.link_key_file), public_url)
+
+    def _pager(self) -> Pager | None:
+        oncall = self.config.oncall
+        if oncall is None:
+            return None
+        senders = {
+            name: build_channel(name, channel, self.loaded.base_dir)
+            for name, channel in oncall.channels.items()
+        }
+        return Pager(
+            oncall,
+            self.oncall.rota,
+            self.store,
+            self.lifecycle,
+            self.lifecycle.calendar,
+            self.loaded.clients,
+            self.loaded.assets,
+            self.clock,
+            senders,
+            links=self.page_links,
+            metrics=self.metrics,
+            owner=self.outbox.owner,
+            notify=self.outbox.notify,
+        )
+
     def start_ticker(self) -> None:
         """Evaluate time-driven rules (absence) and retries every ``tick_interval``, and
         forward audit events to the SIEMs."""
@@ -313,6 +354,8 @@ class Bridge:
         self.ingestor.tick()
         self.check_deadlines()
         self.updates.tick()
+        if self.pager is not None:
+            self.pager.tick()  # escalation and fallback; wakes the outbox itself
         if self.refusals.flush():
             self.outbox.notify()
 
