@@ -19,8 +19,7 @@ from bridge.models import (
     TicketStatus,
     TimelineEntry,
 )
-from bridge.store import SinkDelivery
-from bridge.store.roles import ParkedChange
+from bridge.store import ParkedChange, SinkDelivery
 
 MetricName = Annotated[
     str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)

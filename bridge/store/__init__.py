@@ -16,12 +16,13 @@ from bridge.store.base import (
     StoreError,
     TicketFilter,
 )
-from bridge.store.roles import SinkDelivery, Store
+from bridge.store.roles import ParkedChange, SinkDelivery, Store
 
 __all__ = [
     "AuditFilter",
     "BatchClaim",
     "BatchRecord",
+    "ParkedChange",
     "SinkDelivery",
     "Store",
     "StoreError",
