@@ -25,6 +25,7 @@ from bridge.delivery.oncall.channels import build_channel
 from bridge.delivery.oncall.desk import OncallDesk
 from bridge.delivery.oncall.links import PageLinks, load_link_key
 from bridge.delivery.oncall.pager import Pager
+from bridge.delivery.oncall.responses import PageResponses
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
 from bridge.delivery.sinks import FailedDeliveries, TicketSink, without_userinfo
@@ -132,6 +133,8 @@ class Bridge:
         if self.pager is not None:
             for consumer in self.pager.consumers():
                 self.outbox.register(consumer)
+        # The link in a page: the ticket shown, and acknowledged once (bridge.web's page).
+        self.page_responses = self._page_responses()
         # The helpdesk sinks count in the bridge's metrics and park changes by its clock.
         self.sinks = [
             w.consumer for w in self.outbox.workers.values() if isinstance(w.consumer, TicketSink)
@@ -308,6 +311,22 @@ class Bridge:
         if oncall is None or oncall.link_key_file is None or public_url is None:
             return None
         return PageLinks(load_link_key(self.loaded.base_dir / oncall.link_key_file), public_url)
+
+    def _page_responses(self) -> PageResponses | None:
+        oncall = self.config.oncall
+        if oncall is None or self.page_links is None:
+            return None
+        return PageResponses(
+            self.page_links,
+            self.store,
+            self.lifecycle,
+            {person.id: person for person in oncall.people},
+            self.clock,
+            responded=self.tickets.responded,
+            notify=self.outbox.notify,
+            refused=self.refused,
+            metrics=self.metrics,
+        )
 
     def _pager(self) -> Pager | None:
         oncall = self.config.oncall

@@ -48,12 +48,12 @@ def test_collectors_core_imports_only_the_standard_library():
         assert not outside - {"collectors", "yaml"}, f"{path.relative_to(ROOT)} imports {outside}"
 
 
-def test_only_the_api_imports_fastapi_and_only_a_redis_store_imports_redis():
+def test_only_the_api_and_the_pages_import_fastapi_and_only_a_redis_store_imports_redis():
     for package in PACKAGES:
         for path in modules(package):
             rel = path.relative_to(ROOT).as_posix()
             names = imports(path)
-            if not rel.startswith("bridge/api/"):
+            if not rel.startswith(("bridge/api/", "bridge/web/")):
                 assert not names & {"fastapi", "starlette", "uvicorn"}, rel
             if not rel.startswith("bridge/store/redis"):
                 assert "redis" not in names, rel
@@ -69,10 +69,11 @@ def test_importing_collectors_agents_or_rules_pulls_no_web_stack():
     assert r.returncode == 0, r.stderr
 
 
-def test_the_api_never_reaches_into_a_store():
+@pytest.mark.parametrize("package", ["bridge/api", "bridge/web"])
+def test_the_api_and_the_pages_never_reach_into_a_store(package):
     """Routes call the services through narrow dependencies: no ``.store`` anywhere in
-    bridge/api, and no store module imported there but its query types."""
-    for path in modules("bridge/api"):
+    bridge/api or bridge/web, and no store module imported there but its query types."""
+    for path in modules(package):
         tree = ast.parse(path.read_text(), str(path))
         rel = path.relative_to(ROOT).as_posix()
         for node in ast.walk(tree):

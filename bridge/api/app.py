@@ -30,6 +30,7 @@ from bridge.api.schemas import FieldError, SampleBatch, error_response, error_re
 from bridge.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from bridge.service import Bridge
 from bridge.store import StoreError
+from bridge.web import add_pages
 
 log = logging.getLogger("dyzur.api")
 
@@ -137,6 +138,8 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
     for router in routers:
         app.include_router(router.router, responses=WITH_A_TOKEN)
     app.include_router(health.router, responses=EVERY_OPERATION)
+    # The server-rendered pages (the link in an on-call page), outside the API's schema.
+    add_pages(app)
 
     # POST /api/v1/samples reads its body itself (the fast path for large batches) and
     # refers to SampleBatch: publish it and the models it uses in the components.

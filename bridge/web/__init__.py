@@ -1,0 +1,22 @@
+"""Server-rendered pages of dyzur: what a person opens in a browser rather than calls.
+
+Each area of pages is a router of its own (``oncall``: the page behind the link in an on-call
+page); ``pages`` holds what they share — the Jinja2 templates and static files in this package,
+the security headers every page carries, and the guard against a form posted from another
+site. Like ``bridge.api``, the pages call the bridge's services through narrow dependencies
+and never reach into a store. ``add_pages`` mounts them on the app the factory builds.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bridge.web.oncall import router as oncall_pages
+from bridge.web.pages import PAGE_PATHS, PageHeaders, static_files
+
+
+def add_pages(app: FastAPI) -> None:
+    """Mount the pages' routers and static files, with their security headers."""
+    app.include_router(oncall_pages)
+    app.mount("/static", static_files(), name="static")
+    app.add_middleware(PageHeaders, prefixes=PAGE_PATHS)
