@@ -100,6 +100,9 @@ class Bridge:
         )
         # What leaves dyzur: the outbox and its consumers, the SIEMs first.
         self.outbox = Outbox(self.store, self.clock)
+        # Whatever commits an outbox entry (a ticket change, a page) wakes the consumers at
+        # once, instead of at their next look a second later.
+        self.store.watch_appends(self.outbox.notify)
         for destination in siem_destinations(self.config, loaded.base_dir):
             self.outbox.register(SiemConsumer(destination, self.metrics))
         for sink in sink_consumers(

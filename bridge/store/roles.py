@@ -32,7 +32,7 @@ an older token).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,6 +170,12 @@ class AuditLog(Protocol):
     def audit_events_by_id(self, ids: Collection[int]) -> list[AuditEvent]:
         """The events with these ids, oldest first (an id never given out is left out): the
         changes a helpdesk sink parked, read again to send them once more."""
+        ...
+
+    def watch_appends(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher`` (no arguments; it must return at once) on the writing thread after
+        each committed transaction that appended events, never after a rolled-back one: the
+        outbox's consumers look at once instead of at their next poll."""
         ...
 
 

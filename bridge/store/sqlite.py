@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import datetime
@@ -47,6 +48,8 @@ from bridge.store.roles import (
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
 # Statements are split on ";", so none may appear inside a statement or a comment.
+log = logging.getLogger(__name__)
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE tickets (
@@ -585,6 +588,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._append_watchers: list[Callable[[], None]] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -622,6 +626,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # "database is locked" past the busy timeout
             raise StoreError(f"SQLite database {self.path} is busy: {exc}") from exc
+        self._local.appended = False
         try:
             yield conn
             conn.execute("COMMIT")
@@ -631,6 +636,16 @@ class SQLiteStore:
         except BaseException:
             self._rollback(conn)
             raise
+        if self._local.appended:
+            self._local.appended = False
+            for watcher in self._append_watchers:
+                try:
+                    watcher()
+                except Exception:  # committed: the caller must not see a failure now
+                    log.exception("a watcher of audit appends failed")
+
+    def watch_appends(self, watcher: Callable[[], None]) -> None:
+        self._append_watchers.append(watcher)
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
@@ -894,6 +909,7 @@ class SQLiteStore:
                     event.hash,
                 ),
             ).lastrowid
+            self._local.appended = True
         return event
 
     def audit_events(

@@ -109,3 +109,25 @@ def test_events_are_read_again_by_their_ids_oldest_first(store):
     assert store.audit_events_by_id([6, 2, 4, 2, 99]) == [every[1], every[3], every[5]]
     assert store.audit_events_by_id([]) == []
     assert store.audit_events_by_id(range(1, 1201)) == every  # more ids than one query takes
+
+
+def test_a_watcher_hears_of_committed_appends_only(store):
+    """The outbox's wake-up: after a commit that appended, not after a rollback or a commit
+    that appended nothing."""
+    heard: list[int] = []
+    store.watch_appends(lambda: heard.append(store.audit_high_water()))
+    fill(store)  # each append its own transaction
+    assert heard == [1, 2, 3, 4, 5, 6]
+    try:
+        with store.transaction():
+            store.append_audit(AuditEvent(START, "jan", "ticket.opened", "success", None, None))
+            raise RuntimeError("the unit of work failed")
+    except RuntimeError:
+        pass
+    assert heard == [1, 2, 3, 4, 5, 6]
+    with store.transaction():
+        store.cursor("sink:x")  # a transaction that appends nothing
+    with store.transaction():
+        for _ in range(2):
+            store.append_audit(AuditEvent(START, "jan", "ticket.opened", "success", None, None))
+    assert heard == [1, 2, 3, 4, 5, 6, 8]  # once, after the commit of both (7 and 8)
