@@ -1,12 +1,13 @@
 """From an Awaria opening to its on-call page reaching the SMTP server, on loopback.
 
 A real bridge process (``dyzur run``, its own SQLite store, the real clock) with an oncall
-section: a 24-hour shift around now, the first channel an e-mail channel to an ``aiosmtpd``
-server in a separate process (plain SMTP, ``tls: none``) that prints each message's ticket
-number and arrival time. N times (default 20), an agent's push of a sample opens an Awaria of
-a 24/7 hospital; the clock starts when the push is answered (the ticket is committed) and stops
-when the page's DATA is taken. Pushes are spaced by a random pause so they fall anywhere in
-the outbox workers' polling cycle.
+section: a 24-hour shift around now, the person paged at once by an e-mail channel to an
+``aiosmtpd`` server in a separate process (plain SMTP, ``tls: none``) that prints each
+message's ticket number and arrival time, and by SMS to the SMS-gateway stand-in
+(tests/sms_gateway.py), which takes its pages as a gateway would. N times (default 20), an
+agent's push of a sample opens an Awaria of a 24/7 hospital; the clock starts when the push is
+answered (the ticket is committed) and stops when the page's DATA is taken. Pushes are spaced
+by a random pause so they fall anywhere in the outbox workers' polling cycle.
 
 The total is split, from the store afterwards, into the wait until the pager decided the page
 (its ``oncall.page`` audit event) and the sending. The outbox's workers look for new entries
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bridge.delivery.outbox import IDLE_POLL  # noqa: E402
 from bridge.store import open_store  # noqa: E402
 from tests.conftest import auth, free_port  # noqa: E402
-from tests.oncall_parts import oncall_config  # noqa: E402
+from tests.oncall_parts import oncall_config, sms_gateway  # noqa: E402
 from tests.processes import RunningBridge, wait_for  # noqa: E402
 
 STORE = "sqlite:///var/dyzur.db"
@@ -120,10 +121,11 @@ def figures(name: str, seconds: list[float]) -> str:
 def run(runs: int, tmp: Path) -> None:
     smtp_port, port = free_port(), free_port()
     receiver = Receiver(smtp_port)
+    gateway = sms_gateway()  # the SMS pages at the same time as the e-mail
     data = oncall_config(
         tmp,
         f"smtp://127.0.0.1:{smtp_port}",
-        "http://127.0.0.1:9/unused",  # the SMS gateway: only a fallback, never reached here
+        gateway.url,
         datetime.now(UTC) - timedelta(hours=1),
         store=STORE,
         public_url=f"http://127.0.0.1:{port}",
@@ -152,6 +154,7 @@ def run(runs: int, tmp: Path) -> None:
     finally:
         bridge.stop()
         receiver.stop()
+        gateway.down()
     decided = page_decisions(tmp)
     total = [receiver.arrived[n] - answered[n] for n in answered]
     waited = [decided[n] - answered[n] for n in answered]

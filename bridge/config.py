@@ -164,8 +164,12 @@ class OncallPerson(_Strict):
     phone: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$")
     # The language of the pages this person gets.
     language: Language = "pl"
-    # The names of oncall.channels that reach this person, tried in this order.
+    # The names of oncall.channels that page this person, all at once (the SMS wakes, the
+    # e-mail carries the detail and the link).
     channels: list[str] = Field(min_length=1)
+    # Channels tried in this order when a page by one of channels was not delivered within
+    # oncall.fallback_after (or was refused), say a second SMS gateway.
+    fallback_channels: list[str] = []
 
 
 class OncallShift(_Strict):
@@ -508,6 +512,7 @@ def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
     shifts of known people and hospitals that overlap only with distinct priorities, escalation
     steps naming people or rotas, owner-only secret files."""
     from bridge.delivery.oncall.channels import body_problem
+    from bridge.delivery.oncall.links import load_link_key
     from bridge.delivery.oncall.rota import shift_problems
 
     oncall = config.oncall
@@ -526,15 +531,23 @@ def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
                 mailbox(person.email, f"{field}.email")
             except ValueError as exc:
                 problems.append(str(exc))
-        for j, name in enumerate(person.channels):
-            channel = oncall.channels.get(name)
-            if channel is None:
-                known = ", ".join(sorted(oncall.channels)) or "none configured"
-                problems.append(f"{field}.channels.{j}: unknown channel {name!r} (known: {known})")
-            elif channel.kind == "email" and person.email is None:
-                problems.append(f"{field}.email: needed by the e-mail channel {name!r}")
-            elif channel.kind == "webhook" and person.phone is None:
-                problems.append(f"{field}.phone: needed by the SMS channel {name!r}")
+        for setting in ("channels", "fallback_channels"):
+            for j, name in enumerate(getattr(person, setting)):
+                channel = oncall.channels.get(name)
+                if channel is None:
+                    known = ", ".join(sorted(oncall.channels)) or "none configured"
+                    problems.append(
+                        f"{field}.{setting}.{j}: unknown channel {name!r} (known: {known})"
+                    )
+                elif channel.kind == "email" and person.email is None:
+                    problems.append(f"{field}.email: needed by the e-mail channel {name!r}")
+                elif channel.kind == "webhook" and person.phone is None:
+                    problems.append(f"{field}.phone: needed by the SMS channel {name!r}")
+        for j, name in enumerate(person.fallback_channels):
+            if name in person.channels:
+                problems.append(
+                    f"{field}.fallback_channels.{j}: {name!r} already pages in channels"
+                )
     for i, shift in enumerate(oncall.shifts):
         if shift.person not in people:
             problems.append(f"oncall.shifts.{i}.person: unknown person {shift.person!r}")
@@ -553,6 +566,11 @@ def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
                 f"oncall.escalation.{i}.then.{j}: {target!r} is neither a person id nor "
                 f"rota:NAME of a rota of oncall.shifts (rotas: {known})"
             )
+    if oncall.link_key_file is not None and config.public_url is None:
+        problems.append(
+            "oncall.link_key_file: pages carry an acknowledgment link only with public_url "
+            "(where the engineer's phone reaches this bridge): set it"
+        )
     for j, client_id in enumerate(oncall.page_outside_service_hours):
         if client_id not in clients:
             problems.append(f"oncall.page_outside_service_hours.{j}: unknown client {client_id!r}")
@@ -583,6 +601,12 @@ def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
         problem = value and secret_file_problem(base_dir / value)
         if problem:
             problems.append(f"{field}: {problem}")
+    key_file = None if oncall.link_key_file is None else base_dir / oncall.link_key_file
+    if key_file is not None and not secret_file_problem(key_file):
+        try:
+            load_link_key(key_file)  # long enough
+        except ValueError as exc:
+            problems.append(str(exc))
     return problems
 
 

@@ -83,10 +83,12 @@ def oncall_config(
     store: str = "sqlite:///dyzur.db",
     public_url: str = PUBLIC_URL,
     escalate_after: str = "15m",
+    backup_sms_url: str | None = None,
 ) -> dict:
     """The test configuration with an oncall section: Anna (Polish) on duty in a 24-hour
     shift from ``shift_start`` (aware) for every hospital, John (English) the second line
-    after ``escalate_after``; both reached by e-mail then SMS."""
+    after ``escalate_after``; both paged by e-mail and SMS at once, and with
+    ``backup_sms_url`` by a second SMS gateway (``sms-backup``) when one of those fails."""
     data = config_data(store)
     data["public_url"] = public_url
     data["clients"][1]["name"] = "Klinika B"
@@ -129,4 +131,11 @@ def oncall_config(
             },
         },
     }
+    if backup_sms_url is not None:
+        data["oncall"]["channels"]["sms-backup"] = {
+            **data["oncall"]["channels"]["sms"],
+            "url": backup_sms_url,
+        }
+        for person in data["oncall"]["people"]:
+            person["fallback_channels"] = ["sms-backup"]
     return data

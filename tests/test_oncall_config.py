@@ -9,10 +9,16 @@ import pytest
 from bridge.config import ConfigError, parse_config
 from tests.conftest import config_data
 
+LINK_KEY = "a-link-key-of-32-bytes-0123456789"
+
 
 def oncall(tmp_path) -> dict:
-    for name in ("link.key", "smtp.pass", "sms.secret"):
-        (tmp_path / name).write_text("sekret\n")
+    for name, content in (
+        ("link.key", LINK_KEY),
+        ("smtp.pass", "sekret"),
+        ("sms.secret", "sekret"),
+    ):
+        (tmp_path / name).write_text(content + "\n")
         (tmp_path / name).chmod(0o600)
     return {
         "link_key_file": "link.key",
@@ -30,6 +36,12 @@ def oncall(tmp_path) -> dict:
                 "body": '{"to": "{{ phone }}", "text": "{{ text }}"}',
                 "secret_file": "sms.secret",
             },
+            "sms-backup": {
+                "kind": "webhook",
+                "url": "https://sms2.example.pl/send",
+                "body": '{"to": "{{ phone }}", "text": "{{ text }}"}',
+                "secret_file": "sms.secret",
+            },
         },
         "people": [
             {
@@ -38,6 +50,7 @@ def oncall(tmp_path) -> dict:
                 "email": "anna@example.pl",
                 "phone": "+48601000001",
                 "channels": ["sms", "mail"],
+                "fallback_channels": ["sms-backup"],
             },
             {"id": "bartek", "name": "Bartek", "email": "b@example.pl", "channels": ["mail"]},
         ],
@@ -63,6 +76,7 @@ def oncall(tmp_path) -> dict:
 
 def with_oncall(tmp_path, change=None) -> dict:
     data = copy.deepcopy(config_data())
+    data["public_url"] = "https://dyzur.example.pl"
     data["oncall"] = oncall(tmp_path)
     if change is not None:
         change(data["oncall"])
@@ -79,6 +93,8 @@ def test_a_good_oncall_section_is_valid(tmp_path):
     loaded = parse_config(with_oncall(tmp_path), "dyzur.yaml", tmp_path)
     assert loaded.config.oncall is not None
     assert [p.id for p in loaded.config.oncall.people] == ["anna", "bartek"]
+    anna = loaded.config.oncall.people[0]
+    assert (anna.channels, anna.fallback_channels) == (["sms", "mail"], ["sms-backup"])
 
 
 def _set(path: str, value):
@@ -99,7 +115,23 @@ def _set(path: str, value):
         (
             "people.1.channels",
             ["mail", "pager"],
-            "oncall.people.1.channels.1: unknown channel 'pager' (known: mail, sms)",
+            "oncall.people.1.channels.1: unknown channel 'pager' (known: mail, sms, sms-backup)",
+        ),
+        (
+            "people.0.fallback_channels",
+            ["sms-backup", "pager"],
+            "oncall.people.0.fallback_channels.1: unknown channel 'pager' (known: mail, sms, "
+            "sms-backup)",
+        ),
+        (
+            "people.0.fallback_channels",
+            ["mail"],
+            "oncall.people.0.fallback_channels.0: 'mail' already pages in channels",
+        ),
+        (
+            "people.1.fallback_channels",
+            ["sms-backup"],
+            "oncall.people.1.phone: needed by the SMS channel 'sms-backup'",
         ),
         ("people.1.channels", ["sms"], "oncall.people.1.phone: needed by the SMS channel 'sms'"),
         ("people.0.email", None, "oncall.people.0.email: needed by the e-mail channel 'mail'"),
@@ -173,5 +205,26 @@ def test_a_secret_file_open_to_others_is_refused_without_its_content(tmp_path, n
     assert [p for p in found if p.startswith(f"{field}: ")] == [
         f"{field}: {str(tmp_path / name)!r} is open to group or others (mode 0644); "
         "a secret file must be readable only by its owner: chmod 600 it"
+    ]
+    assert not any("sekret" in p for p in found)
+
+
+def test_a_link_key_without_public_url_is_reported(tmp_path):
+    """The links point at public_url: without it pages would go without a link, silently."""
+    data = with_oncall(tmp_path)
+    del data["public_url"]
+    assert problems(data, tmp_path) == [
+        "oncall.link_key_file: pages carry an acknowledgment link only with public_url "
+        "(where the engineer's phone reaches this bridge): set it"
+    ]
+
+
+def test_a_short_link_key_is_reported_without_its_content(tmp_path):
+    data = with_oncall(tmp_path)
+    (tmp_path / "link.key").write_text("sekret-15-bytes\n")
+    found = problems(data, tmp_path)
+    assert found == [
+        f"oncall.link_key_file: {str(tmp_path / 'link.key')!r} holds fewer than 16 bytes; "
+        "make one with: head -c 32 /dev/urandom | base64 > FILE"
     ]
     assert not any("sekret" in p for p in found)

@@ -1,6 +1,7 @@
 """On call end to end (issue 17): a real bridge process pages the engineer on duty through a
-real SMTP server (aiosmtpd) and a real HTTP server standing in for the SMS gateway, and the
-link in the page acknowledges the ticket; a bridge SIGKILLed between the ticket and the page
+real SMTP server (aiosmtpd) and a real HTTP server standing in for the SMS gateway, both at
+once with the same link, and the link acknowledges the ticket; an SMS the gateway refuses goes
+by the fallback channel (a second gateway); a bridge SIGKILLed between the ticket and the page
 pages once after its restart. The escalation's timing (minutes) runs in process, with the
 bridge's clock controlled.
 
@@ -74,7 +75,9 @@ def gateway():
     g.down()
 
 
-def real_bridge(tmp_path, smtp, gateway, **oncall) -> tuple[RunningBridge, dict]:
+def real_bridge(
+    tmp_path, smtp, gateway, backup_sms_url: str | None = None, **oncall
+) -> tuple[RunningBridge, dict]:
     """A bridge process on a free port whose links point at itself, ticking every second."""
     port = free_port()
     now = datetime.now(UTC)
@@ -86,6 +89,7 @@ def real_bridge(tmp_path, smtp, gateway, **oncall) -> tuple[RunningBridge, dict]
         store=STORE,
         public_url=f"http://127.0.0.1:{port}",
         escalate_after="1h",
+        backup_sms_url=backup_sms_url,
     )
     data["tick_interval"] = "1s"
     data["oncall"].update(oncall)
@@ -121,19 +125,15 @@ def in_store(tmp_path, read):
         store.close()
 
 
-def test_a_real_bridge_pages_by_email_and_sms_and_the_link_acknowledges_once(
+def test_a_real_bridge_pages_by_email_and_sms_at_once_and_the_link_acknowledges_once(
     tmp_path, smtp, gateway
 ):
-    # The mail server is busy when the Awaria comes: after fallback_after (30 s) the page goes
-    # by SMS too, and the e-mail arrives once the server takes it again, once.
-    smtp.mailbox.closed = True
-    bridge, _ = real_bridge(tmp_path, smtp, gateway, fallback_after="30s")
+    # Anna's channels page at once: the SMS wakes her, the e-mail carries the detail.
+    bridge, _ = real_bridge(tmp_path, smtp, gateway)
     try:
         with httpx.Client(timeout=30) as http:
             number = open_ticket(http, bridge)
-            wait_for(lambda: sms_texts(gateway, ANNA_PHONE), timeout=90, what="the SMS to Anna")
-            assert smtp.mailbox.refused >= 1 and not smtp.mailbox.taken
-            smtp.mailbox.closed = False
+            wait_for(lambda: sms_texts(gateway, ANNA_PHONE), timeout=60, what="the SMS to Anna")
             wait_for(lambda: pages_to(smtp.mailbox, ANNA), timeout=60, what="Anna's e-mail")
             [sms] = sms_texts(gateway, ANNA_PHONE)
             [mail] = pages_to(smtp.mailbox, ANNA)
@@ -178,14 +178,49 @@ def test_a_real_bridge_pages_by_email_and_sms_and_the_link_acknowledges_once(
     paging = in_store(tmp_path, lambda store: store.paging(number))
     assert paging.stopped_by == "acknowledged"
     assert len(sms_texts(gateway)) == 1 and len(smtp.mailbox.taken) == 1
+    assert len(gateway.requests) == 1 and smtp.mailbox.refused == 0
+    pages = in_store(tmp_path, lambda store: store.pages(number))
+    assert sorted((p.person, p.channel, p.outcome) for p in pages) == [
+        ("anna", "mail", "delivered"),
+        ("anna", "sms", "delivered"),
+    ]
     assert token_of(link) not in bridge.output()
+
+
+def test_a_real_bridge_sends_an_sms_the_gateway_refuses_by_the_fallback_gateway(
+    tmp_path, smtp, gateway
+):
+    gateway.script = [(400, {})]  # the first gateway will not send this one
+    backup = sms_gateway()
+    bridge, _ = real_bridge(tmp_path, smtp, gateway, backup_sms_url=backup.url)
+    try:
+        with httpx.Client(timeout=30) as http:
+            number = open_ticket(http, bridge)
+            wait_for(lambda: sms_texts(backup, ANNA_PHONE), timeout=60, what="the fallback SMS")
+            wait_for(lambda: pages_to(smtp.mailbox, ANNA), timeout=60, what="Anna's e-mail")
+            [sms] = sms_texts(backup, ANNA_PHONE)
+            [mail] = pages_to(smtp.mailbox, ANNA)
+            assert number in sms and link_in(sms) == link_in(mail.get_content())
+    finally:
+        bridge.stop()
+        backup.down()
+    assert len(gateway.requests) == 1 and sms_texts(gateway) == []
+    assert len(backup.requests) == 1 and len(smtp.mailbox.taken) == 1
+    pages = in_store(tmp_path, lambda store: store.pages(number))
+    assert [(p.channel, p.outcome) for p in pages] == [
+        ("mail", "delivered"),
+        ("sms", "failed"),
+        ("sms-backup", "delivered"),
+    ]
 
 
 def test_a_bridge_killed_between_the_ticket_and_the_page_pages_once_after_restart(
     tmp_path, smtp, gateway
 ):
-    # Nothing can be delivered before the kill: the mail server says 451 until then.
+    # Nothing can be delivered before the kill: the mail server says 451 and the SMS gateway
+    # is down until then.
     smtp.mailbox.closed = True
+    gateway.down()
     bridge, _ = real_bridge(tmp_path, smtp, gateway, fallback_after="1h")
     config = tmp_path / "dyzur.yaml"
     port = int(bridge.url.rsplit(":", 1)[1])
@@ -195,23 +230,29 @@ def test_a_bridge_killed_between_the_ticket_and_the_page_pages_once_after_restar
             assert r.status_code == 200, r.text
             bridge.stop(signal.SIGKILL)  # right after the sample push was answered
             smtp.mailbox.closed = False
+            gateway.up()  # on the same port
             bridge = RunningBridge(config, port)
             number = ticket_of_process(http, bridge)
-            # The killed process's outbox leases run out (30 s), then the page goes, once.
-            wait_for(lambda: pages_to(smtp.mailbox, ANNA), timeout=90, what="Anna's page")
+            # The killed process's outbox leases run out (30 s), then the pages go, once.
+            wait_for(lambda: pages_to(smtp.mailbox, ANNA), timeout=90, what="Anna's e-mail")
+            wait_for(lambda: sms_texts(gateway, ANNA_PHONE), timeout=90, what="Anna's SMS")
             time.sleep(3)  # a second page, if any, would come right after the first
             wait_for(
-                lambda: in_store(tmp_path, lambda s: s.pages(number))[0].outcome,
+                lambda: all(p.outcome for p in in_store(tmp_path, lambda s: s.pages(number))),
                 timeout=30,
-                what="the page's outcome recorded",
+                what="the pages' outcomes recorded",
             )
     finally:
         bridge.stop()
     [mail] = pages_to(smtp.mailbox, ANNA)
-    assert number in mail["Subject"]
-    assert len(smtp.mailbox.taken) == 1 and not gateway.requests
+    [sms] = sms_texts(gateway, ANNA_PHONE)
+    assert number in mail["Subject"] and number in sms
+    assert len(smtp.mailbox.taken) == 1 and len(gateway.requests) == 1
     pages = in_store(tmp_path, lambda store: store.pages(number))
-    assert [(p.person, p.channel, p.outcome) for p in pages] == [("anna", "mail", "delivered")]
+    assert sorted((p.person, p.channel, p.outcome) for p in pages) == [
+        ("anna", "mail", "delivered"),
+        ("anna", "sms", "delivered"),
+    ]
 
 
 def ticket_of_process(http: httpx.Client, bridge: RunningBridge) -> str:
@@ -286,4 +327,9 @@ def test_at_night_nobody_answering_pages_the_next_step_whose_link_stops_the_esca
     assert not pages_to(mail.mailbox, HEAD)
     shown = api.get(f"/api/v1/tickets/{number}", headers=auth("admin")).json()
     assert shown["responded_by"] == "oncall:john"
-    assert [p.person for p in bridge.store.pages(number)] == ["anna", "john"]
+    assert [(p.person, p.channel) for p in bridge.store.pages(number)] == [
+        ("anna", "mail"),
+        ("anna", "sms"),
+        ("john", "mail"),
+        ("john", "sms"),
+    ]

@@ -1,7 +1,8 @@
 """Paging through the bridge with a controlled clock, against a real SMTP server (aiosmtpd with
 STARTTLS) and a real HTTP server standing in for an SMS gateway (tests/sms_gateway.py): who is
-paged for which ticket and when, escalation when nobody acknowledges, the second channel when
-the first is down, and nothing for what must not page."""
+paged for which ticket and when (by all of a person's channels at once), escalation when nobody
+acknowledges, a fallback channel (a second SMS gateway) when a channel is down or refuses, and
+nothing for what must not page."""
 
 from __future__ import annotations
 
@@ -35,10 +36,20 @@ SMS_BODY = (
     '"parts": {{ segments }}}'
 )
 JAN, EWA, OLEK = "+48601000001", "+48601000002", "+48601000003"
+JAN_MAIL, EWA_MAIL = "jan@serwis.example.pl", "ewa@serwis.example.pl"
 
 
 @pytest.fixture
 def gateway():
+    g = SmsGatewayServer()
+    g.up()
+    yield g
+    g.down()
+
+
+@pytest.fixture
+def backup():
+    """A second SMS gateway: Jan's fallback channel."""
     g = SmsGatewayServer()
     g.up()
     yield g
@@ -65,9 +76,10 @@ def oncall_settings():
 
 
 @pytest.fixture
-def loaded(tmp_path, smtp, gateway, oncall_settings):
+def loaded(tmp_path, smtp, gateway, backup, oncall_settings):
     """Klinika B (24/7, English) and Szpital A (standard hours, Polish); Jan on duty in the
-    primary rota every day, Ewa in the secondary one, Olek the last step."""
+    primary rota every day (SMS and e-mail, a second SMS gateway as his fallback), Ewa in the
+    secondary one (e-mail and SMS), Olek the last step (SMS)."""
     (tmp_path / "link.key").write_bytes(LINK_KEY)
     (tmp_path / "link.key").chmod(0o600)
     (tmp_path / "sms.secret").write_text(SMS_SECRET + "\n")
@@ -85,6 +97,7 @@ def loaded(tmp_path, smtp, gateway, oncall_settings):
                 "email": "jan@serwis.example.pl",
                 "phone": JAN,
                 "channels": ["sms", "email"],
+                "fallback_channels": ["sms-backup"],
             },
             {
                 "id": "ewa",
@@ -121,6 +134,12 @@ def loaded(tmp_path, smtp, gateway, oncall_settings):
             "sms": {
                 "kind": "webhook",
                 "url": gateway.url,
+                "body": SMS_BODY,
+                "secret_file": "sms.secret",
+            },
+            "sms-backup": {
+                "kind": "webhook",
+                "url": backup.url,
                 "body": SMS_BODY,
                 "secret_file": "sms.secret",
             },
@@ -185,8 +204,13 @@ def sms_to(gateway, phone: str) -> list[dict]:
     return [m for m in gateway.messages() if m["to"] == phone]
 
 
-def mails(mailbox) -> list[email.message.EmailMessage]:
-    return mailbox.messages()
+def mails(mailbox, address: str | None = None) -> list[email.message.EmailMessage]:
+    """The e-mails the SMTP server took (to ``address``)."""
+    return [
+        m
+        for m in mailbox.messages()
+        if address is None or address in [a.addr_spec for a in m["To"].addresses]
+    ]
 
 
 def link_in(text: str) -> str:
@@ -195,13 +219,15 @@ def link_in(text: str) -> str:
     return found[1]
 
 
-def test_a_night_awaria_on_a_24_7_contract_pages_the_person_on_duty(
-    api, bridge, clock, gateway, mailbox
+def test_a_night_awaria_on_a_24_7_contract_pages_the_person_on_duty_by_email_and_sms(
+    api, bridge, clock, gateway, backup, mailbox
 ):
     clock.set(NIGHT)
     number = awaria(api, "srv-b1")
     start_delivery(bridge)
+    # Both of Jan's channels page at once: the SMS wakes him, the e-mail carries the detail.
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the SMS to Jan")
+    wait_for(lambda: mails(mailbox, JAN_MAIL), timeout=20, what="the e-mail to Jan")
     settled(bridge)
     [sms] = gateway.messages()
     # The SMS: Polish (Jan's language), within 160 characters, with the ticket and the link.
@@ -221,15 +247,29 @@ def test_a_night_awaria_on_a_24_7_contract_pages_the_person_on_duty(
     assert headers["authorization"] == f"Bearer {SMS_SECRET}"
     mac = hmac.new(SMS_SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["x-dyzur-signature"] == f"sha256={mac}"
-    [page] = page_events(bridge, number)
-    assert headers["idempotency-key"] == page.hash
-    assert page.detail["ticket"] == number
-    assert (page.detail["person"], page.detail["channel"], page.detail["step"]) == ("jan", "sms", 0)
-    # Jan's first channel reached him: no e-mail, nobody else.
-    assert mailbox.taken == []
+    # The e-mail: to Jan, in Polish, with the ticket and the same one-time link as the SMS.
+    [mail] = mails(mailbox)
+    assert [a.addr_spec for a in mail["To"].addresses] == [JAN_MAIL]
+    assert mail["Subject"].startswith(f"[{number}] DYŻUR: Awaria – Klinika B: ")
+    assert link_in(mail.get_content()) == link_in(text)
+    sms_page, mail_page = page_events(bridge, number)
+    assert headers["idempotency-key"] == sms_page.hash
+    assert {sms_page.detail["ticket"], mail_page.detail["ticket"]} == {number}
+    assert [
+        (p.detail["person"], p.detail["channel"], p.detail["step"]) for p in (sms_page, mail_page)
+    ] == [
+        ("jan", "sms", 0),
+        ("jan", "email", 0),
+    ]
+    # Nobody else, and no fallback: both channels delivered.
+    assert backup.requests == [] and len(gateway.requests) == 1 and len(mails(mailbox)) == 1
     # The ticket says who was paged (Klinika B reads English).
-    assert timeline(bridge, number, "paged") == ["On-call page sent: Jan Kowalski, sms (step 1)."]
+    assert sorted(timeline(bridge, number, "paged")) == [
+        "On-call page sent: Jan Kowalski, email (step 1).",
+        "On-call page sent: Jan Kowalski, sms (step 1).",
+    ]
     assert metric(bridge, "dyzur_oncall_pages_total", channel="sms", outcome="delivered") == 1
+    assert metric(bridge, "dyzur_oncall_pages_total", channel="email", outcome="delivered") == 1
     assert bridge.store.paging(number).next_at == NIGHT + timedelta(minutes=15)
 
 
@@ -240,26 +280,31 @@ def test_nobody_acknowledging_pages_the_next_steps_naming_the_earlier_pages(
     number = awaria(api, "srv-b1")
     start_delivery(bridge)
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the SMS to Jan")
+    wait_for(lambda: mails(mailbox, JAN_MAIL), timeout=20, what="the e-mail to Jan")
     clock.advance(14 * 60)
     bridge.tick()
     settled(bridge)
-    assert mailbox.taken == []  # not yet
+    assert mails(mailbox, EWA_MAIL) == [] and sms_to(gateway, EWA) == []  # not yet
     clock.advance(60)
     bridge.tick()
-    # Step 2: Ewa, on duty in the secondary rota, by e-mail (her first channel), in English.
-    wait_for(lambda: mailbox.taken, timeout=20, what="the e-mail to Ewa")
+    # Step 2: Ewa, on duty in the secondary rota, by e-mail and SMS at once, in English.
+    wait_for(lambda: mails(mailbox, EWA_MAIL), timeout=20, what="the e-mail to Ewa")
+    wait_for(lambda: sms_to(gateway, EWA), timeout=20, what="the SMS to Ewa")
     settled(bridge)
-    [mail] = mails(mailbox)
-    assert [a.addr_spec for a in mail["To"].addresses] == ["ewa@serwis.example.pl"]
+    [mail] = mails(mailbox, EWA_MAIL)
     assert mail["Subject"].startswith(f"[{number}] ON CALL (escalated, step 2): Outage (Awaria)")
     assert mail["Importance"] == "high" and mail["Auto-Submitted"] == "auto-generated"
     text = mail.get_content()
     assert "Escalation, step 2: nobody acknowledged the earlier pages." in text
-    assert "Paged before: Jan Kowalski 2026-11-24 03:00 CET (sms)" in text
+    assert "Paged before: Jan Kowalski 2026-11-24 03:00 CET (sms, email)" in text.splitlines()
     assert "valid until 2026-11-24 03:30 CET" in text
     claim = PageLinks(LINK_KEY, PUBLIC_URL).verify(link_in(text), clock.now())
     assert (claim.ticket, claim.person, claim.step) == (number, "ewa", 1)
-    assert len(sms_to(gateway, JAN)) == 1  # Jan is not paged again at this step
+    [ewa] = sms_to(gateway, EWA)
+    assert ewa["message"].startswith(f"ON CALL Outage {number} (2) ")
+    assert link_in(ewa["message"]) == link_in(text)
+    # Jan is not paged again at this step.
+    assert len(sms_to(gateway, JAN)) == 1 and len(mails(mailbox, JAN_MAIL)) == 1
     # Step 3: Olek by SMS, naming both earlier pages' times.
     clock.advance(15 * 60)
     bridge.tick()
@@ -271,16 +316,24 @@ def test_nobody_acknowledging_pages_the_next_steps_naming_the_earlier_pages(
     clock.advance(3600)
     bridge.tick()
     settled(bridge)
-    assert len(page_events(bridge, number)) == 3
+    assert [(e.detail["person"], e.detail["channel"]) for e in page_events(bridge, number)] == [
+        ("jan", "sms"),
+        ("jan", "email"),
+        ("ewa", "email"),
+        ("ewa", "sms"),
+        ("olek", "sms"),
+    ]
     assert [e.detail["step"] for e in bridge.store.audit_events(0, 10_000, None)
             if e.action == "oncall.escalated"] == [1, 2]  # fmt: skip
     assert timeline(bridge, number, "oncall_escalated") == [
         "No acknowledgment within 15 min: escalated to step 2, paging: Ewa Nowak.",
         "No acknowledgment within 15 min: escalated to step 3, paging: Olek Wiśniewski.",
     ]
-    assert timeline(bridge, number, "paged") == [
-        "On-call page sent: Jan Kowalski, sms (step 1).",
+    assert sorted(timeline(bridge, number, "paged")) == [
         "On-call page sent: Ewa Nowak, email (step 2).",
+        "On-call page sent: Ewa Nowak, sms (step 2).",
+        "On-call page sent: Jan Kowalski, email (step 1).",
+        "On-call page sent: Jan Kowalski, sms (step 1).",
         "On-call page sent: Olek Wiśniewski, sms (step 3).",
     ]
     assert metric(bridge, "dyzur_oncall_escalations_total", step="1") == 1
@@ -292,6 +345,7 @@ def test_an_acknowledgment_stops_the_escalation_at_once(api, bridge, clock, gate
     number = awaria(api, "srv-b1")
     start_delivery(bridge)
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the SMS to Jan")
+    wait_for(lambda: mails(mailbox, JAN_MAIL), timeout=20, what="the e-mail to Jan")
     clock.advance(10 * 60)
     r = api.post(f"/api/v1/tickets/{number}/ack", headers=auth("engineer"))
     assert r.status_code == 200
@@ -302,8 +356,8 @@ def test_an_acknowledgment_stops_the_escalation_at_once(api, bridge, clock, gate
     clock.advance(3600)
     bridge.tick()
     settled(bridge)
-    assert len(page_events(bridge, number)) == 1
-    assert mailbox.taken == [] and len(gateway.messages()) == 1
+    assert [e.detail["person"] for e in page_events(bridge, number)] == ["jan", "jan"]
+    assert len(mails(mailbox)) == 1 and len(gateway.messages()) == 1
     paging = bridge.store.paging(number)
     assert paging.stopped_by == "acknowledged" and paging.step == 0
     # Time from the ticket to its acknowledgment, by category and the hour it opened (03).
@@ -324,12 +378,16 @@ def test_a_standard_contracts_awaria_pages_in_service_hours_only(
     clock.set(NIGHT + timedelta(hours=7))
     day = awaria(api, "srv-a2")
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the SMS of the day's Awaria")
+    wait_for(lambda: mails(mailbox, JAN_MAIL), timeout=20, what="the e-mail of the day's Awaria")
     settled(bridge)
-    assert [e.detail["ticket"] for e in page_events(bridge)] == [day]
+    assert [e.detail["ticket"] for e in page_events(bridge)] == [day, day]
     [sms] = gateway.messages()
     assert f"DYŻUR Awaria {day} Szpital Wojewódzki A: " in sms["message"]
-    assert timeline(bridge, day, "paged") == [
-        "Powiadomienie dyżurnego wysłane: Jan Kowalski, sms (krok 1)."
+    [mail] = mails(mailbox)
+    assert mail["Subject"].startswith(f"[{day}] DYŻUR: Awaria – Szpital Wojewódzki A: ")
+    assert sorted(timeline(bridge, day, "paged")) == [
+        "Powiadomienie dyżurnego wysłane: Jan Kowalski, email (krok 1).",
+        "Powiadomienie dyżurnego wysłane: Jan Kowalski, sms (krok 1).",
     ]
     assert bridge.store.paging(night) is None
 
@@ -347,8 +405,9 @@ def test_a_night_awaria_of_a_standard_contract_pages_when_its_deadline_is_at_ris
     clock.set(datetime(2026, 11, 24, 7, 30, tzinfo=UTC))  # 08:30 in Warsaw
     bridge.tick()
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the at-risk page")
-    [event] = page_events(bridge, number)
-    assert event.at == clock.now()
+    events = page_events(bridge, number)
+    assert [e.detail["channel"] for e in events] == ["sms", "email"]
+    assert {e.at for e in events} == {clock.now()}
 
 
 @pytest.mark.parametrize("oncall_settings", [{"page_outside_service_hours": ["szpital-a"]}])
@@ -357,7 +416,7 @@ def test_a_hospital_paged_outside_its_service_hours(api, bridge, clock, gateway)
     number = awaria(api, "srv-a1")
     start_delivery(bridge)
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the night SMS")
-    assert [e.detail["ticket"] for e in page_events(bridge)] == [number]
+    assert [e.detail["ticket"] for e in page_events(bridge)] == [number, number]
 
 
 def test_an_override_moves_the_page(api, bridge, clock, gateway):
@@ -383,14 +442,15 @@ def test_an_override_moves_the_page(api, bridge, clock, gateway):
     assert [e.detail["person"] for e in page_events(bridge, number)] == ["olek"]
 
 
-def test_a_channel_down_for_an_hour_delivers_late_but_once_and_the_next_channel_meanwhile(
-    api, bridge, clock, gateway, mailbox
+def test_a_channel_down_for_an_hour_delivers_late_but_once_and_the_fallback_channel_meanwhile(
+    api, bridge, clock, gateway, backup, mailbox
 ):
     gateway.down()
     clock.set(NIGHT)
     number = awaria(api, "srv-b1")
     start_delivery(bridge)
-    settled(bridge, but=("page:sms",))
+    # The e-mail pages at once; the SMS gateway is down.
+    wait_for(lambda: mails(mailbox, JAN_MAIL), timeout=20, what="the e-mail to Jan")
     wait_for(
         lambda: metric(bridge, "dyzur_oncall_pages_total", channel="sms", outcome="retried"),
         timeout=20,
@@ -399,31 +459,40 @@ def test_a_channel_down_for_an_hour_delivers_late_but_once_and_the_next_channel_
     clock.advance(4 * 60)
     bridge.tick()
     settled(bridge, but=("page:sms",))
-    assert mailbox.taken == []  # not yet: fallback_after is 5 min
+    assert backup.requests == []  # not yet: fallback_after is 5 min
     clock.advance(60)
     bridge.tick()
-    # The same page by Jan's next channel, e-mail, with the same link.
-    wait_for(lambda: mailbox.taken, timeout=20, what="the e-mail standing in for the SMS")
+    # The same page by Jan's fallback channel, the second SMS gateway, with the same link.
+    wait_for(lambda: sms_to(backup, JAN), timeout=20, what="the SMS standing in for the SMS")
+    [sms] = sms_to(backup, JAN)
+    assert sms["message"].startswith(f"DYŻUR Awaria {number} Klinika B: ")
     [mail] = mails(mailbox)
-    assert [a.addr_spec for a in mail["To"].addresses] == ["jan@serwis.example.pl"]
-    assert mail["Subject"].startswith(f"[{number}] DYŻUR: Awaria – Klinika B: ")
-    sms_page, mail_page = page_events(bridge, number)
-    assert mail_page.detail["fallback_for"] == sms_page.id
-    claim = PageLinks(LINK_KEY, PUBLIC_URL).verify(link_in(mail.get_content()), clock.now())
+    assert link_in(sms["message"]) == link_in(mail.get_content())
+    sms_page, mail_page, backup_page = page_events(bridge, number)
+    assert [p.detail["channel"] for p in (sms_page, mail_page, backup_page)] == [
+        "sms",
+        "email",
+        "sms-backup",
+    ]
+    assert backup_page.detail["fallback_for"] == sms_page.id
+    assert "fallback_for" not in mail_page.detail or mail_page.detail["fallback_for"] is None
+    claim = PageLinks(LINK_KEY, PUBLIC_URL).verify(link_in(sms["message"]), clock.now())
     assert (claim.person, claim.step) == ("jan", 0)
-    # An hour later the gateway is back: the SMS goes, once.
+    # An hour later the gateway is back: the SMS goes, once; nothing else is sent again.
     clock.advance(55 * 60)
     gateway.up()
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the late SMS")
     settled(bridge)
     assert len(gateway.messages()) == 1 and len(gateway.requests) == 1
-    assert len(mails(mailbox)) == 1
+    assert len(backup.requests) == 1 and len(mails(mailbox)) == 1
+    assert len(page_events(bridge, number)) == 3
     assert timeline(bridge, number, "page_fallback") == [
         "The page to Jan Kowalski by sms not delivered since 2026-11-24 03:00:00: sent by "
-        "email too."
+        "sms-backup too."
     ]
     assert timeline(bridge, number, "paged") == [
         "On-call page sent: Jan Kowalski, email (step 1).",
+        "On-call page sent: Jan Kowalski, sms-backup (step 1).",
         "On-call page sent: Jan Kowalski, sms (step 1, due since 2026-11-24 03:00:00).",
     ]
     assert metric(bridge, "dyzur_oncall_pages_total", channel="sms", outcome="delivered") == 1
@@ -448,10 +517,10 @@ def test_a_page_waiting_for_its_channel_is_skipped_once_the_ticket_is_resolved(
     number = awaria(api, "srv-b1")
     start_delivery(bridge)
     settled(bridge, but=("page:sms",))
-    assert len(page_events(bridge, number)) == 1
+    assert [e.detail["channel"] for e in page_events(bridge, number)] == ["sms", "email"]
     clock.advance(60)
     push(api, "srv-b1", 0.5)
-    [page] = bridge.store.pages(number)
+    [page] = [p for p in bridge.store.pages(number) if p.channel == "sms"]
     wait_for(
         lambda: bridge.store.page(page.event_id).outcome == "skipped",
         timeout=20,
@@ -475,10 +544,10 @@ def test_a_usterka_does_not_page_until_it_is_escalated_to_awaria(api, bridge, cl
     push(api, "srv-b1", 0.99)  # escalated to Awaria
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the page of the escalated ticket")
     settled(bridge)
-    assert [e.detail["ticket"] for e in page_events(bridge)] == [number]
+    assert [e.detail["ticket"] for e in page_events(bridge)] == [number, number]
 
 
-def test_a_page_offered_again_after_a_crash_is_decided_once(api, bridge, clock, gateway):
+def test_a_page_offered_again_after_a_crash_is_decided_once(api, bridge, clock, gateway, mailbox):
     """The pager's cursor did not move past the ticket's change (the bridge died after the
     page was decided): the change read again pages nobody a second time."""
     clock.set(NIGHT)
@@ -489,14 +558,17 @@ def test_a_page_offered_again_after_a_crash_is_decided_once(api, bridge, clock, 
     pager = bridge.pager
     assert pager.apply(opened) is True
     assert pager.apply(opened) is False  # the same change again
-    assert len(page_events(bridge, number)) == 1
+    assert len(page_events(bridge, number)) == 2  # Jan's SMS and e-mail
     start_delivery(bridge)  # the pager's cursor starts before the change: offered again
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the SMS")
     settled(bridge)
-    assert len(page_events(bridge, number)) == 1 and len(gateway.requests) == 1
+    assert len(page_events(bridge, number)) == 2 and len(gateway.requests) == 1
+    assert len(mailbox.taken) == 1
 
 
-def test_a_page_the_gateway_refuses_goes_by_the_next_channel(api, bridge, clock, gateway, mailbox):
+def test_a_page_the_gateway_refuses_goes_by_the_fallback_channel_at_once(
+    api, bridge, clock, gateway, backup, mailbox
+):
     gateway.script = [(400, {})]  # say, a number the gateway will not send to
     clock.set(NIGHT)
     number = awaria(api, "srv-b1")
@@ -516,8 +588,11 @@ def test_a_page_the_gateway_refuses_goes_by_the_next_channel(api, bridge, clock,
     assert failed.detail["consumer"] == "page:sms" and failed.outcome == "failure"
     assert metric(bridge, "dyzur_oncall_pages_total", channel="sms", outcome="failed") == 1
     bridge.tick()  # at once: no need to wait fallback_after for a refusal
-    wait_for(lambda: mailbox.taken, timeout=20, what="the e-mail instead")
-    [mail] = mails(mailbox)
-    assert [a.addr_spec for a in mail["To"].addresses] == ["jan@serwis.example.pl"]
+    wait_for(lambda: sms_to(backup, JAN), timeout=20, what="the SMS by the second gateway")
+    settled(bridge)
+    [sms] = sms_to(backup, JAN)
+    [mail] = mails(mailbox)  # the e-mail went at once anyway, and only once
+    assert [a.addr_spec for a in mail["To"].addresses] == [JAN_MAIL]
     assert mail["To"].addresses[0].display_name == "Jan Kowalski"
-    assert len(gateway.requests) == 1
+    assert link_in(sms["message"]) == link_in(mail.get_content())
+    assert len(gateway.requests) == 1 and len(backup.requests) == 1

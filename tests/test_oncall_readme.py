@@ -31,13 +31,16 @@ def test_the_readmes_example_rota_is_a_valid_configuration(tmp_path):
     config = tmp_path / "dyzur.yaml"
     config.write_text(example())
     (tmp_path / "secrets").mkdir()
-    for name in ("oncall-link.key", "smtp.password", "smsapi.token"):
+    for name in ("oncall-link.key", "smtp.password", "smsapi.token", "sms2.token"):
         secret = tmp_path / "secrets" / name
         secret.write_text("x" * 44 + "\n")
         secret.chmod(0o600)
     loaded = load_config(config)
     oncall = loaded.config.oncall
     assert oncall is not None and len(oncall.people) == 8
+    # The engineers are paged by SMS and e-mail at once, the second gateway standing in.
+    anna = oncall.people[0]
+    assert (anna.channels, anna.fallback_channels) == (["sms", "mail"], ["sms2"])
     rota = Rota(oncall)
 
     def who(rota_name: str, kind: str, at: str) -> str | None:

@@ -1,8 +1,9 @@
 """The page behind the link in an on-call page (bridge/web), driven through the bridge with a
 controlled clock: an Awaria at 03:00 on a 24/7 contract pages Anna through a real SMTP server
-(aiosmtpd) and a real HTTP server standing in for the SMS gateway; the link in her e-mail
-shows the ticket on GET and acknowledges it on POST only, once; a forged, reused, expired or
-cross-site use changes nothing and is audited; the pages carry their security headers."""
+(aiosmtpd) and a real HTTP server standing in for the SMS gateway, by e-mail and SMS at once
+with the same link; the link shows the ticket on GET and acknowledges it on POST only, once;
+a forged, reused, expired or cross-site use changes nothing and is audited; the pages carry
+their security headers."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from tests.test_sink_webhook import FAST, push, ticket_of
 
 NIGHT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # Tuesday 03:00 in Warsaw
 ANNA = "anna@serwis.example.pl"
+ANNA_PHONE = "+48601000001"
 JOHN = "john@serwis.example.pl"
 
 
@@ -59,15 +61,22 @@ def loaded(tmp_path, smtp, gateway):
 
 
 @pytest.fixture
-def paged(api, bridge, clock, smtp):
-    """An Awaria of Klinika B (24/7) at 03:00, Anna paged by e-mail: (ticket number, link)."""
+def paged(api, bridge, clock, smtp, gateway):
+    """An Awaria of Klinika B (24/7) at 03:00, Anna paged by e-mail and SMS at once, both
+    pages recorded as delivered: (ticket number, the link, the same in both)."""
     for worker in bridge.outbox.workers.values():
         worker.backoff = FAST
     bridge.outbox.start()
     push(api, "srv-b1", 0.99)
     number = ticket_of(api, "klinika-b")
-    wait_for(lambda: pages_to(smtp.mailbox, ANNA), timeout=20, what="Anna's e-mail page")
+    wait_for(
+        lambda: [p.outcome for p in bridge.store.pages(number)] == ["delivered", "delivered"],
+        timeout=20,
+        what="Anna's e-mail and SMS pages delivered",
+    )
     [page] = pages_to(smtp.mailbox, ANNA)
+    [sms] = sms_texts(gateway, ANNA_PHONE)
+    assert link_in(sms) == link_in(page.get_content())
     return number, link_in(page.get_content())
 
 

@@ -14,11 +14,12 @@ What pages
 
 Pages go through the outbox too
     Deciding a page writes, in one transaction, the ticket's paging state (``OncallPages``) and
-    one ``oncall.page`` audit event per person, naming the channel: the first of the person's
-    ``channels``. Each channel is an outbox consumer of its own, ``page:<channel>``, that builds
-    the text (``message``) and sends it (``channels``): a channel that is down is retried, in
-    order, and loses nothing; a page whose ticket was acknowledged or resolved before it went
-    is skipped. A bridge killed between the ticket and the page pages once after its restart:
+    one ``oncall.page`` audit event per person and channel: every one of the person's
+    ``channels`` at once (the SMS wakes, the e-mail carries the detail; one link for both).
+    Each channel is an outbox consumer of its own, ``page:<channel>``, that builds the text
+    (``message``) and sends it (``channels``): a channel that is down is retried, in order,
+    and loses nothing; a page whose ticket was acknowledged or resolved before it went is
+    skipped. A bridge killed between the ticket and the page pages once after its restart:
     the ``oncall`` consumer's cursor had not passed the ticket's change, and a change offered
     again is applied once (``Paging.last_event``).
 
@@ -32,8 +33,8 @@ The ticker (``tick``, under the lease ``oncall:ticker``: one bridge of several)
       acknowledgment (the API, the CLI, the link in a page, a helpdesk's response) stops it:
       the ticker reads the ticket itself before each step.
     * Fallback: a page its channel has not delivered ``fallback_after`` after it was decided,
-      or that its channel refused for good, is also sent through the person's next channel (a
-      new ``oncall.page`` event).
+      or that its channel refused for good, is also sent through the person's next
+      ``fallback_channels`` entry not used at that step yet (a new ``oncall.page`` event).
 
 Seen from outside
     The ticket's timeline shows each page as it was sent (who, channel, step), a page that
@@ -315,8 +316,9 @@ class Pager:
             return None
         return at + timedelta(seconds=self.settings.escalation[step].after)
 
-    def _first_channel(self, person: OncallPerson) -> str | None:
-        return next((c for c in person.channels if c in self.senders), None)
+    def _channels(self, person: OncallPerson) -> list[str]:
+        """The channels that page ``person`` at once (those configured)."""
+        return [c for c in person.channels if c in self.senders]
 
     def _write_steps(
         self,
@@ -379,11 +381,11 @@ class Pager:
         expires = next_at or now + LAST_STEP_LINK
         last = plans[-1] if plans else None
         for person in last.people if last is not None else []:
-            channel = self._first_channel(person)
-            if channel is None:
+            channels = self._channels(person)
+            if not channels:
                 log.error("%s: person %s has no configured channel", ticket.number, person.id)
-                continue
-            self._write_page(ticket, rounds, step, person.id, channel, now, expires)
+            for channel in channels:
+                self._write_page(ticket, rounds, step, person.id, channel, now, expires)
         self.store.save_paging(
             Paging(
                 ticket=ticket.number,
@@ -494,18 +496,15 @@ class Pager:
 
     def fall_back(self, now: datetime) -> bool:
         """Send each page its channel has not delivered ``fallback_after`` after it was
-        decided, or refused, through the person's next channel too; a unit per page."""
+        decided, or refused, through the person's next fallback channel too; a unit per page."""
         wrote = False
         for waiting in self.store.pages_waiting(now - self.fallback_after):
             try:
                 person = self.roster.person(waiting.person)
             except KeyError:
                 continue
-            channels = [c for c in person.channels if c in self.senders]
-            following = []
-            if waiting.channel in channels:
-                following = channels[channels.index(waiting.channel) + 1 :]
-            if not following:
+            fallbacks = [c for c in person.fallback_channels if c in self.senders]
+            if not fallbacks:
                 continue  # no other way to reach the person: the page keeps trying
             with self.store.transaction():
                 self.store.lock(f"oncall:{waiting.ticket}")
@@ -514,6 +513,15 @@ class Pager:
                 pages = self.store.pages(waiting.ticket)
                 taken = any(p.fallback_for == waiting.event_id for p in pages)
                 if page is None or page.outcome not in (None, FAILED) or taken:
+                    continue
+                # The next fallback channel this person was not paged by at this step yet.
+                used = {
+                    p.channel
+                    for p in pages
+                    if (p.round, p.step, p.person) == (page.round, page.step, page.person)
+                }
+                following = [c for c in fallbacks if c not in used]
+                if not following:
                     continue
                 if not _ticket_open(ticket):
                     continue
@@ -554,14 +562,21 @@ class Pager:
         """What the channel sends for ``page``: the text is built now, from the ticket as it
         is, in the person's language."""
         person = self.roster.person(page.person)
-        earlier: list[EarlierPage] = []
+        # One line per person and step, naming every channel it went by (the SMS and the
+        # e-mail page at once), at the first page's time.
+        earlier: dict[tuple[int, str], EarlierPage] = {}
         for other in self.store.pages(page.ticket):
             if other.round == page.round and other.step < page.step:
+                seen = earlier.get((other.step, other.person))
+                if seen is not None:
+                    channels = f"{seen.channel}, {other.channel}"
+                    earlier[other.step, other.person] = replace(seen, channel=channels)
+                    continue
                 try:
                     name = self.roster.person(other.person).name
                 except KeyError:
                     name = other.person
-                earlier.append(EarlierPage(name, other.channel, other.at))
+                earlier[other.step, other.person] = EarlierPage(name, other.channel, other.at)
         link = None
         if self.links is not None:
             link = self.links.url(ticket.number, person.id, page.step, page.expires)
@@ -579,7 +594,7 @@ class Pager:
             step=page.step,
             link=link,
             expires=page.expires,
-            earlier=earlier,
+            earlier=list(earlier.values()),
         )
 
     def deliver(self, event: AuditEvent, sender: PageSender) -> None:
