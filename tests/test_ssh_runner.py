@@ -543,3 +543,27 @@ def test_ssh_agent(
     finally:
         agent.terminate()
         agent.wait()
+
+
+def test_output_after_the_exit_status_is_kept(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    """sshd sends the exit status when the shell ends, before output still in its pipes (here
+    a child writes after the shell exited): the result waits for the output's end (EOF)."""
+    trusted(known, sshd)
+    with runner(known, client_key) as r:
+        res = r.run(target(sshd), "(sleep 0.5; printf late >&2) & exit 0", timeout=10)
+    assert res.exit_code == 0
+    assert res.stderr == "late"
+
+
+def test_a_child_holding_the_output_open_does_not_hold_the_result(
+    known: KnownHosts, sshd: Sshd, client_key: Path
+) -> None:
+    """A command that leaves a daemon on its pipes ends with its exit status (after a short
+    grace for the output), not at the step's timeout."""
+    trusted(known, sshd)
+    with runner(known, client_key) as r:
+        res = r.run(target(sshd), "(sleep 20; echo never) & echo started; exit 0", timeout=15)
+    assert res.exit_code == 0
+    assert res.stdout == "started\n"

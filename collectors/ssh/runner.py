@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_EXIT = 3  # Nagios UNKNOWN
 DEFAULT_OUTPUT_CAP = 64 * 1024
+# After the exit status, how long to wait for the output's EOF (a command that left a child
+# holding its pipes open would never send one).
+EOF_GRACE = 2.0
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -481,6 +484,7 @@ class SshRunner:
         out, err = bytearray(), bytearray()
         truncated = False
         cap = self.output_cap
+        exited_at: float | None = None
 
         def take(buf: bytearray, data: bytes) -> None:
             nonlocal truncated
@@ -502,8 +506,14 @@ class SshRunner:
                     busy = True
                 if busy:
                     continue
-                if chan.exit_status_ready():
-                    # The exit status follows the data on the channel: drain what is left.
+                if chan.exit_status_ready() and exited_at is None:
+                    exited_at = time.monotonic()
+                if exited_at is not None and (
+                    chan.eof_received or chan.closed or time.monotonic() - exited_at > EOF_GRACE
+                ):
+                    # sshd may send the exit status before the last output (its pipes drain
+                    # after the child ended): the output is complete once EOF came, or after
+                    # a grace (a background child of the command may hold the pipes open).
                     while chan.recv_ready():
                         take(out, chan.recv(32768))
                     while chan.recv_stderr_ready():
