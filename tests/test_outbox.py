@@ -242,6 +242,35 @@ def test_a_retry_after_success_starts_again_from_the_base(store, clock):
     assert worker.step() == 1.0
 
 
+def test_a_retry_after_longer_than_the_lease_keeps_it_through_the_pause(stores, clock):
+    """A busy destination asks for 100 s: the worker renews its lease while it waits, so
+    another bridge does not take over and try at once."""
+    store, other = stores(), stores()
+    add(store, 1)
+    taken_by_other: list[int | None] = []
+
+    class Waiting(RecordingStop):
+        def wait(self, timeout: float) -> bool:
+            clock.advance(timeout)
+            taken_by_other.append(other.lease("recorder", "b", LEASE_SECONDS, clock.time()))
+            if len(self.pauses) > 50:  # the other bridge holds it: end the loop
+                self.set()
+            return super().wait(timeout)
+
+    stop = Waiting()
+
+    def busy(_events):
+        if len(consumer.batches) == 1:
+            raise Retry("the helpdesk answers 429", after=100.0)
+        stop.set()
+
+    consumer = Recorder(behaviour=busy)
+    Outbox(store, clock, owner="a").register(consumer).run(stop)
+    assert sum(stop.pauses) == pytest.approx(100.0)  # the Retry-After, in full
+    assert len(taken_by_other) > 3 and set(taken_by_other) == {None}
+    assert len(consumer.batches) == 2  # the same worker asked again
+
+
 def test_a_permanent_refusal_is_audited_and_skipped(store, clock):
     events = add(store, 5)
     bad = events[2]

@@ -35,11 +35,13 @@ Delivery
       writing the next batches meanwhile.
     * Failures: ``Retry`` (the destination is away, busy, timed out; any other exception
       counts the same) offers the batch again from the cursor after an exponential backoff
-      with jitter and a cap (``Backoff``), until the destination takes it. ``Permanent`` names
-      one event the destination will never take (it refused its content): the events before it
-      count as delivered, the event is skipped and an ``outbox.delivery_failed`` audit event
-      (failure; its consumer, event id, action and reason) records the skip in the trail, and
-      so reaches every consumer, the refusing one too. A refusal of an
+      with jitter and a cap (``Backoff``), or the destination's ``Retry-After``, until the
+      destination takes it; the worker renews its lease through the pause, so another bridge
+      does not take over and try sooner. ``Permanent`` names one event the destination will
+      never take (it refused its content): the events before it count as delivered, the event
+      is skipped and an ``outbox.delivery_failed`` audit event (failure; its consumer, event
+      id, action and reason) records the skip in the trail, and so reaches every consumer, the
+      refusing one too. A refusal of an
       ``outbox.delivery_failed`` event of the same consumer is only logged, so a consumer that
       refuses everything cannot feed itself forever.
     * A full queue: a consumer with ``max_queue`` keeps at most that many waiting events (of
@@ -435,6 +437,31 @@ class ConsumerWorker:
 
     # --- the thread -----------------------------------------------------------------------
 
+    def _wait_out(self, stop: threading.Event, pause: float) -> None:
+        """Pause after a failure, renewing the lease meanwhile: a destination's Retry-After
+        may be longer than the lease, and another bridge taking it over would send at once
+        what the destination asked to wait for."""
+        renew_every = self.lease_seconds / 3
+        while pause > renew_every:
+            if stop.wait(renew_every):
+                return
+            pause -= renew_every
+            if not self._renew():
+                return  # lost it: the next round lets go (or takes it over anew)
+        stop.wait(pause)
+
+    def _renew(self) -> bool:
+        """Extend the lease this worker holds; False when it does not hold it any more."""
+        if self.token is None:
+            return False
+        name = self.consumer.name
+        try:
+            token = self.store.lease(name, self.owner, self.lease_seconds, self.clock.time())
+        except Exception:
+            log.exception("outbox consumer %s: lease not renewed", name)
+            return False
+        return token == self.token
+
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
@@ -446,7 +473,7 @@ class ConsumerWorker:
                 if pause <= 0:
                     continue
                 if self.failures:
-                    stop.wait(pause)
+                    self._wait_out(stop, pause)
                 else:
                     self.wake.wait(pause)
                     self.wake.clear()
