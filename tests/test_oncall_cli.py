@@ -144,6 +144,15 @@ def test_oncall_swap_hands_a_night_over_and_is_audited_with_the_login(config, tm
     assert event.detail["reason"] == "Anna na szkoleniu"
     assert (event.detail["shift_person"], event.detail["person"]) == ("anna", "bartek")
 
+    # The training was cancelled: Anna takes the night back, the later override winning.
+    back = [*args[:7], "anna", *args[8:]]
+    r = dyzur(*back, "--reason", "szkolenie odwołane", "--client", "klinika-b")
+    assert r.returncode == 0, r.stderr
+    assert "anna is on duty again (earlier swaps of the period undone)" in r.stdout
+    r = dyzur("oncall", "now", "--config", config, "--kind", "server", "--at", at, "--json")
+    found = {row["client"]: row for row in json.loads(r.stdout)}
+    assert found["klinika-b"]["person"] == "anna"
+
 
 @pytest.mark.parametrize(
     ("change", "expected"),

@@ -204,8 +204,13 @@ def oncall_swap(
     finally:
         store.close()
     of = f" for {client}" if client else ""
+    who = (
+        f"{to} is on duty again (earlier swaps of the period undone)"
+        if to == shift_person
+        else f"{to} is on duty instead of {shift_person}"
+    )
     typer.echo(
-        f"override {override.id}: {to} is on duty instead of {shift_person} in rota {rota}{of} "
+        f"override {override.id}: {who} in rota {rota}{of} "
         f"from {_minute(override.start)} to {_minute(override.end)} (by {override.created_by}: "
         f"{reason})"
     )

@@ -151,8 +151,6 @@ class OncallDesk:
         for field, person in (("shift_person", r.shift_person), ("person", r.person)):
             if person not in people:
                 raise Invalid(f"{field}: unknown person {person!r}")
-        if r.person == r.shift_person:
-            raise Invalid("person: the same person as shift_person; nothing to hand over")
         if r.client is not None and r.client not in self.clients:
             raise Invalid(f"client: unknown client {r.client!r}")
         rotas = self.rota.rotas
