@@ -48,6 +48,7 @@ from bridge.delivery.oncall.message import (
     subject,
 )
 from bridge.delivery.outbox import Permanent, Retry
+from bridge.delivery.secret_file import SecretFile
 from bridge.delivery.sinks import without_userinfo
 from bridge.delivery.sinks.webhook import SIGNATURE_HEADER, judge, signature
 from bridge.delivery.smtp import SmtpClient, mailbox
@@ -183,19 +184,8 @@ class SmsGateway:
                     f"{field}: not JSON once rendered ({exc}); write the values inside quotes: "
                     '"{{ text }}"'
                 ) from None
-        self._secret: bytes | None = None
+        self._secret = SecretFile(secret_file)
         self._http: httpx.Client | None = None
-
-    def _key(self) -> bytes:
-        if self._secret is None:
-            try:
-                secret = self.secret_file.read_bytes().strip()
-            except OSError as exc:  # the message names the file, never its content
-                raise Retry(f"cannot read secret_file {self.secret_file}: {exc.strerror}") from None
-            if not secret:
-                raise Retry(f"secret_file {self.secret_file} is empty")
-            self._secret = secret
-        return self._secret
 
     def render(self, message: PageMessage) -> tuple[str, bytes]:
         """The SMS text and the request body for ``message``."""
@@ -214,7 +204,7 @@ class SmsGateway:
 
     def send(self, message: PageMessage) -> str:
         _, content = self.render(message)
-        key = self._key()
+        key = self._secret.read()
         try:
             bearer = key.decode()
         except UnicodeDecodeError:

@@ -30,6 +30,7 @@ import httpx
 
 from bridge.clock import local_iso
 from bridge.delivery.outbox import Permanent, Retry
+from bridge.delivery.secret_file import SecretFile
 from bridge.delivery.sinks import SinkStore, TicketChange, TicketSink, without_userinfo
 
 TIMEOUT = 10.0
@@ -100,24 +101,13 @@ class WebhookSink(TicketSink):
         self.where = without_userinfo(url)
         self.secret_file = secret_file
         self.timeout = timeout
-        self._secret: bytes | None = None
+        self._secret = SecretFile(secret_file)
         self._http: httpx.Client | None = None
 
     def _client(self) -> httpx.Client:
         if self._http is None:
             self._http = httpx.Client(timeout=self.timeout, follow_redirects=False)
         return self._http
-
-    def _key(self) -> bytes:
-        if self._secret is None:
-            try:
-                secret = self.secret_file.read_bytes().strip()
-            except OSError as exc:  # the message names the file, never its content
-                raise Retry(f"cannot read secret_file {self.secret_file}: {exc.strerror}") from None
-            if not secret:
-                raise Retry(f"secret_file {self.secret_file} is empty")
-            self._secret = secret
-        return self._secret
 
     def send(self, change: TicketChange, remote_id: str | None) -> str | None:
         answer = self._post(payload(change, remote_id), change.key)
@@ -141,7 +131,7 @@ class WebhookSink(TicketSink):
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Idempotency-Key": key,
-            SIGNATURE_HEADER: signature(self._key(), body),
+            SIGNATURE_HEADER: signature(self._secret.read(), body),
             "User-Agent": "dyzur",
         }
         try:
