@@ -142,3 +142,27 @@ def api(bridge):
 
     with TestClient(create_app(bridge, run_ticker=False)) as client:
         yield client
+
+
+# The on-call tests' peers (tests/oncall_parts.py), imported when asked for: a module that
+# needs others defines its own fixture of the same name.
+
+
+@pytest.fixture
+def smtp():
+    """aiosmtpd receiving the e-mail pages (plain SMTP; ``smtp.mailbox.closed`` answers 451)."""
+    from tests.oncall_parts import mail_server
+
+    server = mail_server()
+    yield server
+    server.down()
+
+
+@pytest.fixture
+def gateway():
+    """The HTTP server standing in for the SMS gateway."""
+    from tests.oncall_parts import sms_gateway
+
+    g = sms_gateway()
+    yield g
+    g.down()

@@ -34,9 +34,25 @@ def sms_texts(gateway: SmsGatewayServer, phone: str | None = None) -> list[str]:
     return [m["message"] for m in gateway.messages() if phone in (None, m["to"])]
 
 
+class GatedMailbox(Mailbox):
+    """The mail server's mailbox, answering 451 (try again later) while ``closed``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.refused = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.closed:
+            self.refused += 1
+            return "451 4.3.0 Mailbox busy, try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
 def mail_server() -> SmtpServer:
-    """aiosmtpd on a free loopback port, plain SMTP (the channel says ``tls: none``)."""
-    server = SmtpServer(Mailbox(), None, "plain")  # type: ignore[arg-type]
+    """aiosmtpd on a free loopback port, plain SMTP (the channel says ``tls: none``), its
+    mailbox open until a test closes it."""
+    server = SmtpServer(GatedMailbox(), None, "plain")  # type: ignore[arg-type]
     server.up()
     return server
 

@@ -35,7 +35,6 @@ from tests.oncall_parts import (
     token_of,
 )
 from tests.processes import RunningBridge, wait_for
-from tests.test_sink_email import Mailbox, SmtpServer
 from tests.test_sink_webhook import FAST, push, ticket_of
 
 ANNA = "anna@serwis.example.pl"
@@ -43,36 +42,6 @@ ANNA_PHONE = "+48601000001"
 JOHN = "john@serwis.example.pl"
 HEAD = "ewa@serwis.example.pl"
 STORE = "sqlite:///var/dyzur.db"
-
-
-class GatedMailbox(Mailbox):
-    """The mail server's mailbox, answering 451 (try again later) while ``closed``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.closed = False
-        self.refused = 0
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.closed:
-            self.refused += 1
-            return "451 4.3.0 Mailbox busy, try again later"
-        return await super().handle_DATA(server, session, envelope)
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer(GatedMailbox(), None, "plain")  # type: ignore[arg-type]
-    server.up()
-    yield server
-    server.down()
-
-
-@pytest.fixture
-def gateway():
-    g = sms_gateway()
-    yield g
-    g.down()
 
 
 def real_bridge(

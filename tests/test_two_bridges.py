@@ -30,10 +30,8 @@ from bridge.delivery.oncall.channels import page_message_id
 from bridge.delivery.sinks.email import message_id
 from bridge.store import open_store
 from tests.conftest import auth, free_port
-from tests.oncall_parts import link_in, oncall_config, pages_to, sms_gateway, token_of
+from tests.oncall_parts import link_in, oncall_config, pages_to, token_of
 from tests.processes import RunningBridge, wait_for
-from tests.test_oncall_e2e import GatedMailbox
-from tests.test_sink_email import SmtpServer
 from tests.test_sink_webhook import Receiver
 
 STORE = "sqlite:///var/dyzur.db"
@@ -137,21 +135,6 @@ def lease_tokens(tmp_path: Path) -> dict[str, int]:
 
 def pid_of(owner: str) -> int:
     return int(owner.split(":")[1])  # host:pid:nonce (Outbox.owner)
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer(GatedMailbox(), None, "plain")  # type: ignore[arg-type]
-    server.up()
-    yield server
-    server.down()
-
-
-@pytest.fixture
-def gateway():
-    g = sms_gateway()
-    yield g
-    g.down()
 
 
 @pytest.fixture

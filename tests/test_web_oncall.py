@@ -18,10 +18,8 @@ from tests.oncall_parts import (
     PUBLIC_URL,
     forged,
     link_in,
-    mail_server,
     oncall_config,
     pages_to,
-    sms_gateway,
     sms_texts,
     token_of,
 )
@@ -32,20 +30,6 @@ NIGHT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # Tuesday 03:00 in Warsaw
 ANNA = "anna@serwis.example.pl"
 ANNA_PHONE = "+48601000001"
 JOHN = "john@serwis.example.pl"
-
-
-@pytest.fixture
-def smtp():
-    server = mail_server()
-    yield server
-    server.down()
-
-
-@pytest.fixture
-def gateway():
-    g = sms_gateway()
-    yield g
-    g.down()
 
 
 @pytest.fixture
