@@ -79,6 +79,18 @@ class Action(StrEnum):
     SSH_COMMAND = SSH_COMMAND
     SSH_HOST_KEY_UNKNOWN = SSH_HOST_KEY_UNKNOWN
     SSH_HOST_KEY_MISMATCH = SSH_HOST_KEY_MISMATCH
+    # Incidents (bridge.tickets.incidents): a dependent's alert held for its root cause,
+    # attached to a ticket (its root's, its storm's), recovered there, released into a ticket
+    # of its own, split out by an engineer; a dependent's own ticket linked to its root's; a
+    # hospital's storm ticket opened and closed.
+    INCIDENT_ALERT_HELD = "incident.alert_held"
+    INCIDENT_ALERT_ATTACHED = "incident.alert_attached"
+    INCIDENT_ALERT_RECOVERED = "incident.alert_recovered"
+    INCIDENT_ALERT_RELEASED = "incident.alert_released"
+    INCIDENT_ALERT_SPLIT = "incident.alert_split"
+    INCIDENT_TICKET_LINKED = "incident.ticket_linked"
+    INCIDENT_STORM_OPENED = "incident.storm_opened"
+    INCIDENT_STORM_CLOSED = "incident.storm_closed"
     # The bridge itself.
     CONFIG_LOADED = "config.loaded"
     SIEM_EVENTS_DROPPED = "siem.events_dropped"
@@ -144,6 +156,22 @@ class Event(StrEnum):
     PAGE_FALLBACK = "page_fallback"
     ONCALL_ESCALATED = "oncall_escalated"
     NOBODY_ON_DUTY = "nobody_on_duty"
+    # Incidents (bridge.tickets.incidents), written with the incident.* audit events or, for
+    # the lines of a group's ticket, without one.
+    INCIDENT_ATTACHED = "incident_attached"
+    INCIDENT_RECOVERED = "incident_recovered"
+    INCIDENT_RELEASED = "incident_released"
+    INCIDENT_PART = "incident_part"
+    INCIDENT_HELD = "incident_held"
+    INCIDENT_LINKED = "incident_linked"
+    INCIDENT_EXPLAINS = "incident_explains"
+    INCIDENT_SPLIT = "incident_split"
+    INCIDENT_SPLIT_OUT = "incident_split_out"
+    GROUP_JOINED = "group_joined"
+    GROUP_RECOVERED = "group_recovered"
+    STORM_ATTACHED = "storm_attached"
+    STORM_PART = "storm_part"
+    STORM_ENDED = "storm_ended"
 
 
 # The audit action of each timeline event that is recorded with one (lifecycle._record).

@@ -267,6 +267,45 @@ class UpdateSettings(_Strict):
     settle: SettlePeriod = 120.0
 
 
+HoldPeriod = Annotated[Duration, between(0.0, 3600.0)]
+IncidentPeriod = Annotated[Duration, between(0.0, 86400.0)]
+StormPeriod = Annotated[Duration, between(60.0, 86400.0)]
+
+
+class StormBudget(_Strict):
+    """At most ``tickets`` new tickets of one hospital in any ``period``."""
+
+    tickets: int = Field(10, ge=1, le=100_000)
+    period: StormPeriod = 600.0
+
+
+class StormSettings(StormBudget):
+    # A storm ends when no new alert joined it for this long: its alerts still firing then
+    # open tickets of their own.
+    quiet: StormPeriod = 300.0
+    # Budgets of single hospitals, by client id.
+    clients: dict[str, StormBudget] = {}
+
+
+class IncidentSettings(_Strict):
+    """Incidents by dependency (assets' depends_on) and the storm budget (README: Incidents
+    and storms)."""
+
+    # How long a dependent's alert waits for its root cause's alert to claim it.
+    settle: HoldPeriod = 90.0
+    # The settle time by the kind of the asset depended on (a UPS polled every minute).
+    settle_by_kind: dict[AssetKind, HoldPeriod] = {}
+    # A held alert whose root is stale (nothing from it for stale_after) waits longer, up to
+    # max_hold from its firing.
+    stale_after: Annotated[Duration, between(10.0, 86400.0)] = 180.0
+    max_hold: HoldPeriod = 900.0
+    # After the root recovers, dependents still firing this long open tickets of their own.
+    grace: IncidentPeriod = 300.0
+    # A dependent's own ticket opened at most this long before its root's is linked to it.
+    link_period: IncidentPeriod = 600.0
+    storm: StormSettings = StormSettings()
+
+
 class CategoryMapping(_Strict):
     """Alerts whose labels all match ``match`` open tickets of ``category``."""
 
@@ -326,6 +365,7 @@ class Config(_Strict):
     oncall: OncallSettings | None = None
     ssh: SshSettings | None = None
     updates: UpdateSettings = UpdateSettings()
+    incidents: IncidentSettings = IncidentSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     rule_files: list[str] = ["builtin:hosts"]
     clients: list[Client] = []
@@ -610,6 +650,25 @@ def _oncall_problems(config: Config, base_dir: Path) -> list[str]:
     return problems
 
 
+def _dependency_cycles(config: Config) -> list[str]:
+    """An asset that depends on itself through its dependencies has no root cause."""
+    parent = {a.id: a.depends_on for a in config.assets}
+    problems = []
+    for i, asset in enumerate(config.assets):
+        seen = [asset.id]
+        at = parent.get(asset.id)
+        while at is not None and at in parent:
+            if at == asset.id:
+                chain = " -> ".join([*seen, at])
+                problems.append(f"assets.{i}.depends_on: a dependency cycle: {chain}")
+                break
+            if at in seen:
+                break  # a cycle further up, reported at its own assets
+            seen.append(at)
+            at = parent[at]
+    return problems
+
+
 def _cross_check(config: Config, base_dir: Path) -> list[str]:
     problems: list[str] = []
     listen = config.listen
@@ -645,6 +704,10 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
                 f"{owner[asset.depends_on]!r}, not {asset.client!r}; an asset may depend "
                 "only on an asset of its own client"
             )
+    problems += _dependency_cycles(config)
+    for client_id in config.incidents.storm.clients:
+        if client_id not in clients:
+            problems.append(f"incidents.storm.clients.{client_id}: unknown client {client_id!r}")
     siem_names: set[str] = set()
     for i, dest in enumerate(config.siem):
         if dest.name in siem_names:

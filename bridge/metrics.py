@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from bridge.tickets.lifecycle import Change
+from bridge.tickets.changes import Attachment, Change, Suppression
 
 
 class _ReadAtScrape(Collector):
@@ -92,6 +90,14 @@ class BridgeMetrics:
             "Firing notifications from Alertmanager not newer than the alert's recorded "
             "resolution (a late HA copy, a replay): no ticket opened or reopened, by client.",
             ["client"],
+            registry=r,
+        )
+        self.incident_alerts = Counter(
+            "dyzur_incident_alerts",
+            "Alerts without a ticket of their own (README: Incidents and storms): held (for "
+            "their root cause), attached (to a root's or a storm's ticket), refired and "
+            "recovered there, released (into a ticket of their own).",
+            ["action"],
             registry=r,
         )
         self.alerts_in_windows = Counter(
@@ -189,6 +195,19 @@ class BridgeMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+
+    def count_changes(self, changes: Iterable[Change | Suppression | Attachment]) -> list[Change]:
+        """Count what the lifecycle did with alerts; returns the ticket changes."""
+        tickets = []
+        for change in changes:
+            if isinstance(change, Suppression):
+                self.alerts_in_windows.labels(change.action).inc()
+            elif isinstance(change, Attachment):
+                self.incident_alerts.labels(change.action).inc()
+            else:
+                tickets.append(change)
+                self.count_change(change)
+        return tickets
 
     def count_change(self, change: Change) -> None:
         """A ticket change made by the lifecycle, whatever its source."""

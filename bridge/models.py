@@ -201,6 +201,9 @@ class Ticket:
     # When "SLA at risk" is due: the at-risk share of the reaction time in service hours.
     sla_at_risk_at: datetime | None = None
     sla_state: SlaState = SlaState.NONE
+    # The incident this ticket is part of: the root cause's ticket that explains it (a server's
+    # "agent silent" ticket opened before its UPS's "on battery" one), or None.
+    incident: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -306,6 +309,48 @@ class SuppressedAlert:
     recovered_at: datetime | None = None
     ticket: str | None = None  # the ticket opened when the window ended
     id: int | None = None
+
+
+class MemberState(StrEnum):
+    HELD = "held"  # a dependent's alert waiting (the settle time) for its root to claim it
+    ATTACHED = "attached"  # firing, attached to another ticket: its root's, its group's, a storm's
+    RECOVERED = "recovered"  # recovered while held or attached: it opens nothing
+    RELEASED = "released"  # it opened (or joined) a ticket of its own; ``own_ticket`` says which
+
+
+class MemberReason(StrEnum):
+    DEPENDENCY = "dependency"  # its asset depends on the asset of the ticket it is attached to
+    GROUP = "group"  # one of the alerts of its asset's incident group sharing one ticket
+    STORM = "storm"  # collected into its hospital's storm ticket beyond the storm budget
+
+
+@dataclass(slots=True)
+class IncidentAlert:
+    """An alert that does not (yet) have a ticket of its own: held for its root, or attached
+    to another ticket (its root cause's, its group's, its hospital's storm ticket)."""
+
+    fingerprint: str
+    client: str
+    asset: str
+    rule: str
+    category: Category
+    labels: dict[str, str]
+    value: float | None
+    fired_at: datetime
+    reason: MemberReason
+    state: MemberState
+    title: str = ""  # the alert's own ticket title, in the contract's language, for lists
+    ticket: str | None = None  # the ticket it is attached to (None while held)
+    # Held: when the hold ends. Attached to a resolved root: when it opens its own ticket.
+    until: datetime | None = None
+    recovered_at: datetime | None = None
+    own_ticket: str | None = None  # released: the ticket it opened
+    updated_at: datetime | None = None
+    id: int | None = None
+
+    @property
+    def is_firing(self) -> bool:
+        return self.state in (MemberState.HELD, MemberState.ATTACHED)
 
 
 class StageState(StrEnum):

@@ -68,6 +68,8 @@ class Bridge:
             self.config.reopen_period,
             self.config.sla.at_risk_share,
             muter=self.maintenance,
+            incidents=self.config.incidents,
+            last_seen=self.engine.last_seen,
         )
         self.versions = AmmsVersions(self.store, self.store, loaded.assets)
         self.ingestor = Ingestor(

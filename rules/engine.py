@@ -435,6 +435,10 @@ class _AbsenceRule:
         alert.fingerprint = fingerprint(self.name, alert.labels)
         self.active[asset] = alert
         self.emitter.counts[FIRING] += 1
+        # Silent since before it fired: a restart is no sign of life (``expect`` would count
+        # the asset as seen at the start and resolve the alert at the next evaluation).
+        silent_since = (alert.fired_at or alert.active_since) - self.absent
+        self.seen[asset] = min(self.seen.get(asset, silent_since), silent_since)
 
 
 class _CodeBuilder:
@@ -672,6 +676,11 @@ class Engine:
         seen = self._seen_any
         for asset in assets:
             seen.setdefault(asset, now)
+
+    def last_seen(self, asset: str) -> float | None:
+        """When a sample of the asset last arrived (None: not since the engine started, or no
+        absence rule watches arrivals)."""
+        return self._seen_any.get(asset) if self._track_any else None
 
     def tick(self, now: float) -> list[Transition]:
         """Evaluate absence rules at ``now`` and, at most every ``sweep_every`` seconds, drop

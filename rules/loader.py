@@ -20,6 +20,8 @@ A rule file is a mapping with one key, ``rules``, a list of rules::
         labels: [asset, mountpoint]        # identity labels: one alert (one ticket) per value
                                            # set; default [asset]; asset is always added
         keep_open: false                   # on recovery leave the ticket open for an engineer
+        group: power                       # optional incident group, [a-z0-9_]+: the firing
+                                           # alerts of one asset in one group share one ticket
         title: {pl: "...", en: "..."}      # Jinja2 templates, see rules.templates
         description: {pl: "...", en: "..."}
 
@@ -86,6 +88,7 @@ RULE_KEYS: tuple[str, ...] = (
     "escalate",
     "labels",
     "keep_open",
+    "group",
     "absent",
     "title",
     "description",
@@ -239,6 +242,10 @@ def _build_rule(ctx: _Ctx, raw: object, index: int, line: int) -> Rule:
     if not isinstance(keep_open, bool):
         raise err("keep_open", "'keep_open' must be true or false")
 
+    group = raw.get("group")
+    if group is not None and not (isinstance(group, str) and _NAME.fullmatch(group)):
+        raise err("group", f"'group' must be a name of [a-z0-9_]+, got {group!r}")
+
     title = _text(ctx, raw, "title")
     description = _text(ctx, raw, "description")
     common: dict[str, Any] = {
@@ -249,6 +256,7 @@ def _build_rule(ctx: _Ctx, raw: object, index: int, line: int) -> Rule:
         "metric": metric,
         "matchers": tuple(matchers),
         "keep_open": keep_open,
+        "group": group,
         "source": f"{ctx.source}:{at}",
     }
 

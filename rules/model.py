@@ -81,6 +81,8 @@ class Rule:
     # On recovery leave the ticket open for an engineer instead of resolving it.
     keep_open: bool = False
     absent_seconds: float | None = None
+    # The incident group: firing alerts of one asset in one group share one ticket.
+    group: str | None = None
     # "file:line" where the rule was defined, for error messages.
     source: str = ""
 

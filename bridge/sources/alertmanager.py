@@ -25,7 +25,8 @@ from bridge.metrics import BridgeMetrics
 from bridge.models import Asset
 from bridge.sources.samples import Rejection
 from bridge.store.roles import Coordination
-from bridge.tickets.lifecycle import Change, LifecycleError, Stale, Suppression, TicketLifecycle
+from bridge.tickets.changes import Attachment, Change, Stale, Suppression
+from bridge.tickets.lifecycle import LifecycleError, TicketLifecycle
 from rules.model import Alert, AlertState, Rule, Text, fingerprint
 
 log = logging.getLogger(__name__)
@@ -177,10 +178,8 @@ class AlertmanagerReceiver:
             return Rejection(index, "unknown_asset", str(exc))
         with self.coordination.transaction():
             change = self.lifecycle.apply_notified(prepared)
-        if isinstance(change, Change):
-            self.metrics.count_change(change)
-        elif isinstance(change, Suppression):
-            self.metrics.alerts_in_windows.labels(change.action).inc()
+        if isinstance(change, Change | Suppression | Attachment):
+            self.metrics.count_changes([change])
         elif isinstance(change, Stale):
             self.metrics.alertmanager_stale.labels(change.client).inc()
         return None

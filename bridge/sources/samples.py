@@ -25,13 +25,8 @@ from bridge.models import AgentStream, Asset, AuditEvent
 from bridge.sources.versions import AmmsVersions
 from bridge.store import BatchClaim, BatchRecord, StoreError
 from bridge.store.roles import AgentStreams, AuditLog, Coordination
-from bridge.tickets.lifecycle import (
-    Change,
-    LifecycleError,
-    Prepared,
-    Suppression,
-    TicketLifecycle,
-)
+from bridge.tickets.changes import Attachment, Change, Suppression
+from bridge.tickets.lifecycle import LifecycleError, Prepared, TicketLifecycle
 from collectors import AGENT_AUDIT_ACTIONS, Sample
 from rules.engine import Engine
 from rules.model import AlertState, Rule, Transition
@@ -426,6 +421,10 @@ class Ingestor:
             for change in self.lifecycle.release_windows(self.rule_of):
                 self.metrics.count_change(change)
                 changes.append(change)
+            # Held alerts whose settle time ended, dependents of a resolved root, storms.
+            changes += self.metrics.count_changes(
+                self.lifecycle.incidents.release_due(self.rule_of)
+            )
             return changes
 
     def _prepare(self, now: datetime) -> list[Prepared]:
@@ -448,20 +447,13 @@ class Ingestor:
                 prepared.append(p)
         return prepared
 
-    def _applied(self, changes: list[Change | Suppression]) -> list[Change]:
+    def _applied(self, changes: list[Change | Suppression | Attachment]) -> list[Change]:
         """The queued transitions were written: forget them, count what they changed."""
         self._queue.clear()
         if self._failing:
             log.warning("alert transitions are being applied again")
             self._failing = False
-        tickets = []
-        for change in changes:
-            if isinstance(change, Suppression):
-                self.metrics.alerts_in_windows.labels(change.action).inc()
-            else:
-                tickets.append(change)
-                self.metrics.count_change(change)
-        return tickets
+        return self.metrics.count_changes(changes)
 
     def _failed(self) -> None:
         self.metrics.transition_failures.inc()

@@ -41,7 +41,10 @@ from typing import Protocol
 from bridge.models import (
     AgentStream,
     AuditEvent,
+    IncidentAlert,
     MaintenanceWindow,
+    MemberReason,
+    MemberState,
     PlanStatus,
     StepRecord,
     SuppressedAlert,
@@ -411,6 +414,40 @@ class WindowStore(Protocol):
         ...
 
 
+class IncidentStore(Protocol):
+    """Incidents (``bridge.tickets.incidents``): alerts held for their root cause or attached
+    to another ticket, and the open tickets of assets (to find a root)."""
+
+    def save_incident_alert(self, alert: IncidentAlert) -> IncidentAlert:
+        """Insert (setting ``id``) or update one; at most one held or attached record per alert
+        (fingerprint): a second one raises StoreError."""
+        ...
+
+    def incident_alerts(
+        self,
+        *,
+        fingerprint: str | None = None,
+        ticket: str | None = None,
+        client: str | None = None,
+        states: Collection[MemberState] = (),
+        reason: MemberReason | None = None,
+        due_before: datetime | None = None,
+    ) -> list[IncidentAlert]:
+        """Held and attached alerts, oldest first, filtered by what is given (``due_before``:
+        those whose ``until`` is at or before it)."""
+        ...
+
+    def open_tickets_of_assets(self, assets: Collection[str]) -> list[Ticket]:
+        """The open tickets of these assets, oldest first."""
+        ...
+
+    def count_tickets_opened(
+        self, client: str, since: datetime, *, excluding_rule: str | None = None
+    ) -> int:
+        """How many tickets of a client opened at or after ``since`` (the storm budget)."""
+        ...
+
+
 class PlanStore(Protocol):
     def save_plan(self, plan: UpdatePlan) -> None:
         """Insert or replace an update plan, kept whole."""
@@ -489,6 +526,7 @@ class Store(
     AuditLog,
     Cursors,
     WindowStore,
+    IncidentStore,
     PlanStore,
     AgentStreams,
     AssetFacts,

@@ -18,7 +18,10 @@ from bridge.models import (
     AgentStream,
     AuditEvent,
     Category,
+    IncidentAlert,
     MaintenanceWindow,
+    MemberReason,
+    MemberState,
     PlanStatus,
     SlaState,
     StepRecord,
@@ -346,6 +349,42 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX oncall_overrides_by_end ON oncall_overrides(ends_at)
     """,
+    """
+    -- Incidents (bridge.tickets.incidents): a ticket explained by its root cause's ticket, and
+    -- the alerts without a ticket of their own: held for their root, or attached to a ticket.
+    ALTER TABLE tickets ADD COLUMN incident TEXT;
+    CREATE INDEX tickets_open_by_asset ON tickets(asset) WHERE status = 'open';
+    CREATE TABLE incident_alerts (
+        id           INTEGER PRIMARY KEY,
+        fingerprint  TEXT NOT NULL,
+        client       TEXT NOT NULL,
+        asset        TEXT NOT NULL,
+        rule         TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        labels       TEXT NOT NULL,
+        value        REAL,
+        fired_at     REAL NOT NULL,
+        reason       TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        ticket       TEXT,
+        until        REAL,
+        recovered_at REAL,
+        own_ticket   TEXT,
+        updated_at   REAL
+    );
+    -- One firing record per alert, like one open ticket per alert.
+    CREATE UNIQUE INDEX incident_alerts_one_firing ON incident_alerts(fingerprint)
+        WHERE state IN ('held', 'attached');
+    CREATE INDEX incident_alerts_by_ticket ON incident_alerts(ticket, id);
+    CREATE INDEX incident_alerts_due ON incident_alerts(until)
+        WHERE state IN ('held', 'attached')
+    """,
+)
+
+_INCIDENT_ALERT_COLUMNS = (
+    "fingerprint, client, asset, rule, category, labels, value, fired_at, reason, state, title, "
+    "ticket, until, recovered_at, own_ticket, updated_at"
 )
 
 # Ids per query of audit_events_by_id (SQLite's limit of bound parameters is far above it).
@@ -354,7 +393,7 @@ _IDS_PER_QUERY = 500
 _TICKET_COLUMNS = (
     "number, client, asset, rule, fingerprint, category, status, title, description, labels, "
     "fire_count, last_value, opened_at, updated_at, resolved_at, responded_at, responded_by, "
-    "reaction_due, sla_at_risk_at, sla_state"
+    "reaction_due, sla_at_risk_at, sla_state, incident"
 )
 
 
@@ -411,6 +450,7 @@ def _row_to_ticket(row: sqlite3.Row) -> Ticket:
         reaction_due=_dt(row["reaction_due"]),
         sla_at_risk_at=_dt(row["sla_at_risk_at"]),
         sla_state=SlaState(row["sla_state"]),
+        incident=row["incident"],
     )
 
 
@@ -468,6 +508,7 @@ def _ticket_params(t: Ticket) -> tuple[object, ...]:
         _epoch(t.reaction_due),
         _epoch(t.sla_at_risk_at),
         t.sla_state.value,
+        t.incident,
     )
 
 
@@ -734,7 +775,7 @@ class SQLiteStore:
     def insert_ticket(self, ticket: Ticket, entry: TimelineEntry) -> None:
         with self._write() as conn:
             conn.execute(
-                f"INSERT INTO tickets({_TICKET_COLUMNS}) VALUES ({', '.join('?' * 20)})",
+                f"INSERT INTO tickets({_TICKET_COLUMNS}) VALUES ({', '.join('?' * 21)})",
                 _ticket_params(ticket),
             )
             self._append(conn, ticket.number, entry)
@@ -1530,6 +1571,125 @@ class SQLiteStore:
             )
             for r in rows
         ]
+
+    # --- incidents ---------------------------------------------------------------------------
+
+    def save_incident_alert(self, alert: IncidentAlert) -> IncidentAlert:
+        a = alert
+        values = (
+            a.fingerprint,
+            a.client,
+            a.asset,
+            a.rule,
+            a.category.value,
+            json.dumps(a.labels, sort_keys=True),
+            a.value if a.value is None or a.value == a.value else None,
+            a.fired_at.timestamp(),
+            a.reason.value,
+            a.state.value,
+            a.title,
+            a.ticket,
+            _epoch(a.until),
+            _epoch(a.recovered_at),
+            a.own_ticket,
+            _epoch(a.updated_at),
+        )
+        columns = _INCIDENT_ALERT_COLUMNS
+        try:
+            with self._write() as conn:
+                if a.id is None:
+                    a.id = conn.execute(
+                        f"INSERT INTO incident_alerts({columns}) "
+                        f"VALUES ({', '.join('?' * len(values))})",
+                        values,
+                    ).lastrowid
+                else:
+                    assignments = ", ".join(f"{c.strip()} = ?" for c in columns.split(","))
+                    conn.execute(
+                        f"UPDATE incident_alerts SET {assignments} WHERE id = ?", (*values, a.id)
+                    )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"alert {a.fingerprint} is already held or attached: {exc}") from exc
+        return a
+
+    def incident_alerts(
+        self,
+        *,
+        fingerprint: str | None = None,
+        ticket: str | None = None,
+        client: str | None = None,
+        states: Collection[MemberState] = (),
+        reason: MemberReason | None = None,
+        due_before: datetime | None = None,
+    ) -> list[IncidentAlert]:
+        where: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("fingerprint", fingerprint),
+            ("ticket", ticket),
+            ("client", client),
+            ("reason", reason),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(str(s) for s in states)
+        if due_before is not None:
+            where.append("until <= ?")
+            params.append(due_before.timestamp())
+        sql = f"SELECT id, {_INCIDENT_ALERT_COLUMNS} FROM incident_alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn().execute(sql + " ORDER BY id", params).fetchall()
+        return [
+            IncidentAlert(
+                fingerprint=r["fingerprint"],
+                client=r["client"],
+                asset=r["asset"],
+                rule=r["rule"],
+                category=Category(r["category"]),
+                labels=json.loads(r["labels"]),
+                value=r["value"],
+                fired_at=to_datetime(r["fired_at"]),
+                reason=MemberReason(r["reason"]),
+                state=MemberState(r["state"]),
+                title=r["title"],
+                ticket=r["ticket"],
+                until=_dt(r["until"]),
+                recovered_at=_dt(r["recovered_at"]),
+                own_ticket=r["own_ticket"],
+                updated_at=_dt(r["updated_at"]),
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    def open_tickets_of_assets(self, assets: Collection[str]) -> list[Ticket]:
+        if not assets:
+            return []
+        marks = ", ".join("?" * len(assets))
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE status = 'open' "
+                f"AND asset IN ({marks}) ORDER BY opened_at, rowid",
+                tuple(assets),
+            )
+            .fetchall()
+        )
+        return [_row_to_ticket(r) for r in rows]
+
+    def count_tickets_opened(
+        self, client: str, since: datetime, *, excluding_rule: str | None = None
+    ) -> int:
+        sql = "SELECT count(*) FROM tickets WHERE client = ? AND opened_at >= ?"
+        params: list[object] = [client, since.timestamp()]
+        if excluding_rule is not None:
+            sql += " AND rule != ?"
+            params.append(excluding_rule)
+        return int(self._conn().execute(sql, params).fetchone()[0])
 
     # --- update plans ------------------------------------------------------------------------
 

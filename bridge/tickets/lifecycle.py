@@ -32,6 +32,7 @@ from typing import Protocol
 
 from bridge.actions import ticket_action
 from bridge.clock import WARSAW, Clock, local_iso, local_time
+from bridge.config import IncidentSettings
 from bridge.errors import NotFound
 from bridge.maintenance.windows import Muting
 from bridge.models import (
@@ -40,6 +41,7 @@ from bridge.models import (
     Category,
     Client,
     Contract,
+    MemberReason,
     SlaState,
     SuppressedAlert,
     SuppressedState,
@@ -49,6 +51,8 @@ from bridge.models import (
     ticket_number,
 )
 from bridge.store import Store
+from bridge.tickets.changes import Attachment, Change, Stale, Suppression
+from bridge.tickets.incidents import Incidents, group_key, is_shared_key
 from bridge.tickets.sla import ServiceCalendar, reaction_time
 from bridge.tickets.texts import category_name, timeline_text
 from rules.model import Alert, AlertState, Rule, Transition
@@ -65,34 +69,6 @@ class TicketNotFound(NotFound):
     def __init__(self, number: str) -> None:
         super().__init__(f"no ticket {number}")
         self.number = number
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What the lifecycle did with a transition: the ticket and the action taken on it."""
-
-    ticket: Ticket
-    action: str  # opened, refired, reopened, escalated, recovered, resolved
-    # Seconds from the alert firing to this ticket opening (opened and reopened only).
-    latency: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    """What the lifecycle did with an alert of an asset in a maintenance window: no ticket."""
-
-    alert: SuppressedAlert
-    action: str  # suppressed (recorded against the window), recovered (inside the window)
-
-
-@dataclass(frozen=True, slots=True)
-class Stale:
-    """A notified firing not newer than the resolution already recorded for its alert (a late
-    copy from an Alertmanager HA peer, a replay): it opens and reopens nothing."""
-
-    client: str
-    ticket: Ticket | None  # the resolved ticket that notes it on its timeline
-    resolved_at: datetime
 
 
 class Muter(Protocol):
@@ -127,6 +103,18 @@ class Prepared:
     texts: Mapping[Category, tuple[str, str]] = field(default_factory=dict)
     muting: Muting | None = None
     deadline: Deadline | None = None
+    # Incidents: the ticket key of the rule's group (None: the alert's own fingerprint), when
+    # the alert first fired (a release keeps it), and which incident steps apply to it.
+    group_key: str | None = None
+    fired_at: datetime | None = None
+    hold: bool = True  # may be held for its root cause
+    budget: bool = True  # counts against the storm budget
+    route: bool = True  # dependency, hold and budget apply at all (not for a split)
+
+    @property
+    def key(self) -> str:
+        """The key of the alert's ticket: its group's, or its own fingerprint."""
+        return self.group_key or self.alert.fingerprint
 
 
 class TicketLifecycle:
@@ -140,6 +128,8 @@ class TicketLifecycle:
         at_risk_share: float = 0.75,
         *,
         muter: Muter,
+        incidents: IncidentSettings | None = None,
+        last_seen: Callable[[str], float | None] | None = None,
     ) -> None:
         self.store = store
         self.clients = clients
@@ -150,6 +140,10 @@ class TicketLifecycle:
         self._calendars: dict[str, ServiceCalendar] = {}
         # What mutes an alert (maintenance windows): asked before a ticket is opened.
         self.muter = muter
+        # Root cause by dependency, groups and the storm budget: asked after the muter.
+        self.incidents = Incidents(
+            self, store, clients, assets, incidents or IncidentSettings(), last_seen
+        )
 
     # --- the record of a change: ticket, timeline and audit event in one transaction ------
 
@@ -178,6 +172,8 @@ class TicketLifecycle:
             AuditEvent(now, actor, action, "success", ticket.client, ticket.asset, detail)
         )
         return Change(ticket, kind)
+
+    record = _record  # for the incidents' own tickets (a storm's)
 
     # --- the SLA clock ---------------------------------------------------------------------
 
@@ -237,7 +233,45 @@ class TicketLifecycle:
         if not firing:
             asset = self.assets.get(alert.asset or "")
             client = self.clients.get(asset.client) if asset is not None else None
-            return Prepared(alert, rule, client, now, False)
+            group = None
+            if rule.group is not None and asset is not None:
+                group = group_key(asset.client, asset.id, rule.group)
+            return Prepared(alert, rule, client, now, False, group_key=group)
+        prepared = self._prepare_firing(alert, rule, now, escalated)
+        if rule.group is not None and prepared.client is not None:
+            key = group_key(prepared.client.id, alert.asset or "", rule.group)
+            prepared = replace(prepared, group_key=key)
+        return prepared
+
+    def prepare_release(
+        self, alert: Alert, rule: Rule, now: datetime, fired_at: datetime
+    ) -> Prepared:
+        """Before the transaction: an alert held or attached since ``fired_at`` that opens a
+        ticket of its own now, with the deadline it would have had from its first firing."""
+        prepared = self._prepare(alert, rule, now, True)
+        client = prepared.client
+        assert client is not None
+        return replace(
+            prepared,
+            fired_at=fired_at,
+            deadline=self.deadline(client.id, Category(alert.category), fired_at),
+        )
+
+    def fire_released(
+        self, prepared: Prepared, after: Sequence[tuple[str, str]], incident: str | None
+    ) -> Change | Suppression | Attachment:
+        """Inside the caller's transaction (the incidents' release): the alert's own ticket,
+        with the lines that say where it comes from and the incident it was part of."""
+        change = self._fire(prepared, False)
+        if isinstance(change, Change) and change.action in ("opened", "reopened"):
+            ticket = change.ticket
+            if incident is not None and ticket.incident is None:
+                ticket.incident = incident
+            for kind, text in after:
+                self.store.update_ticket(ticket, TimelineEntry(prepared.now, kind, text))
+        return change
+
+    def _prepare_firing(self, alert: Alert, rule: Rule, now: datetime, escalated: bool) -> Prepared:
         client = self._client_of(alert)
         category = Category(alert.category)
         muting = self.muter.muting(alert.asset or "", now)
@@ -290,20 +324,22 @@ class TicketLifecycle:
             texts[other] = render(rule, replace(alert, category=other.value), lang)
         return texts
 
-    def apply(self, prepared: Prepared) -> Change | Suppression | None:
+    def apply(self, prepared: Prepared) -> Change | Suppression | Attachment | None:
         """Inside the caller's transaction: act on one prepared transition under its alert's
         lock; returns what changed, or None when nothing did."""
         self.store.lock(f"alert:{prepared.alert.fingerprint}")
+        self.store.lock(f"alert:{prepared.key}")
         if prepared.firing:
             return self._fire(prepared, prepared.escalated)
         return self._recovered(prepared)
 
-    def apply_all(self, prepared: Sequence[Prepared]) -> list[Change | Suppression]:
+    def apply_all(self, prepared: Sequence[Prepared]) -> list[Change | Suppression | Attachment]:
         """Inside the caller's transaction: the alerts' locks in fingerprint order (the lock
         order), then each change in the order given."""
-        for fingerprint in sorted({p.alert.fingerprint for p in prepared}):
-            self.store.lock(f"alert:{fingerprint}")
-        changes: list[Change | Suppression] = []
+        keys = {p.alert.fingerprint for p in prepared} | {p.key for p in prepared}
+        for key in sorted(keys):
+            self.store.lock(f"alert:{key}")
+        changes: list[Change | Suppression | Attachment] = []
         for p in prepared:
             change = self.apply(p)
             if change is not None:
@@ -321,7 +357,9 @@ class TicketLifecycle:
         the clock's now). LifecycleError for a firing alert of an asset not in the inventory."""
         return self._prepare(alert, rule, self.clock.now(), alert.state is not AlertState.RESOLVED)
 
-    def apply_notified(self, prepared: Prepared) -> Change | Suppression | Stale | None:
+    def apply_notified(
+        self, prepared: Prepared
+    ) -> Change | Suppression | Attachment | Stale | None:
         """Inside the caller's transaction: an alert another system evaluates (Alertmanager)
         and notifies again and again while it fires. Only what changes — a new firing, a higher
         category, the resolution — reaches the ticket; a repeated notification changes nothing,
@@ -329,19 +367,28 @@ class TicketLifecycle:
         start) is stale."""
         alert = prepared.alert
         self.store.lock(f"alert:{alert.fingerprint}")
+        self.store.lock(f"alert:{prepared.key}")
         if not prepared.firing:
             return self._recovered(prepared)
         category = Category(alert.category)
-        latest = self.store.latest_ticket_for_alert(alert.fingerprint)
+        latest = self.store.latest_ticket_for_alert(prepared.key)
         is_open = latest is not None and latest.is_open
-        if is_open and category.severity <= latest.category.severity:  # type: ignore[union-attr]
+        member = self.incidents.firing_member(alert.fingerprint)
+        if member is not None:
+            if category.severity <= member.category.severity:
+                return None  # told again
+        elif (
+            prepared.group_key is None
+            and is_open
+            and category.severity <= latest.category.severity  # type: ignore[union-attr]
+        ):
             return None
         muted = self.store.suppressed_alerts(
             fingerprint=alert.fingerprint, state=SuppressedState.FIRING
         )
         if muted and category.severity <= muted[0].category.severity:
             return None
-        if not is_open and not muted and alert.fired_at is not None:
+        if not is_open and not muted and member is None and alert.fired_at is not None:
             # Not firing now: a firing that started before the recorded resolution (of the
             # ticket, or inside a window) is that resolved one, told again.
             ends = [
@@ -349,6 +396,11 @@ class TicketLifecycle:
                 for r in self.store.suppressed_alerts(
                     fingerprint=alert.fingerprint, state=SuppressedState.RECOVERED
                 )
+                if r.recovered_at is not None
+            ]
+            ends += [
+                r.recovered_at
+                for r in self.store.incident_alerts(fingerprint=alert.fingerprint)
                 if r.recovered_at is not None
             ]
             if latest is not None and latest.resolved_at is not None:
@@ -378,7 +430,7 @@ class TicketLifecycle:
             self.store.update_ticket(latest, TimelineEntry(now, "stale", text))
         return Stale(client.id, latest, resolved_at)
 
-    def _fire(self, prepared: Prepared, escalated: bool) -> Change | Suppression:
+    def _fire(self, prepared: Prepared, escalated: bool) -> Change | Suppression | Attachment:
         """Inside the alert's lock: refire or escalate its open ticket; else, if its asset is
         in a maintenance window, record it against the window; else reopen or open a ticket.
         The ticket's title and description are the rule's templates rendered with this alert
@@ -389,9 +441,22 @@ class TicketLifecycle:
         lang = client.contract.language
         category = Category(alert.category)
         value = alert.value
-        latest = self.store.latest_ticket_for_alert(alert.fingerprint)
+        incidents = self.incidents
+        latest = self.store.latest_ticket_for_alert(prepared.key)
         if latest is not None and latest.is_open:
             prepared = self._completed(prepared)
+            if prepared.group_key is not None and incidents.join_group(latest, prepared):
+                # Another alert of the group: a line on its ticket, the ticket's list.
+                texts = prepared.texts[category]
+                text = timeline_text(
+                    lang,
+                    "group_joined",
+                    title=texts[0],
+                    category=category_name(lang, category),
+                    value=value,
+                )
+                incidents.describe_group(latest)
+                self.store.update_ticket(latest, TimelineEntry(now, "group_joined", text))
             latest.fire_count += 0 if escalated else 1
             latest.last_value = alert.value
             latest.updated_at = now
@@ -400,6 +465,8 @@ class TicketLifecycle:
                 latest.category = category
                 self._start_clock(latest, prepared.deadline)
                 self._retitle(latest, prepared)
+                if prepared.group_key is not None:
+                    incidents.describe_group(latest)
                 text = timeline_text(
                     lang,
                     "escalated",
@@ -408,11 +475,19 @@ class TicketLifecycle:
                     value=value,
                 )
                 return self._record(latest, "escalated", text, now)
-            self._retitle(latest, prepared)
+            if prepared.group_key is None:
+                self._retitle(latest, prepared)
             text = timeline_text(lang, "refired", count=latest.fire_count, value=value)
             return self._record(latest, "refired", text, now)
+        member = incidents.firing_member(alert.fingerprint)
+        if member is not None and member.reason is not MemberReason.GROUP:
+            return incidents.refire(member, self._completed(prepared))
         if prepared.muting is not None:
             return self._suppress(alert, client, category, prepared.muting, now)
+        if prepared.route:
+            attachment = incidents.route(self._completed(prepared))
+            if attachment is not None:
+                return attachment
         if (
             latest is not None
             and latest.resolved_at is not None
@@ -431,7 +506,7 @@ class TicketLifecycle:
             change = self._record(latest, "reopened", text, now)
         else:
             ticket = self._new_ticket(
-                client.id, alert.asset or "", alert.rule, alert.fingerprint, category, now
+                client.id, alert.asset or "", alert.rule, prepared.key, category, now
             )
             self._retitle(ticket, prepared)
             ticket.labels = dict(alert.labels)
@@ -441,6 +516,11 @@ class TicketLifecycle:
             if ticket.reaction_due is not None:
                 text += " " + timeline_text(lang, "due", due=local_time(ticket.reaction_due))
             change = self._record(ticket, "opened", text, now, new=True)
+        if prepared.group_key is not None:
+            incidents.join_group(change.ticket, prepared)
+            incidents.describe_group(change.ticket)
+            self.store.update_ticket(change.ticket)
+        incidents.opened(change.ticket, now)
         self._release_suppressed(change.ticket, lang, now)
         if alert.fired_at is not None:
             change = Change(change.ticket, change.action, now.timestamp() - alert.fired_at)
@@ -481,6 +561,9 @@ class TicketLifecycle:
             opened_at=now,
             updated_at=now,
         )
+
+    new_ticket = _new_ticket  # for the incidents' own tickets (a storm's)
+    start_clock = _start_clock
 
     # --- maintenance windows ---------------------------------------------------------------
 
@@ -584,9 +667,31 @@ class TicketLifecycle:
                     changes.append(change)
         return changes
 
-    def _recovered(self, prepared: Prepared) -> Change | Suppression | None:
+    def _recovered(self, prepared: Prepared) -> Change | Suppression | Attachment | None:
         alert, now = prepared.alert, prepared.now
-        ticket = self.store.latest_ticket_for_alert(alert.fingerprint)
+        incidents = self.incidents
+        member = incidents.firing_member(alert.fingerprint)
+        if member is not None and member.reason is not MemberReason.GROUP:
+            return incidents.recovered(member, alert.value, now)
+        ticket = self.store.latest_ticket_for_alert(prepared.key)
+        if member is not None:  # one alert of a group
+            if ticket is None or not ticket.is_open or ticket.number != member.ticket:
+                return incidents.recovered(member, alert.value, now)
+            remaining = incidents.group_recovered(member, ticket, alert.value, now)
+            incidents.describe_group(ticket)
+            if remaining:
+                lang = self._language(ticket.client)
+                text = timeline_text(
+                    lang,
+                    "group_recovered",
+                    title=member.title,
+                    remaining=", ".join(m.title for m in remaining),
+                )
+                ticket.updated_at = now
+                self.store.update_ticket(ticket, TimelineEntry(now, "group_recovered", text))
+                return Attachment(member, "recovered")
+        elif prepared.group_key is not None and ticket is not None and ticket.is_open:
+            return None  # not one of the group's firing alerts: the group's ticket stays
         if ticket is None or not ticket.is_open:
             return self._recovered_in_window(alert, now)
         lang = self._language(ticket.client)
@@ -599,7 +704,9 @@ class TicketLifecycle:
             return change
         ticket.status = TicketStatus.RESOLVED
         ticket.resolved_at = now
-        return self._record(ticket, "resolved", timeline_text(lang, "resolved"), now)
+        resolved = self._record(ticket, "resolved", timeline_text(lang, "resolved"), now)
+        incidents.closed(ticket, now)
+        return resolved
 
     def _recovered_in_window(self, alert: Alert, now: datetime) -> Suppression | None:
         """An alert that fired and recovered inside its window is only logged."""
@@ -679,6 +786,7 @@ class TicketLifecycle:
         ticket.updated_at = now
         text = timeline_text(self._language(ticket.client), "resolved_by", actor=actor)
         self._record(ticket, "resolved", text, now, actor)
+        self.incidents.closed(ticket, now)
         return ticket
 
     def open_ticket(
@@ -779,24 +887,35 @@ class TicketLifecycle:
         """The alerts behind open tickets and those firing inside a window, to put back into
         the engine after a restart (so a recovery is seen, and no second firing is)."""
         muted = [
-            _firing_alert(r.rule, r.fingerprint, r.labels, r.category, r.value, r.fired_at)
+            firing_alert(r.rule, r.fingerprint, r.labels, r.category, r.value, r.fired_at)
             for r in self.store.suppressed_alerts(state=SuppressedState.FIRING)
         ]
-        return muted + [
-            _firing_alert(t.rule, t.fingerprint, t.labels, t.category, t.last_value, t.opened_at)
-            for t in self.store.open_tickets()
+        # Held and attached alerts, and the alerts of groups' tickets (whose key is the
+        # group's, not an alert's).
+        members = [
+            firing_alert(m.rule, m.fingerprint, m.labels, m.category, m.value, m.fired_at)
+            for m in self.incidents.firing()
         ]
+        return (
+            muted
+            + members
+            + [
+                firing_alert(t.rule, t.fingerprint, t.labels, t.category, t.last_value, t.opened_at)
+                for t in self.store.open_tickets()
+                if not is_shared_key(t.fingerprint)
+            ]
+        )
 
 
 def _alert_of(record: SuppressedAlert) -> Alert:
     """The firing alert an alert recorded against a window stands for."""
-    return _firing_alert(
+    return firing_alert(
         record.rule, record.fingerprint, record.labels, record.category, record.value,
         record.fired_at,
     )  # fmt: skip
 
 
-def _firing_alert(
+def firing_alert(
     rule: str,
     fingerprint: str,
     labels: Mapping[str, str],

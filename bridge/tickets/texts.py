@@ -91,6 +91,39 @@ TIMELINE = {
         "wysyłane także kanałem {fallback}.",
         "nobody_on_duty": "Krok {step} eskalacji: nikt nie pełni dyżuru ({who}); nikt nie "
         "został powiadomiony w tym kroku.",
+        "incident_attached": "Dołączony alert zasobu zależnego {asset}: {title} ({category}); "
+        "bez osobnego zgłoszenia.",
+        "incident_recovered": "Alert zasobu {asset} ustąpił: {title}.",
+        "incident_released": "Alert zasobu {asset} nadal aktywny: otwarto osobne zgłoszenie "
+        "{ticket}.",
+        "incident_part": "Alert był częścią incydentu {ticket} (zasób {root}) od {since}; "
+        "przyczyna ustąpiła, a alert nadal jest aktywny.",
+        "incident_held": "Alert aktywny od {since} czekał do {until} na alert zasobu, od "
+        "którego zależy ({parent}); przyczyna się nie pojawiła.",
+        "incident_linked": "Zgłoszenie wyjaśnione przez incydent {ticket} (zasób {root}, od "
+        "którego zależy {asset}); pozostaje otwarte.",
+        "incident_explains": "Ten incydent wyjaśnia zgłoszenie {ticket} zasobu zależnego {asset}.",
+        "incident_split": "Wydzielone przez {actor} ze zgłoszenia {ticket}; alert aktywny od "
+        "{since}.",
+        "incident_split_out": "Alert zasobu {asset} ({title}) wydzielony przez {actor} do "
+        "zgłoszenia {ticket}.",
+        "group_joined": "Kolejny alert grupy: {title} ({category}){value_note}.",
+        "group_recovered": "Alert grupy ustąpił: {title}. Nadal aktywne: {remaining}.",
+        "storm_attached": "Alert zasobu {asset} w burzy: {title} ({category}).",
+        "storm_part": "Alert zebrany w zgłoszeniu burzy {ticket} od {since}; burza się "
+        "zakończyła, a alert nadal jest aktywny.",
+        "storm_ended": "Burza zakończona: {opened} alertów nadal aktywnych otworzyło własne "
+        "zgłoszenia, {recovered} ustąpiło.",
+        "storm_title": "Burza alertów: {count} alertów ({client})",
+        "storm_description": "Klient {client} przekroczył limit {tickets} nowych zgłoszeń w "
+        "ciągu {period}. Kolejne alerty są zbierane w tym zgłoszeniu; każdy, który będzie nadal "
+        "aktywny, gdy przez {quiet} nie pojawi się nowy alert, otworzy własne zgłoszenie "
+        "(inżynier może też wydzielić alert wcześniej).",
+        "members_heading": "Alerty ({firing} aktywnych z {count}):",
+        "members_more": "… i {more} kolejnych",
+        "member_firing": "aktywny",
+        "member_recovered": "ustąpił",
+        "member_released": "osobne zgłoszenie",
     },
     "en": {
         "opened": "Ticket opened automatically by rule {rule}{value_note}.",
@@ -153,6 +186,37 @@ TIMELINE = {
         "sent by {fallback} too.",
         "nobody_on_duty": "Escalation step {step}: nobody is on duty ({who}); nobody was paged "
         "at this step.",
+        "incident_attached": "Attached an alert of dependent asset {asset}: {title} "
+        "({category}); no ticket of its own.",
+        "incident_recovered": "The alert of {asset} recovered: {title}.",
+        "incident_released": "The alert of {asset} is still firing: ticket {ticket} opened for it.",
+        "incident_part": "The alert was part of incident {ticket} (asset {root}) since {since}; "
+        "the root cause recovered and the alert still fires.",
+        "incident_held": "The alert firing since {since} waited until {until} for an alert of "
+        "the asset it depends on ({parent}); no root cause appeared.",
+        "incident_linked": "Explained by incident {ticket} (asset {root}, which {asset} depends "
+        "on); this ticket stays open.",
+        "incident_explains": "This incident explains ticket {ticket} of dependent asset {asset}.",
+        "incident_split": "Split out of ticket {ticket} by {actor}; the alert fires since {since}.",
+        "incident_split_out": "The alert of {asset} ({title}) was split out by {actor} into "
+        "ticket {ticket}.",
+        "group_joined": "Another alert of the group: {title} ({category}){value_note}.",
+        "group_recovered": "An alert of the group recovered: {title}. Still firing: {remaining}.",
+        "storm_attached": "An alert of {asset} in the storm: {title} ({category}).",
+        "storm_part": "The alert was collected in storm ticket {ticket} since {since}; the storm "
+        "ended and the alert still fires.",
+        "storm_ended": "The storm ended: {opened} alerts still firing opened tickets of their "
+        "own, {recovered} recovered.",
+        "storm_title": "Alert storm: {count} alerts ({client})",
+        "storm_description": "Client {client} went over its budget of {tickets} new tickets in "
+        "{period}. Further alerts are collected in this ticket; each one still firing when no "
+        "new alert came for {quiet} opens a ticket of its own (an engineer may split one out "
+        "sooner).",
+        "members_heading": "Alerts ({firing} firing of {count}):",
+        "members_more": "… and {more} more",
+        "member_firing": "firing",
+        "member_recovered": "recovered",
+        "member_released": "own ticket",
     },
 }
 

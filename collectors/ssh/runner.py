@@ -494,6 +494,12 @@ class SshRunner:
             if room > 0:
                 buf += data[:room]
 
+        def drain() -> None:
+            while chan.recv_ready():
+                take(out, chan.recv(32768))
+            while chan.recv_stderr_ready():
+                take(err, chan.recv_stderr(32768))
+
         try:
             chan.exec_command(command)
             while True:
@@ -514,14 +520,15 @@ class SshRunner:
                     # sshd may send the exit status before the last output (its pipes drain
                     # after the child ended): the output is complete once EOF came, or after
                     # a grace (a background child of the command may hold the pipes open).
-                    while chan.recv_ready():
-                        take(out, chan.recv(32768))
-                    while chan.recv_stderr_ready():
-                        take(err, chan.recv_stderr(32768))
+                    drain()
                     code = chan.recv_exit_status()
                     break
                 if chan.closed or not chan.get_transport().is_active():
-                    code = -1
+                    # The last output, the exit status and the close may all have arrived
+                    # since the checks above (sshd sends the status before the close, so it
+                    # is known by now if it was sent at all): keep them, not "no status".
+                    drain()
+                    code = chan.recv_exit_status() if chan.exit_status_ready() else -1
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
