@@ -158,6 +158,9 @@ def test_a_server_still_down_after_the_grace_opens_its_own_ticket_saying_so(brid
     [line] = [e for e in bridge.store.timeline(own.number) if e.kind == "incident_part"]
     assert root.number in line.message and "ups-1" in line.message
     assert "incident.alert_released" in actions(bridge)
+    # a problem of its own from its release: its deadline runs from then
+    expected = bridge.lifecycle.deadline("klinika-b", Category.AWARIA, own.opened_at)
+    assert own.reaction_due == expected.due
     # its recovery resolves that ticket: no orphan
     heartbeat(bridge, ["srv-1"])
     assert bridge.store.get_ticket(own.number).status is TicketStatus.RESOLVED
@@ -354,3 +357,27 @@ def test_the_storm_budget_is_per_hospital(storm_bridge):
     assert [t for t in open_tickets(bridge) if t.client == "klinika-b"] == []
     storms = [t for t in open_tickets(bridge) if t.rule == "alert_storm"]
     assert [s.client for s in storms] == ["szpital-a"]
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_a_dependency_cycle_and_an_unknown_storm_client_are_named(tmp_path):
+    from bridge.config import ConfigError
+
+    data = incident_config(storm={"clients": {"szpital-x": {"tickets": 5}}})
+    data["assets"][0]["depends_on"] = "srv-1"  # ups-1 -> srv-1 -> sw-1 -> ups-1
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data, "dyzur.yaml", tmp_path)
+    message = str(raised.value)
+    assert "assets.0.depends_on: a dependency cycle: ups-1 -> srv-1 -> sw-1 -> ups-1" in message
+    assert "incidents.storm.clients.szpital-x: unknown client 'szpital-x'" in message
+
+
+def test_incident_periods_are_checked_and_named(tmp_path):
+    from bridge.config import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(incident_config(settle="2h", storm={"tickets": 0}), "dyzur.yaml", tmp_path)
+    message = str(raised.value)
+    assert "incidents.settle" in message and "incidents.storm.tickets" in message

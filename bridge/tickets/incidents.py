@@ -373,7 +373,12 @@ class Incidents:
         rule = rule_of(due.rule)
         prepared = None
         if rule is not None and due.asset in self.assets:
-            prepared = self.lifecycle.prepare_release(alert_of(due), rule, now, due.fired_at)
+            # A held or storm alert keeps the deadline it would have had from its first
+            # firing; a dependent of a recovered root is a problem of its own from now on.
+            after_root = due.state is MemberState.ATTACHED and due.reason is MemberReason.DEPENDENCY
+            start = now if after_root else due.fired_at
+            prepared = self.lifecycle.prepare_release(alert_of(due), rule, now, start)
+            prepared = replace(prepared, fired_at=due.fired_at)
         store = self.store
         with store.transaction():
             store.lock(f"alert:{due.fingerprint}")

@@ -247,7 +247,8 @@ class TicketLifecycle:
         self, alert: Alert, rule: Rule, now: datetime, fired_at: datetime
     ) -> Prepared:
         """Before the transaction: an alert held or attached since ``fired_at`` that opens a
-        ticket of its own now, with the deadline it would have had from its first firing."""
+        ticket of its own now, with the deadline from ``fired_at`` (the one it would have had
+        from its first firing, or from now)."""
         prepared = self._prepare(alert, rule, now, True)
         client = prepared.client
         assert client is not None
@@ -378,9 +379,7 @@ class TicketLifecycle:
             if category.severity <= member.category.severity:
                 return None  # told again
         elif (
-            prepared.group_key is None
-            and is_open
-            and category.severity <= latest.category.severity  # type: ignore[union-attr]
+            prepared.group_key is None and is_open and category.severity <= latest.category.severity  # type: ignore[union-attr]
         ):
             return None
         muted = self.store.suppressed_alerts(
