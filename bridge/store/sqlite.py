@@ -376,9 +376,11 @@ MIGRATIONS: tuple[str, ...] = (
     -- One firing record per alert, like one open ticket per alert.
     CREATE UNIQUE INDEX incident_alerts_one_firing ON incident_alerts(fingerprint)
         WHERE state IN ('held', 'attached');
+    -- Queries bind the states as parameters, which a partial index cannot serve.
+    CREATE INDEX incident_alerts_by_fingerprint ON incident_alerts(fingerprint, state);
     CREATE INDEX incident_alerts_by_ticket ON incident_alerts(ticket, id);
+    CREATE INDEX incident_alerts_by_client ON incident_alerts(client, state);
     CREATE INDEX incident_alerts_due ON incident_alerts(until)
-        WHERE state IN ('held', 'attached')
     """,
 )
 
