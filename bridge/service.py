@@ -43,6 +43,7 @@ from bridge.sources.samples import Ingestor
 from bridge.sources.versions import AmmsVersions
 from bridge.store import Store, open_store
 from bridge.tickets.desk import TicketDesk
+from bridge.tickets.incident_desk import IncidentDesk
 from bridge.tickets.lifecycle import TicketLifecycle
 from collectors.ssh.known_hosts import KnownHosts
 from collectors.ssh.runner import SshCredentials, SshRunner
@@ -114,6 +115,14 @@ class Bridge:
         self.refusals = RefusalAudit(self.store.append_audit, self.clock)
         # What the API reads, each a narrow service.
         self.tickets = TicketDesk(self.store, self.lifecycle, self.metrics, self.store)
+        self.incidents = IncidentDesk(
+            self.store,
+            self.store,
+            loaded.assets,
+            self.config.incidents,
+            self.lifecycle.incidents,
+            self.ingestor.rule_of,
+        )
         # The way back of each Redmine sink: what the helpdesk does there reaches the tickets.
         self.helpdesk_responses = self._helpdesk_responses()
         self._pollers: list[threading.Thread] = []

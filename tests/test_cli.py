@@ -34,7 +34,8 @@ def test_help_lists_every_command_in_its_order():
     listed = re.findall(r"^│ ([a-z]\S*)  ", r.stdout, re.MULTILINE)
     assert listed == [
         "run", "check-config", "init", "agent", "ssh",
-        "rules", "token", "sla", "report", "audit", "window", "update", "sinks", "oncall",
+        "rules", "token", "sla", "report", "audit", "window", "update", "sinks", "incidents",
+        "oncall",
     ]  # fmt: skip
 
 

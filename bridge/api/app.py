@@ -18,6 +18,7 @@ from bridge.api import (
     audit,
     deliveries,
     health,
+    incidents,
     oncall,
     samples,
     tickets,
@@ -134,7 +135,18 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
         # A defect: logged with its traceback by the server; the caller gets the same shape.
         return error_response(500, "internal error of the bridge; it is logged")
 
-    routers = (samples, alertmanager, tickets, assets, windows, updates, audit, deliveries, oncall)
+    routers = (
+        samples,
+        alertmanager,
+        tickets,
+        incidents,
+        assets,
+        windows,
+        updates,
+        audit,
+        deliveries,
+        oncall,
+    )
     for router in routers:
         app.include_router(router.router, responses=WITH_A_TOKEN)
     app.include_router(health.router, responses=EVERY_OPERATION)

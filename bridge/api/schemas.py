@@ -14,12 +14,16 @@ from bridge.clock import local_iso
 from bridge.models import (
     AgentStream,
     Category,
+    IncidentAlert,
+    MemberReason,
+    MemberState,
     SlaState,
     Ticket,
     TicketStatus,
     TimelineEntry,
 )
 from bridge.store import ParkedChange, SinkDelivery
+from bridge.tickets.incident_desk import HeldView, IncidentKind, IncidentView
 
 MetricName = Annotated[
     str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)
@@ -253,6 +257,11 @@ class TicketOut(BaseModel):
     sla_state: SlaState
     sla_at_risk_at: str | None
     responded_within_deadline: bool | None
+    incident: str | None = Field(
+        None,
+        description="the ticket of the incident this one is part of: its root cause's ticket "
+        "that explains it (GET /api/v1/incidents)",
+    )
     timeline: list[TimelineOut] | None = None
     deliveries: list[DeliveryOut] | None = None
 
@@ -289,9 +298,152 @@ class TicketOut(BaseModel):
                 if t.responded_at is None or t.reaction_due is None
                 else t.responded_at <= t.reaction_due
             ),
+            incident=t.incident,
             timeline=None if timeline is None else [TimelineOut.of(e) for e in timeline],
             deliveries=None if deliveries is None else [DeliveryOut.of(d) for d in deliveries],
         )
+
+
+class IncidentTicketOut(BaseModel):
+    """An incident's ticket, in short (GET /api/v1/tickets/{number} has the rest)."""
+
+    number: str
+    client: str
+    asset: str = Field(description="empty for a storm ticket")
+    rule: str
+    category: Category
+    title: str
+    status: TicketStatus
+    reaction_due: str | None
+    opened_at: str
+
+    @classmethod
+    def of(cls, t: Ticket) -> IncidentTicketOut:
+        return cls(
+            number=t.number,
+            client=t.client,
+            asset=t.asset,
+            rule=t.rule,
+            category=t.category,
+            title=t.title,
+            status=t.status,
+            reaction_due=local_iso(t.reaction_due),
+            opened_at=local_iso(t.opened_at) or "",
+        )
+
+
+class IncidentAlertOut(BaseModel):
+    """An alert recorded against an incident's ticket instead of a ticket of its own."""
+
+    fingerprint: str = Field(
+        description="the alert's key (`alert` of POST /api/v1/tickets/{number}/split)"
+    )
+    asset: str
+    rule: str
+    category: Category
+    title: str
+    state: MemberState = Field(
+        description="`attached` (firing), `recovered` (opens nothing), `released` (it opened "
+        "or joined a ticket of its own: `own_ticket`)"
+    )
+    reason: MemberReason = Field(
+        description="`dependency` (its asset depends on the root), `group` (one of the "
+        "asset's group of alerts), `storm` (beyond the hospital's storm budget)"
+    )
+    fired_at: str
+    recovered_at: str | None
+    own_ticket: str | None
+
+    @classmethod
+    def of(cls, m: IncidentAlert) -> IncidentAlertOut:
+        return cls(
+            fingerprint=m.fingerprint,
+            asset=m.asset,
+            rule=m.rule,
+            category=m.category,
+            title=m.title,
+            state=m.state,
+            reason=m.reason,
+            fired_at=local_iso(m.fired_at) or "",
+            recovered_at=local_iso(m.recovered_at),
+            own_ticket=m.own_ticket,
+        )
+
+
+class IncidentCountsOut(BaseModel):
+    firing: int = Field(description="attached alerts still firing")
+    recovered: int
+    released: int
+
+
+class IncidentOut(BaseModel):
+    """An open incident: one ticket standing for one problem. Times are ISO 8601 in
+    Europe/Warsaw with their UTC offset."""
+
+    ticket: IncidentTicketOut
+    kind: IncidentKind = Field(
+        description="`dependency`: a root cause's ticket (alerts of dependent assets attached, "
+        "or tickets it explains); `storm`: a hospital's storm ticket; `group`: one asset's "
+        "group ticket with more than one alert"
+    )
+    root: str | None = Field(description="the root cause's asset; null for a storm")
+    attached: list[IncidentAlertOut] = Field(description="oldest first")
+    explains: list[str] = Field(
+        description="tickets that are part of this incident (their `incident` names it)"
+    )
+    counts: IncidentCountsOut
+
+    @classmethod
+    def of(cls, v: IncidentView) -> IncidentOut:
+        return cls(
+            ticket=IncidentTicketOut.of(v.ticket),
+            kind=v.kind,
+            root=v.root,
+            attached=[IncidentAlertOut.of(m) for m in v.attached],
+            explains=v.explains,
+            counts=IncidentCountsOut(firing=v.firing, recovered=v.recovered, released=v.released),
+        )
+
+
+class HeldAlertOut(BaseModel):
+    """An alert of a dependent asset held for its root cause (no ticket yet): attached if a
+    root's ticket opens before ``held_until``, otherwise it opens its own ticket then (a stale
+    root extends the hold)."""
+
+    fingerprint: str
+    client: str
+    asset: str
+    rule: str
+    category: Category
+    title: str
+    fired_at: str
+    held_until: str | None
+    waiting_for: list[str] = Field(description="the assets it depends on, nearest first")
+
+    @classmethod
+    def of(cls, h: HeldView) -> HeldAlertOut:
+        m = h.alert
+        return cls(
+            fingerprint=m.fingerprint,
+            client=m.client,
+            asset=m.asset,
+            rule=m.rule,
+            category=m.category,
+            title=m.title,
+            fired_at=local_iso(m.fired_at) or "",
+            held_until=local_iso(m.until),
+            waiting_for=h.waiting_for,
+        )
+
+
+class SplitIn(BaseModel):
+    """Which alert attached to the ticket gets a ticket of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert: str = Field(
+        min_length=1, max_length=256, description="the alert's fingerprint (`attached[]`)"
+    )
 
 
 class FieldError(BaseModel):

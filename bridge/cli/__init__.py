@@ -7,7 +7,8 @@
 - ``sla``: sla due, report sla; ``audit``: audit verify, audit list;
 - ``window`` and ``update``: maintenance windows and staged updates through the API;
 - ``sinks``: sinks list, test, retry (helpdesk sinks, on the config and store file);
-- ``oncall``: oncall now, gaps, swap (the rota, on the config and store file).
+- ``oncall``: oncall now, gaps, swap (the rota, on the config and store file);
+- ``incidents``: incidents list (open incidents and held alerts, on the config and store file).
 
 """
 
@@ -19,13 +20,14 @@ from bridge.cli import passthrough  # isort: split
 
 from bridge.cli import audit, sinks, sla, update, window  # isort: split
 
-from bridge.cli import oncall
+from bridge.cli import incidents, oncall
 from bridge.cli.base import app, main
 from bridge.cli.run import utc_log_formatter
 
 __all__ = [
     "app",
     "audit",
+    "incidents",
     "main",
     "oncall",
     "passthrough",

@@ -783,7 +783,16 @@ class Incidents:
             detail["ticket"] = member.ticket
         detail.update(extra)
         self.store.append_audit(
-            AuditEvent(now, "dyzur", action, "success", member.client, member.asset, detail)
+            # who asked (an engineer's split) or dyzur itself
+            AuditEvent(
+                now,
+                str(extra.get("actor", "dyzur")),
+                action,
+                "success",
+                member.client,
+                member.asset,
+                detail,
+            )
         )
 
     def _language(self, client: str) -> str:
