@@ -337,6 +337,22 @@ def test_errors_name_the_file_and_the_line(text, line, message):
     assert str(err) == f"site.yaml:{line}: {err.message}"
 
 
+@pytest.mark.parametrize(
+    "group", ["Power", "power supply", "'zasilanie-ups'", "''", "7", "[power]"]
+)
+def test_a_bad_incident_group_names_the_file_and_the_line(tmp_path, group):
+    path = tmp_path / "site.yaml"
+    path.write_text(rules_yaml(DISK + f"    group: {group}\n"), encoding="utf-8")
+    with pytest.raises(RuleFileError) as info:
+        load_rule_file(path)
+    err = info.value
+    assert (err.source, err.line) == (str(path), 6)
+    assert str(err).startswith(f"{path}:6: rule 'disk': 'group' must be a name of [a-z0-9_]+")
+    # a good one loads
+    path.write_text(rules_yaml(DISK + "    group: power_2\n"), encoding="utf-8")
+    assert [r.group for r in load_rule_file(path)] == ["power_2"]
+
+
 def test_template_syntax_error_names_the_line_of_the_template():
     text = """\
 rules:

@@ -82,3 +82,17 @@ def test_a_changed_ssh_host_key_is_an_awaria_at_once():
     e = engine()
     got = feed(e, "dyzur_ssh_host_key_mismatch", [(0, 1)])
     assert got == [("ssh_host_key_changed", AlertState.FIRING, "awaria", False)]
+
+
+def test_the_ups_power_rules_share_one_incident_group():
+    """A UPS on battery whose battery runs low is one ticket (issue 18): the pack's power
+    rules are in the group `power`, its other rules in none."""
+    rules = load_rule_files(["builtin:ups"])
+    grouped = {r.name: r.group for r in rules if r.group is not None}
+    assert grouped == {
+        "ups_on_battery": "power",
+        "ups_low_runtime": "power",
+        "ups_low_charge": "power",
+        "ups_battery_low": "power",
+        "ups_input_voltage_low": "power",
+    }
