@@ -381,3 +381,31 @@ def test_incident_periods_are_checked_and_named(tmp_path):
         parse_config(incident_config(settle="2h", storm={"tickets": 0}), "dyzur.yaml", tmp_path)
     message = str(raised.value)
     assert "incidents.settle" in message and "incidents.storm.tickets" in message
+
+
+def test_a_split_of_an_alert_whose_asset_is_in_a_window_is_refused_and_changes_nothing(
+    storm_bridge, clock
+):
+    from bridge.maintenance.planning import WindowRequest
+    from bridge.tickets.incidents import SplitRefused
+
+    bridge = storm_bridge
+    for i in range(5):
+        disk(bridge, f"host-{i}", 0.95)
+    [storm] = [t for t in open_tickets(bridge) if t.rule == "alert_storm"]
+    member = bridge.lifecycle.incidents.members(storm.number)[-1]
+    request = WindowRequest(
+        client="szpital-a",
+        start=clock.now(),
+        end=clock.now() + timedelta(hours=1),
+        reason="wymiana dysku",
+        assets=[member.asset],
+    )
+    bridge.maintenance.plan(request, "jan.kowalski")
+    with pytest.raises(SplitRefused, match="maintenance window"):
+        bridge.lifecycle.incidents.split(
+            storm.number, member.fingerprint, "jan.kowalski", bridge.ingestor.rule_of
+        )
+    [same] = [m for m in bridge.lifecycle.incidents.members(storm.number) if m.id == member.id]
+    assert same.state is MemberState.ATTACHED
+    assert bridge.store.suppressed_alerts(fingerprint=member.fingerprint) == []

@@ -58,7 +58,12 @@ async def list_held(
     status_code=status.HTTP_201_CREATED,
     tags=["tickets"],
     responses=error_responses(
-        400, 404, 422, e404="no such ticket (or another hospital's), or no such firing alert on it"
+        400,
+        404,
+        409,
+        422,
+        e404="no such ticket (or another hospital's), or no such firing alert on it",
+        e409="the alert's asset is in a maintenance window: it opens its ticket when it ends",
     ),
 )
 async def split(

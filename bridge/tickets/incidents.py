@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from bridge.actions import Action
 from bridge.clock import local_iso, local_time
 from bridge.config import IncidentSettings, StormBudget
-from bridge.errors import NotFound
+from bridge.errors import Conflict, NotFound
 from bridge.models import (
     Asset,
     AuditEvent,
@@ -83,7 +83,11 @@ def is_shared_key(key: str) -> bool:
 
 
 class MemberNotFound(NotFound):
-    pass
+    """The ticket has no such firing attached alert (404)."""
+
+
+class SplitRefused(Conflict):
+    """The alert cannot have a ticket of its own now (409): its asset is in a window."""
 
 
 class Topology:
@@ -598,7 +602,7 @@ class Incidents:
                 replace(prepared, hold=False, budget=False, route=False), after, None
             )
             if not isinstance(change, Change):  # routing is off: only a window mutes it
-                raise MemberNotFound(
+                raise SplitRefused(
                     f"alert {fingerprint}: its asset is in a maintenance window now; it opens "
                     "its ticket when the window ends"
                 )
