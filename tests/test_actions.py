@@ -53,6 +53,23 @@ def test_every_timeline_event_has_its_text_and_every_audited_one_its_action():
         Event.ONCALL_ESCALATED,
         Event.NOBODY_ON_DUTY,
     }
+    # Written by the incidents with their own incident.* events (or none: a group's lines).
+    unaudited |= {
+        Event.INCIDENT_ATTACHED,
+        Event.INCIDENT_RECOVERED,
+        Event.INCIDENT_RELEASED,
+        Event.INCIDENT_PART,
+        Event.INCIDENT_HELD,
+        Event.INCIDENT_LINKED,
+        Event.INCIDENT_EXPLAINS,
+        Event.INCIDENT_SPLIT,
+        Event.INCIDENT_SPLIT_OUT,
+        Event.GROUP_JOINED,
+        Event.GROUP_RECOVERED,
+        Event.STORM_ATTACHED,
+        Event.STORM_PART,
+        Event.STORM_ENDED,
+    }
     assert set(TICKET_ACTIONS) == set(Event) - unaudited
     assert ticket_action("sla_breached") is Action.SLA_BREACHED
     assert ticket_action("opened") is Action.TICKET_OPENED
