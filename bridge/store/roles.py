@@ -432,9 +432,16 @@ class IncidentStore(Protocol):
         states: Collection[MemberState] = (),
         reason: MemberReason | None = None,
         due_before: datetime | None = None,
+        limit: int | None = None,
+        assets: Collection[str] = (),
     ) -> list[IncidentAlert]:
         """Held and attached alerts, oldest first, filtered by what is given (``due_before``:
-        those whose ``until`` is at or before it)."""
+        those whose ``until`` is at or before it; ``limit``: at most that many, the oldest;
+        ``assets``: those of these assets)."""
+        ...
+
+    def count_incident_alerts(self, *, ticket: str, states: Collection[MemberState] = ()) -> int:
+        """How many records are attached to a ticket (in ``states``, when given)."""
         ...
 
     def open_tickets_of_assets(self, assets: Collection[str]) -> list[Ticket]:

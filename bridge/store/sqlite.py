@@ -1623,6 +1623,8 @@ class SQLiteStore:
         states: Collection[MemberState] = (),
         reason: MemberReason | None = None,
         due_before: datetime | None = None,
+        limit: int | None = None,
+        assets: Collection[str] = (),
     ) -> list[IncidentAlert]:
         where: list[str] = []
         params: list[object] = []
@@ -1641,10 +1643,17 @@ class SQLiteStore:
         if due_before is not None:
             where.append("until <= ?")
             params.append(due_before.timestamp())
+        if assets:
+            where.append(f"asset IN ({', '.join('?' * len(assets))})")
+            params.extend(assets)
         sql = f"SELECT id, {_INCIDENT_ALERT_COLUMNS} FROM incident_alerts"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self._conn().execute(sql + " ORDER BY id", params).fetchall()
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._conn().execute(sql, params).fetchall()
         return [
             IncidentAlert(
                 fingerprint=r["fingerprint"],
@@ -1667,6 +1676,13 @@ class SQLiteStore:
             )
             for r in rows
         ]
+
+    def count_incident_alerts(self, *, ticket: str, states: Collection[MemberState] = ()) -> int:
+        sql = "SELECT count(*) FROM incident_alerts WHERE ticket = ?"
+        params = [ticket, *(str(s) for s in states)]
+        if states:
+            sql += f" AND state IN ({', '.join('?' * len(states))})"
+        return int(self._conn().execute(sql, params).fetchone()[0])
 
     def open_tickets_of_assets(self, assets: Collection[str]) -> list[Ticket]:
         if not assets:

@@ -493,8 +493,10 @@ class Incidents:
         ancestors = self.topology.ancestors(member.asset)
         held = [
             m.until
-            for m in self.store.incident_alerts(client=member.client, states=(MemberState.HELD,))
-            if m.asset in ancestors and m.until is not None and m.until >= now
+            for m in self.store.incident_alerts(
+                client=member.client, states=(MemberState.HELD,), assets=ancestors
+            )
+            if m.until is not None and m.until >= now
         ]
         if held:
             return min(max(held) + timedelta(seconds=1), limit)
@@ -755,11 +757,18 @@ class Incidents:
         """The list of a group's or storm's alerts in its description (and a storm's count in
         its title), rewritten in place; the caller writes the ticket."""
         lang = self._language(ticket.client)
-        members = self.store.incident_alerts(ticket=ticket.number)
-        firing = [m for m in members if m.is_firing]
-        lines = [timeline_text(lang, "members_heading", firing=len(firing), count=len(members))]
-        shown = firing + [m for m in members if not m.is_firing]
-        for m in shown[:LISTED]:
+        # Counted, and the listed ones read, by the store: rewritten on each alert joining a
+        # storm, it must not read every alert of the storm (a storm of 1,000 took 34 s to end).
+        number = ticket.number
+        count = self.store.count_incident_alerts(ticket=number)
+        firing = self.store.count_incident_alerts(ticket=number, states=FIRING)
+        lines = [timeline_text(lang, "members_heading", firing=firing, count=count)]
+        shown = self.store.incident_alerts(ticket=number, states=FIRING, limit=LISTED)
+        if len(shown) < LISTED:
+            done = [s for s in MemberState if s not in FIRING]
+            rest = LISTED - len(shown)
+            shown += self.store.incident_alerts(ticket=number, states=done, limit=rest)
+        for m in shown:
             state = "member_firing" if m.is_firing else (
                 "member_recovered" if m.state is MemberState.RECOVERED else "member_released"
             )  # fmt: skip
@@ -767,14 +776,14 @@ class Incidents:
                 f"- {m.asset}: {m.title} ({category_name(lang, m.category.value)}, "
                 f"{timeline_text(lang, state)})"
             )
-        if len(shown) > LISTED:
-            lines.append(timeline_text(lang, "members_more", more=len(shown) - LISTED))
+        if count > LISTED:
+            lines.append(timeline_text(lang, "members_more", more=count - LISTED))
         base = ticket.description.split(LIST_MARK, 1)[0]
         ticket.description = base + LIST_MARK + "\n".join(lines)
         if ticket.rule == STORM_RULE:
             client = self.clients.get(ticket.client)
             name = client.name if client is not None else ticket.client
-            ticket.title = timeline_text(lang, "storm_title", count=len(members), client=name)
+            ticket.title = timeline_text(lang, "storm_title", count=count, client=name)
 
     def _audit(self, action: Action, member: IncidentAlert, now: datetime, **extra: object) -> None:
         detail: dict[str, object] = {
