@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_transactions.py
 	$(BIN)/python benchmarks/bench_alert_paths.py
 	$(BIN)/python benchmarks/bench_tickets.py
+	$(BIN)/python benchmarks/bench_incidents.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
