@@ -512,6 +512,77 @@ class AssetFacts(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A person's session of the pages (``bridge.users``), kept by the SHA-256 of its id: the
+    id itself (the cookie's value) is never stored. ``credential``: a digest of the user's
+    password hash when it began, so that a changed password ends it. ``seen_at``: its last
+    use, for the idle expiry; ``created_at`` for the absolute one."""
+
+    id_hash: str
+    user: str
+    credential: str
+    source: str
+    created_at: datetime
+    seen_at: datetime
+
+
+class Sessions(Protocol):
+    """The pages' sessions and the failed logins that guard them (``bridge.users``), shared by
+    every bridge on the store. Failed logins are kept per key (``user:<digest of the name>``,
+    ``source:<address>``) with their time; a key may be locked until a time."""
+
+    def add_session(self, session: WebSession) -> None:
+        """Keep a new session (a second one with the same ``id_hash`` raises StoreError)."""
+        ...
+
+    def web_session(self, id_hash: str) -> WebSession | None: ...
+
+    def touch_session(self, id_hash: str, at: datetime) -> None:
+        """Record a use of the session at ``at`` (its ``seen_at``)."""
+        ...
+
+    def end_session(self, id_hash: str) -> bool:
+        """Delete the session; True when there was one (of two ends at once, one gets True)."""
+        ...
+
+    def end_sessions(self, *, seen_before: datetime, created_before: datetime) -> int:
+        """Delete the sessions last used before ``seen_before`` or begun before
+        ``created_before`` (the expired ones); returns how many."""
+        ...
+
+    def add_login_failure(self, key: str, at: datetime) -> int:
+        """Count a failed login of ``key`` at ``at``; returns its id."""
+        ...
+
+    def remove_login_failure(self, failure_id: int) -> None:
+        """Take back one counted failure (an attempt counted before it was decided, that
+        succeeded)."""
+        ...
+
+    def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        """The times of the key's failed logins after ``since``, oldest first."""
+        ...
+
+    def clear_login_failures(self, key: str) -> None:
+        """Forget every failed login of ``key``."""
+        ...
+
+    def lock_login(self, key: str, until: datetime) -> None:
+        """Refuse logins of ``key`` until ``until`` (replacing an earlier lock)."""
+        ...
+
+    def login_locked_until(self, key: str) -> datetime | None:
+        """Until when the key is locked (possibly a past time), None if it never was or the
+        lock was forgotten."""
+        ...
+
+    def forget_logins(self, before: datetime) -> int:
+        """Delete failed logins at or before ``before`` and locks that ended by then; returns
+        how many rows went."""
+        ...
+
+
 class Housekeeping(Protocol):
     """Upgrading, checking and closing a store."""
 
@@ -540,6 +611,7 @@ class Store(
     SinkDeliveries,
     OncallOverrides,
     OncallPages,
+    Sessions,
     Protocol,
 ):
     """Every role: what one store implementation provides (``open_store`` returns it)."""

@@ -47,6 +47,7 @@ from bridge.store.roles import (
     Paging,
     ParkedChange,
     SinkDelivery,
+    WebSession,
 )
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records where a file is.
@@ -381,6 +382,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX incident_alerts_by_ticket ON incident_alerts(ticket, id);
     CREATE INDEX incident_alerts_by_client ON incident_alerts(client, state);
     CREATE INDEX incident_alerts_due ON incident_alerts(until)
+    """,
+    """
+    -- The pages' sessions (bridge.users): kept by the SHA-256 of the session id, never the id
+    -- itself. Failed logins per key (a user name's digest, a source address) and the keys
+    -- locked out after too many, shared by every bridge on the store.
+    CREATE TABLE web_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user_name  TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seen_at    REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_by_seen ON web_sessions(seen_at);
+    CREATE INDEX web_sessions_by_created ON web_sessions(created_at);
+    CREATE TABLE login_failures (
+        id  INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        at  REAL NOT NULL
+    );
+    CREATE INDEX login_failures_by_key ON login_failures(key, at);
+    CREATE INDEX login_failures_by_at ON login_failures(at);
+    CREATE TABLE login_locks (
+        key   TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    )
     """,
 )
 
@@ -1773,3 +1800,100 @@ class SQLiteStore:
             .fetchall()
         )
         return [StepRecord(**{**dict(r), "started_at": to_datetime(r["started_at"])}) for r in rows]
+
+    # --- the pages' sessions and failed logins ------------------------------------------------
+
+    def add_session(self, session: WebSession) -> None:
+        s = session
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO web_sessions(id_hash, user_name, credential, source, created_at, "
+                "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    s.id_hash,
+                    s.user,
+                    s.credential,
+                    s.source,
+                    s.created_at.timestamp(),
+                    s.seen_at.timestamp(),
+                ),
+            )
+
+    def web_session(self, id_hash: str) -> WebSession | None:
+        row = (
+            self._conn()
+            .execute("SELECT * FROM web_sessions WHERE id_hash = ?", (id_hash,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return WebSession(
+            id_hash=row["id_hash"],
+            user=row["user_name"],
+            credential=row["credential"],
+            source=row["source"],
+            created_at=to_datetime(row["created_at"]),
+            seen_at=to_datetime(row["seen_at"]),
+        )
+
+    def touch_session(self, id_hash: str, at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE web_sessions SET seen_at = MAX(seen_at, ?) WHERE id_hash = ?",
+                (at.timestamp(), id_hash),
+            )
+
+    def end_session(self, id_hash: str) -> bool:
+        with self._write() as conn:
+            ended = conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (id_hash,))
+            return ended.rowcount == 1
+
+    def end_sessions(self, *, seen_before: datetime, created_before: datetime) -> int:
+        with self._write() as conn:
+            ended = conn.execute(
+                "DELETE FROM web_sessions WHERE seen_at < ? OR created_at < ?",
+                (seen_before.timestamp(), created_before.timestamp()),
+            )
+            return ended.rowcount
+
+    def add_login_failure(self, key: str, at: datetime) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO login_failures(key, at) VALUES (?, ?) RETURNING id",
+                (key, at.timestamp()),
+            ).fetchone()
+            return int(row[0])
+
+    def remove_login_failure(self, failure_id: int) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM login_failures WHERE id = ?", (failure_id,))
+
+    def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        rows = self._conn().execute(
+            "SELECT at FROM login_failures WHERE key = ? AND at > ? ORDER BY at, id",
+            (key, since.timestamp()),
+        )
+        return [to_datetime(r[0]) for r in rows]
+
+    def clear_login_failures(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
+    def lock_login(self, key: str, until: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO login_locks(key, until) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET until = excluded.until",
+                (key, until.timestamp()),
+            )
+
+    def login_locked_until(self, key: str) -> datetime | None:
+        row = self._conn().execute("SELECT until FROM login_locks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else to_datetime(row[0])
+
+    def forget_logins(self, before: datetime) -> int:
+        with self._write() as conn:
+            at = before.timestamp()
+            failures = conn.execute("DELETE FROM login_failures WHERE at <= ?", (at,)).rowcount
+            locks = conn.execute("DELETE FROM login_locks WHERE until <= ?", (at,)).rowcount
+            return failures + locks
