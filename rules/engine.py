@@ -640,7 +640,6 @@ class Engine:
                 self._rules_per_metric[rule.metric] = self._rules_per_metric.get(rule.metric, 0) + 1
         # Rule evaluations so far (a sample checked against one rule is one evaluation).
         self.evaluations = 0
-        self._track_any = any(rt.seen is self._seen_any for rt in self._absence.values())
 
     def evaluate(self, samples: Iterable[Sample], now: float) -> list[Transition]:
         """Feed samples received at ``now``; return the transitions they caused, in order."""
@@ -648,14 +647,14 @@ class Engine:
         out = emitter.out = []
         dispatch_get = self._dispatch.get
         weights = self._rules_per_metric
+        # Arrivals per asset, kept even without an absence rule watching them: the bridge's
+        # incidents ask whether a root cause's collector went stale (``last_seen``).
         seen = self._seen_any
-        track = self._track_any
         evaluations = 0
         for metric, labels, value, ts in samples:
-            if track:
-                asset = labels.get("asset")
-                if asset is not None:
-                    seen[asset] = now
+            asset = labels.get("asset")
+            if asset is not None:
+                seen[asset] = now
             fn = dispatch_get(metric)
             if fn is not None:
                 fn(labels, value, ts, now)
@@ -678,9 +677,8 @@ class Engine:
             seen.setdefault(asset, now)
 
     def last_seen(self, asset: str) -> float | None:
-        """When a sample of the asset last arrived (None: not since the engine started, or no
-        absence rule watches arrivals)."""
-        return self._seen_any.get(asset) if self._track_any else None
+        """When a sample of the asset last arrived (None: not since the engine started)."""
+        return self._seen_any.get(asset)
 
     def tick(self, now: float) -> list[Transition]:
         """Evaluate absence rules at ``now`` and, at most every ``sweep_every`` seconds, drop

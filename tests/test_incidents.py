@@ -409,3 +409,22 @@ def test_a_split_of_an_alert_whose_asset_is_in_a_window_is_refused_and_changes_n
     [same] = [m for m in bridge.lifecycle.incidents.members(storm.number) if m.id == member.id]
     assert same.state is MemberState.ATTACHED
     assert bridge.store.suppressed_alerts(fingerprint=member.fingerprint) == []
+
+
+def test_a_stale_root_is_noticed_without_any_absence_rule_loaded(tmp_path, store, clock):
+    data = incident_config()
+    data["rule_files"] = [str(DATA / "test_rules.yaml")]  # no "agent silent" rule at all
+    bridge = Bridge(parse_config(data, "test.yaml", tmp_path), store=store, clock=clock)
+    bridge.start(ticker=False)
+    try:
+        heartbeat(bridge, ["ups-1"])
+        step(bridge, clock, 200)  # the UPS's poller silent longer than stale_after
+        disk(bridge, "srv-3", 0.95)
+        step(bridge, clock, 91)
+        assert open_tickets(bridge) == []  # the hold goes on while the root is stale
+        heartbeat(bridge, ["ups-1", "sw-1"])  # the root reports again, healthy
+        step(bridge, clock, 91)
+        [ticket] = open_tickets(bridge)
+        assert ticket.asset == "srv-3"
+    finally:
+        bridge.close()

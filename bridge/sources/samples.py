@@ -416,16 +416,16 @@ class Ingestor:
                 self._failed()
                 return []
             changes = self._applied(applied)
-            # Each release is its own unit: one alert whose ticket cannot be written does not
-            # hold back the others (it stays recorded against its window and is retried).
-            for change in self.lifecycle.release_windows(self.rule_of):
-                self.metrics.count_change(change)
-                changes.append(change)
-            # Held alerts whose settle time ended, dependents of a resolved root, storms.
-            changes += self.metrics.count_changes(
-                self.lifecycle.incidents.release_due(self.rule_of)
-            )
-            return changes
+        # Outside the engine's lock (pushes go on meanwhile: the release of a storm may take
+        # seconds): each release is its own unit, deciding on what its transaction reads, so
+        # one alert whose ticket cannot be written does not hold back the others (it stays
+        # recorded and is retried).
+        for change in self.lifecycle.release_windows(self.rule_of):
+            self.metrics.count_change(change)
+            changes.append(change)
+        # Held alerts whose settle time ended, dependents of a resolved root, storms.
+        changes += self.metrics.count_changes(self.lifecycle.incidents.release_due(self.rule_of))
+        return changes
 
     def _prepare(self, now: datetime) -> list[Prepared]:
         """Before the transaction: what each queued transition needs (its ticket's texts, the

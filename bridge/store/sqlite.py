@@ -380,6 +380,7 @@ MIGRATIONS: tuple[str, ...] = (
     -- Queries bind the states as parameters, which a partial index cannot serve.
     CREATE INDEX incident_alerts_by_fingerprint ON incident_alerts(fingerprint, state);
     CREATE INDEX incident_alerts_by_ticket ON incident_alerts(ticket, id);
+    CREATE INDEX incident_alerts_by_ticket_state ON incident_alerts(ticket, state, id);
     CREATE INDEX incident_alerts_by_client ON incident_alerts(client, state);
     CREATE INDEX incident_alerts_due ON incident_alerts(until)
     """,
