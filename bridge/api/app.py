@@ -92,6 +92,10 @@ def create_app(bridge: Bridge, *, run_ticker: bool = True) -> FastAPI:
         "person, `errors` naming each refused field.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc are the pages' (bridge/web/docs.py), with their scripts served by
+        # the bridge itself; FastAPI's own load them from a CDN. /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.bridge = bridge
     app.add_middleware(BodySizeLimit, max_bytes=bridge.config.max_body_bytes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from bridge.web.docs import router as docs_pages
 from bridge.web.oncall import router as oncall_pages
 from bridge.web.pages import PAGE_PATHS, PageHeaders, static_files
 
@@ -18,5 +19,6 @@ from bridge.web.pages import PAGE_PATHS, PageHeaders, static_files
 def add_pages(app: FastAPI) -> None:
     """Mount the pages' routers and static files, with their security headers."""
     app.include_router(oncall_pages)
+    app.include_router(docs_pages)
     app.mount("/static", static_files(), name="static")
     app.add_middleware(PageHeaders, prefixes=PAGE_PATHS)
