@@ -116,6 +116,17 @@ class Action(StrEnum):
     # A period of a person's on-call shifts handed to another (bridge.delivery.oncall.desk):
     # who asked, whose duty to whom, the period and why.
     ONCALL_OVERRIDE = "oncall.override"
+    # People at the pages (bridge.users): a login and a logout; a failed login (the user's
+    # name, or only a digest of a name that is no user's, and the source; never the password);
+    # a user name or a source address locked out after repeated failures. Attempts refused
+    # while throttled or locked out, and a page's state-changing request without a session, its
+    # CSRF token, or from another site, are counted per source and minute like refused tokens.
+    USER_LOGIN = "user.login"
+    USER_LOGOUT = "user.logout"
+    USER_LOGIN_FAILED = "user.login_failed"
+    USER_LOCKED_OUT = "user.locked_out"
+    USER_LOGIN_REFUSED = "user.login_refused"
+    USER_REQUEST_REFUSED = "user.request_refused"
 
 
 class Event(StrEnum):

@@ -328,6 +328,42 @@ class AlertmanagerSettings(_Strict):
     default_category: Literal["awaria", "usterka", "utrzymanie"] | None = "usterka"
 
 
+class UserConfig(_Strict):
+    """A person who logs in to the pages (``dyzur user new`` makes the entry): the password
+    only as an argon2id hash."""
+
+    # Lower case; typed in any case at the login form.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._@-]{0,99}$")
+    # engineer, admin or client:<id> (a hospital's staff: its tickets only, no actions).
+    role: str
+    # "$argon2id$v=19$m=...,t=...,p=...$salt$hash", never the password itself.
+    password: str = Field(repr=False)
+    # The pages' language for this person (default: the browser's).
+    language: Language | None = None
+
+
+SessionIdle = Annotated[Duration, between(60.0, 86400.0)]
+SessionLifetime = Annotated[Duration, between(300.0, 7 * 86400.0)]
+LoginPeriod = Annotated[Duration, between(60.0, 86400.0)]
+
+
+class WebSettings(_Strict):
+    """The pages' sessions and the guard against guessed passwords (README: Web pages)."""
+
+    # A session unused this long ends; none lasts longer than session_lifetime.
+    session_idle: SessionIdle = 1800.0
+    session_lifetime: SessionLifetime = 43200.0
+    # This many failed logins of one user name (or from one source address) within
+    # failure_window lock it out for lockout; a correct password is refused meanwhile.
+    user_failures: int = Field(5, ge=2, le=1000)
+    source_failures: int = Field(20, ge=2, le=100_000)
+    failure_window: LoginPeriod = 900.0
+    lockout: LoginPeriod = 900.0
+    # After half of those failures (the second of a name's, the tenth of a source's) the next
+    # attempt waits this long, doubling with each failure (at most 30 s); 0: no wait.
+    login_delay: Annotated[Duration, between(0.0, 30.0)] = 1.0
+
+
 class TokenConfig(_Strict):
     """A bearer token, stored only as its SHA-256 hash (``dyzur token new`` makes one)."""
 
@@ -371,6 +407,9 @@ class Config(_Strict):
     clients: list[Client] = []
     assets: list[Asset] = []
     tokens: list[TokenConfig] = []
+    # People who log in to the pages, and their sessions.
+    users: list[UserConfig] = []
+    web: WebSettings = WebSettings()
 
 
 class ConfigError(Exception):
@@ -669,6 +708,44 @@ def _dependency_cycles(config: Config) -> list[str]:
     return problems
 
 
+def _user_problems(config: Config, clients: set[str]) -> list[str]:
+    """Users with unique names that no token has, a person's role of a known hospital, and a
+    password that is an argon2id hash (never the password itself, which is never quoted)."""
+    from bridge.users import password_hash_problem
+
+    problems: list[str] = []
+    tokens = {token.name.casefold() for token in config.tokens}
+    names: set[str] = set()
+    for i, user in enumerate(config.users):
+        field = f"users.{i}"
+        if user.name in names:
+            problems.append(f"{field}.name: duplicate user name {user.name!r}")
+        names.add(user.name)
+        if user.name.casefold() in tokens:
+            problems.append(
+                f"{field}.name: {user.name!r} is also a token's name; the audit trail names "
+                "both by it: give the user another name"
+            )
+        if user.name in ("dyzur", "unknown"):
+            problems.append(f"{field}.name: {user.name!r} is reserved for dyzur's own events")
+        try:
+            role, client = parse_role(user.role)
+        except ValueError as exc:
+            problems.append(f"{field}.role: {exc}")
+        else:
+            if role.value == "agent":
+                problems.append(
+                    f"{field}.role: a user is a person: engineer, admin or client:<id> "
+                    "(agents use tokens)"
+                )
+            if client is not None and client not in clients:
+                problems.append(f"{field}.role: unknown client {client!r}")
+        problem = password_hash_problem(user.password)
+        if problem:
+            problems.append(f"{field}.password: {problem}")
+    return problems
+
+
 def _cross_check(config: Config, base_dir: Path) -> list[str]:
     problems: list[str] = []
     listen = config.listen
@@ -773,6 +850,7 @@ def _cross_check(config: Config, base_dir: Path) -> list[str]:
             elif token.client not in clients:
                 problems.append(f"tokens.{i}.client: unknown client {token.client!r}")
     problems += _oncall_problems(config, base_dir)
+    problems += _user_problems(config, clients)
     return problems
 
 

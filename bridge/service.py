@@ -45,6 +45,7 @@ from bridge.store import Store, open_store
 from bridge.tickets.desk import TicketDesk
 from bridge.tickets.incident_desk import IncidentDesk
 from bridge.tickets.lifecycle import TicketLifecycle
+from bridge.users import Logins
 from collectors.ssh.known_hosts import KnownHosts
 from collectors.ssh.runner import SshCredentials, SshRunner
 from rules.engine import Engine
@@ -130,6 +131,15 @@ class Bridge:
         self.plans = PlanQueries(self.store)
         self.calendar = CalendarFeed(self.store, self.store, loaded.clients, self.clock)
         self.trail = AuditQueries(self.store)
+        # The pages' users and sessions, with the guard against guessed passwords.
+        self.logins = Logins(
+            self.store,
+            self.config.users,
+            self.config.web,
+            self.clock,
+            notify=self.outbox.notify,
+            refused=self.refused,
+        )
         self.deliveries = FailedDeliveries(self.store)
         # The rota (who is on duty; its overrides read from the store at each question) and
         # what people do with it. Without an oncall section nobody is ever on duty.

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from bridge.web.login import router as login_pages
 from bridge.web.docs import router as docs_pages
 from bridge.web.oncall import router as oncall_pages
 from bridge.web.pages import PAGE_PATHS, PageHeaders, static_files
+from bridge.web.session import install as install_sessions
 
 
 def add_pages(app: FastAPI) -> None:
     """Mount the pages' routers and static files, with their security headers."""
+    # The login form and logout; the answers of a page without a session (to the form)
+    # and of a refused state-changing request (403).
+    app.include_router(login_pages)
+    install_sessions(app)
     app.include_router(oncall_pages)
     app.include_router(docs_pages)
     app.mount("/static", static_files(), name="static")

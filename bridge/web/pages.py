@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 # The paths the pages are served under; every answer there carries SECURITY_HEADERS.
-PAGE_PATHS = ("/oncall/", "/static/")
+PAGE_PATHS = ("/oncall/", "/static/", "/login", "/logout", "/ui/")
 
 SECURITY_HEADERS = {
     # The bridge's own origin only, and no script of any kind.
