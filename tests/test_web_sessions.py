@@ -623,3 +623,27 @@ def test_user_new_refuses_a_short_password_and_what_the_config_would(tmp_path):
     # Never an argument.
     r = run("--name", "x", "--role", "engineer", "--password", "a-long-enough-password")
     assert r.exit_code == 2 and "No such option" in r.output
+
+
+def test_user_new_asks_twice_on_a_terminal(monkeypatch):
+    """On a terminal the password is asked twice, not shown (getpass); two different ones
+    make nothing."""
+    import getpass
+    import io
+
+    import typer
+
+    from bridge.cli.user import read_password
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    answers: list[str] = []
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": answers.pop(0))
+    monkeypatch.setattr("sys.stdin", Terminal("never read\n"))
+    answers[:] = ["a-long-enough-password", "a-long-enough-password"]
+    assert read_password() == "a-long-enough-password"
+    answers[:] = ["a-long-enough-password", "a-long-enough-passwort"]
+    with pytest.raises(typer.Exit):
+        read_password()
