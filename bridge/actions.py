@@ -23,6 +23,7 @@ class Action(StrEnum):
     TICKET_LEFT_OPEN = "ticket.left_open"
     TICKET_RESOLVED = "ticket.resolved"
     TICKET_ACKNOWLEDGED = "ticket.acknowledged"
+    TICKET_NOTE = "ticket.note"  # an engineer's note on the timeline
     SLA_AT_RISK = "sla.at_risk"
     SLA_BREACHED = "sla.breached"
     # An update plan's progress as written on its aktualizacja ticket.
@@ -140,6 +141,7 @@ class Event(StrEnum):
     LEFT_OPEN = "left_open"
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"
+    NOTE = "note"  # an engineer's note (POST /api/v1/tickets/{number}/notes)
     SLA_AT_RISK = "sla_at_risk"
     SLA_BREACHED = "sla_breached"
     STALE = "stale"  # written without an audit event
@@ -195,6 +197,7 @@ TICKET_ACTIONS: dict[Event, Action] = {
     Event.LEFT_OPEN: Action.TICKET_LEFT_OPEN,
     Event.RESOLVED: Action.TICKET_RESOLVED,
     Event.ACKNOWLEDGED: Action.TICKET_ACKNOWLEDGED,
+    Event.NOTE: Action.TICKET_NOTE,
     Event.SLA_AT_RISK: Action.SLA_AT_RISK,
     Event.SLA_BREACHED: Action.SLA_BREACHED,
     Event.STAGE_STARTED: Action.TICKET_STAGE_STARTED,

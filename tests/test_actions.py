@@ -33,7 +33,7 @@ RELEASED = {
     "outbox.delivery_failed", "sink.configured", "sink.delivery_held", "sink.retry_requested",
     "oncall.page", "oncall.escalated", "oncall.nobody_on_duty",
     "oncall.link_opened", "oncall.link_used", "oncall.link_refused",
-    "oncall.override",
+    "oncall.override", "ticket.note",
 }  # fmt: skip
 
 

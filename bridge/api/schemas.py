@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from bridge.clock import local_iso
 from bridge.models import (
@@ -23,6 +23,7 @@ from bridge.models import (
     TimelineEntry,
 )
 from bridge.store import ParkedChange, SinkDelivery
+from bridge.tickets.desk import NOTE_MAX, note_problem
 from bridge.tickets.incident_desk import HeldView, IncidentKind, IncidentView
 
 MetricName = Annotated[
@@ -434,6 +435,41 @@ class HeldAlertOut(BaseModel):
             held_until=local_iso(m.until),
             waiting_for=h.waiting_for,
         )
+
+
+def _note_text(text: str) -> str:
+    problem = note_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
+NoteText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=NOTE_MAX,
+        description="one line of text: no control characters (line breaks, escapes, "
+        "bidirectional overrides)",
+    ),
+    AfterValidator(_note_text),
+]
+
+
+class NoteIn(BaseModel):
+    """An engineer's note on a ticket's timeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: NoteText
+
+
+class ResolveIn(BaseModel):
+    """Closing a ticket by hand, optionally with a note (written on the timeline first)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: NoteText | None = None
 
 
 class SplitIn(BaseModel):

@@ -1,4 +1,5 @@
-"""Tickets: list, show, acknowledge, resolve. A hospital's token sees only its own tickets."""
+"""Tickets: list, show, acknowledge, resolve, write a note. A hospital's token sees only its own
+tickets."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bridge.api.deps import Engineer, Reader, TicketsDep, client_scope, visible
-from bridge.api.schemas import INT64_MAX, TicketOut, error_responses
+from bridge.api.schemas import INT64_MAX, NoteIn, ResolveIn, TicketOut, error_responses
 from bridge.models import Category, TicketStatus
 from bridge.store import TicketFilter
 from bridge.tickets.lifecycle import TicketNotFound
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
 NO_TICKET = error_responses(404, 422, e404="no such ticket, or another hospital's")
+WITH_A_BODY = error_responses(400, 404, 422, e404="no such ticket, or another hospital's")
 
 
 NEXT_PAGE = {
@@ -88,8 +90,25 @@ async def acknowledge(number: str, principal: Engineer, tickets: TicketsDep) -> 
     return TicketOut.of(ticket, await run_in_threadpool(tickets.timeline, number))
 
 
-@router.post("/{number}/resolve", response_model=TicketOut, responses=NO_TICKET)
-async def resolve(number: str, principal: Engineer, tickets: TicketsDep) -> TicketOut:
-    """Close a ticket by hand (for example one a keep_open rule left open)."""
-    ticket = await run_in_threadpool(tickets.resolve, number, principal.name)
+@router.post("/{number}/resolve", response_model=TicketOut, responses=WITH_A_BODY)
+async def resolve(
+    number: str, principal: Engineer, tickets: TicketsDep, body: ResolveIn | None = None
+) -> TicketOut:
+    """Close a ticket by hand (for example one a keep_open rule left open). The body is
+    optional: `{"note": "..."}` writes the engineer's note on the timeline first (also on a
+    ticket already resolved, which otherwise stays as it is)."""
+    note = body.note if body is not None else None
+    ticket = await run_in_threadpool(tickets.resolve, number, principal.name, note)
+    return TicketOut.of(ticket, await run_in_threadpool(tickets.timeline, number))
+
+
+@router.post("/{number}/notes", response_model=TicketOut, status_code=201, responses=WITH_A_BODY)
+async def add_note(
+    number: str, body: NoteIn, principal: Engineer, tickets: TicketsDep
+) -> TicketOut:
+    """An engineer's note on the ticket's timeline (kind `note`, by the token's name; audited
+    as `ticket.note`), on an open or a resolved ticket. One line of at most 2000 characters:
+    a control character (a line break, an escape, a bidirectional override) is refused (422,
+    `body.text`). Answers the ticket with its timeline."""
+    ticket = await run_in_threadpool(tickets.note, number, body.text, principal.name)
     return TicketOut.of(ticket, await run_in_threadpool(tickets.timeline, number))

@@ -880,6 +880,8 @@ class TicketLifecycle:
         self.store.lock(f"alert:{self._get(number).fingerprint}")
         return self._get(number)
 
+    locked = _locked  # for the desk (a resolve with a note)
+
     # --- restart ---------------------------------------------------------------------------
 
     def firing_alerts(self) -> list[Alert]:

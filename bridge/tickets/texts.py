@@ -34,6 +34,7 @@ TIMELINE = {
         "left_open": "Zgłoszenie pozostaje otwarte do decyzji inżyniera.",
         "acknowledged": "Pierwsza reakcja: {actor}.",
         "resolved_by": "Zgłoszenie zamknięte przez {actor}.",
+        "note": "{text}",  # an engineer's note, as written (the entry names its author)
         "due": "Termin reakcji: {due}.",
         "sla_at_risk": "Ryzyko przekroczenia czasu reakcji: brak reakcji, termin {due}.",
         "sla_breached": "Przekroczono czas reakcji: brak reakcji do {due}.",
@@ -135,6 +136,7 @@ TIMELINE = {
         "left_open": "Ticket left open for an engineer to close.",
         "acknowledged": "First response by {actor}.",
         "resolved_by": "Ticket closed by {actor}.",
+        "note": "{text}",
         "due": "Response due by {due}.",
         "sla_at_risk": "SLA at risk: no response yet, due by {due}.",
         "sla_breached": "SLA breached: no response by {due}.",
