@@ -44,6 +44,12 @@ def local_iso(when: datetime | None) -> str | None:
     return None if when is None else when.astimezone(WARSAW).isoformat()
 
 
+def utc_iso(when: datetime | None) -> str:
+    """A time as the bridge's log writes it: UTC to the second, marked Z
+    (2026-11-30T09:00:00Z)."""
+    return "-" if when is None else when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def local_time(when: datetime | None) -> str:
     """A time as a person reads it on a ticket: 2026-11-23 14:05:37 (Europe/Warsaw). To the
     second: a runbook's steps, a soak or an escalated deadline do not fall on whole minutes."""

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from bridge.clock import utc_iso
 from bridge.tickets.changes import Attachment, Change, Suppression
+
+# One INFO line per ticket opened, reopened, escalated or resolved, written where the change is
+# counted (after its transaction committed), so each is logged once.
+ticket_log = logging.getLogger("bridge.tickets")
+LOGGED_CHANGES = frozenset({"opened", "reopened", "escalated", "resolved"})
 
 
 class _ReadAtScrape(Collector):
@@ -210,8 +217,12 @@ class BridgeMetrics:
         return tickets
 
     def count_change(self, change: Change) -> None:
-        """A ticket change made by the lifecycle, whatever its source."""
+        """A ticket change made by the lifecycle, whatever its source (once its transaction
+        committed): counted, and logged at INFO when a ticket opened, reopened, was escalated
+        or resolved."""
         self.ticket_changes.labels(change.action).inc()
+        if change.action in LOGGED_CHANGES:
+            log_change(change)
         if change.action == "opened":
             self.tickets_opened.labels(change.ticket.category.value).inc()
         if change.latency is not None:
@@ -227,3 +238,31 @@ class BridgeMetrics:
     ) -> None:
         """Export what ``read`` returns at every scrape as the gauge ``name``."""
         self.registry.register(_ReadAtScrape(name, documentation, labels, read))
+
+
+def log_change(change: Change) -> None:
+    """``ticket DZ-2026-000123 opened: awaria, szpital-a srv-a1, rule disk_usage, reaction due
+    2026-11-30T09:00:00Z``: one line, times in UTC marked Z."""
+    t = change.ticket
+    if change.action == "resolved":
+        ticket_log.info(
+            "ticket %s resolved: %s, %s %s, rule %s, at %s",
+            t.number,
+            t.category.value,
+            t.client,
+            t.asset or "-",
+            t.rule,
+            utc_iso(t.resolved_at),
+        )
+        return
+    due = f"reaction due {utc_iso(t.reaction_due)}" if t.reaction_due else "no reaction deadline"
+    ticket_log.info(
+        "ticket %s %s: %s, %s %s, rule %s, %s",
+        t.number,
+        change.action,
+        t.category.value,
+        t.client,
+        t.asset or "-",
+        t.rule,
+        due,
+    )

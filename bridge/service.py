@@ -394,6 +394,7 @@ class Bridge:
 
     def tick(self) -> None:
         """Time-driven work: absence rules, retries, and reaction deadlines."""
+        self.maintenance.announce()  # windows started and ended, logged
         self.ingestor.tick()
         self.check_deadlines()
         self.updates.tick()

@@ -12,6 +12,7 @@ transaction and need it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from bridge.actions import Action
-from bridge.clock import WARSAW, Clock, local_iso
+from bridge.clock import WARSAW, Clock, local_iso, utc_iso
 from bridge.errors import Conflict, Invalid, NotFound
 from bridge.maintenance.windows import (
     CONFLICT_HORIZON,
@@ -45,6 +46,8 @@ REFRESH_SECONDS = 5.0
 # The store lock that serialises changes of windows across workers (roles.py's lock order:
 # after a plan's lock, before any alert's).
 PLANNING_LOCK = "planning"
+
+log = logging.getLogger(__name__)
 
 
 class WindowError(Invalid):
@@ -107,6 +110,8 @@ class Maintenance:
         self._lock = threading.Lock()
         self._schedule: WindowSchedule | None = None
         self._loaded_at = 0.0
+        # The occurrences running at the last announce() (None: not asked yet).
+        self._running: dict[tuple[str, datetime], tuple[MaintenanceWindow, Interval]] | None = None
 
     # --- the muting question ---------------------------------------------------------------
 
@@ -123,6 +128,33 @@ class Maintenance:
 
     def muting(self, asset: str, at: datetime) -> Muting | None:
         return self.schedule().muting(asset, at)
+
+    def announce(self) -> None:
+        """Log each window occurrence that started or ended since the last call, one INFO line
+        each with its times in UTC; the first call logs those already running. The bridge's
+        ticker calls it (a window is a span of time: nothing else happens when one begins)."""
+        now = self.clock.now()
+        running = {(w.id, span[0]): (w, span) for w, span in self.schedule().active(now)}
+        previous, self._running = self._running, running
+        if previous is None:
+            for w, (start, end) in sorted(running.values(), key=lambda r: r[1]):
+                log.info("window %s running: %s", w.id, self._span(w, start, end))
+            return
+        for key in sorted(running.keys() - previous.keys(), key=lambda k: k[1]):
+            w, (start, end) = running[key]
+            log.info("window %s started: %s", w.id, self._span(w, start, end))
+        for key in sorted(previous.keys() - running.keys(), key=lambda k: k[1]):
+            w, (start, end) = previous[key]
+            if end <= now:
+                log.info("window %s ended: %s", w.id, self._span(w, start, end))
+            else:  # cancelled or ended early (an update stage that finished)
+                span = self._span(w, start, end)
+                log.info("window %s ended early at %s: %s", w.id, utc_iso(now), span)
+
+    def _span(self, window: MaintenanceWindow, start: datetime, end: datetime) -> str:
+        count = len(covered_assets(window, self.assets))
+        assets = f"{count} asset" + ("" if count == 1 else "s")
+        return f"{window.client}, {assets}, {utc_iso(start)} - {utc_iso(end)}"
 
     # --- planning --------------------------------------------------------------------------
 
