@@ -10,6 +10,7 @@
 - ``oncall``: oncall now, gaps, swap (the rota, on the config and store file);
 - ``incidents``: incidents list (open incidents and held alerts, on the config and store file).
 - ``user``: user new (the config entry of a person who logs in to the pages).
+- ``tickets``: tickets list, show, ack, resolve, note (through the API).
 
 """
 
@@ -21,7 +22,7 @@ from bridge.cli import passthrough  # isort: split
 
 from bridge.cli import audit, sinks, sla, update, window  # isort: split
 
-from bridge.cli import incidents, oncall, user
+from bridge.cli import incidents, oncall, tickets, user
 from bridge.cli.base import app, main
 from bridge.cli.run import utc_log_formatter
 
@@ -36,6 +37,7 @@ __all__ = [
     "setup",
     "sinks",
     "sla",
+    "tickets",
     "update",
     "user",
     "utc_log_formatter",

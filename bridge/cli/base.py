@@ -46,8 +46,23 @@ ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="dyzur.yaml")]
 _json_errors: ContextVar[bool] = ContextVar("json_errors", default=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"dyzur {version('dyzur')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _each_command() -> None:
+def _each_command(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print dyzur's version and exit"
+        ),
+    ] = False,
+) -> None:
     _json_errors.set(False)
 
 

@@ -33,17 +33,23 @@ def check_config(path: Path) -> None:
 @app.command()
 def init(
     path: Path,
-    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    force: Annotated[bool, typer.Option(help="overwrite existing files")] = False,
 ) -> None:
-    """Write a starting configuration (the embedded example) with fresh tokens.
+    """Write a starting configuration (the embedded example) with fresh tokens, and a local
+    agent's configuration pushing to this bridge.
 
-    The tokens themselves go to PATH.tokens (mode 600), beside the config, once.
+    The tokens themselves go to PATH.tokens (mode 600), beside the config, once. The agent's
+    configuration goes beside it too (dyzur.yaml: dyzur.agent.yaml, with its token alone in
+    dyzur.agent.token, mode 600): dyzur agent --config dyzur.agent.yaml works at once.
     """
     from bridge.auth import hash_token, new_token
     from bridge.config import EXAMPLE_CONFIG
+    from collectors.yamlfile import parse_yaml
 
-    if path.exists() and not force:
-        raise fail(f"{path} exists; use --force to overwrite it")
+    agent_path, agent_token_path = agent_files(path)
+    for existing in (path, agent_path, agent_token_path):
+        if existing.exists() and not force:
+            raise fail(f"{existing} exists; use --force to overwrite it")
     tokens = {name: (role, new_token()) for name, role in INIT_TOKENS}
     entries = [
         {"name": name, "sha256": hash_token(token), "role": role}
@@ -54,13 +60,91 @@ def init(
     )
     path.write_text(text, encoding="utf-8")
     secrets_path = path.with_name(path.name + ".tokens")
-    secrets_path.touch(mode=0o600, exist_ok=True)
-    secrets_path.chmod(0o600)
-    secrets_path.write_text(
+    _write_private(
+        secrets_path,
         "".join(f"{name}\t{role}\t{token}\n" for name, (role, token) in tokens.items()),
-        encoding="utf-8",
     )
+    example = parse_yaml(text, str(path))
+    _write_private(agent_token_path, tokens["agent"][1] + "\n")
+    agent_path.write_text(agent_config(example, agent_token_path.name), encoding="utf-8")
+    dyzur = command_name()
     typer.echo(f"wrote {path}; its tokens are in {secrets_path} (keep that file private)")
+    typer.echo(
+        f"wrote {agent_path}, a local agent pushing this host's measurements as "
+        f"{_agent_asset(example)}, with the agent token in {agent_token_path}"
+    )
+    typer.echo(f"start the bridge: {dyzur} run --config {path}")
+    typer.echo(f"then, in another shell: {dyzur} agent --config {agent_path} --once")
+
+
+def agent_files(config: Path) -> tuple[Path, Path]:
+    """The local agent's configuration and token file beside ``config``: dyzur.local.yaml ->
+    dyzur.local.agent.yaml and dyzur.local.agent.token."""
+    stem = config.name.removesuffix(".yaml").removesuffix(".yml")
+    return config.with_name(f"{stem}.agent.yaml"), config.with_name(f"{stem}.agent.token")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` in ``path``, readable by its owner only from the start (mode 600)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text, encoding="utf-8")
+
+
+def _agent_asset(example: dict) -> str:
+    """The asset a local agent reports as: the example's first server."""
+    servers = [a["id"] for a in example.get("assets") or [] if a.get("kind") == "server"]
+    return servers[0] if servers else example["assets"][0]["id"]
+
+
+def agent_config(example: dict, token_file: str) -> str:
+    """A local agent's agent.yaml: this host's measurements (the host collector), pushed to the
+    bridge the example config listens on."""
+    listen = example.get("listen") or {}
+    host, port = listen.get("host", "127.0.0.1"), listen.get("port", 8080)
+    asset = _agent_asset(example)
+    return f"""\
+# A local dyzur agent (written by dyzur init): it measures this host and pushes the samples
+# to the bridge beside it as asset {asset}. Run it with
+#   dyzur agent --config THIS_FILE --once --print   (what it would push)
+#   dyzur agent --config THIS_FILE                  (every 30s, until Ctrl-C)
+# deploy/agent.example.yaml describes every setting. Paths are relative to this file.
+asset: {asset}
+
+bridge:
+  url: http://{host}:{port}
+  token_file: {token_file}    # the agent token (mode 600)
+  timeout: 10s
+
+spool:
+  path: var/agent-spool.db
+
+metrics:
+  listen: "off"               # the agent's own /metrics, e.g. 127.0.0.1:9465
+
+collectors:
+  - name: host
+    kind: host
+    interval: 30s
+"""
+
+
+def command_name() -> str:
+    """How a person runs dyzur from here: ``dyzur`` when that is on the PATH, else the
+    command beside this Python (``.venv/bin/dyzur`` in a checkout's virtualenv)."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).with_name("dyzur")
+    if not beside.is_file():
+        return "dyzur"
+    on_path = shutil.which("dyzur")
+    if on_path is not None and Path(on_path).resolve() == beside.resolve():
+        return "dyzur"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
 
 
 INIT_TOKENS = (
