@@ -106,7 +106,7 @@ def _table(tickets: list[dict[str, Any]]) -> str:
     if not tickets:
         return "(no tickets)"
     now = datetime.now(UTC)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
     for column in ("NUMBER", "LEFT", "DUE", "CATEGORY", "CLIENT", "ASSET", "STATUS"):
         table.add_column(column, no_wrap=True)
     table.add_column("TITLE", overflow="fold")
