@@ -43,6 +43,10 @@ class TicketFilter:
     list continues right after it in that order, whatever was opened meanwhile. A cursor
     ticket that does not match ``client`` gives an empty list (a cursor never reaches another
     client's tickets). ``offset`` still skips rows after the cursor, if both are given.
+
+    ``by_deadline`` orders the list as a queue instead (the pages' queue): tickets waiting for
+    their first response by reaction deadline, earliest first, then answered ones by deadline,
+    then those without one, oldest first; paged by ``offset`` (not with ``before``).
     """
 
     client: str | None = None
@@ -52,6 +56,7 @@ class TicketFilter:
     limit: int = 100
     offset: int = 0
     before: str | None = None
+    by_deadline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
