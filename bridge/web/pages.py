@@ -1,6 +1,7 @@
 """What every page shares: templates, security headers, and the guard against foreign forms.
 
-Pages carry no script at all, load nothing from elsewhere and are never framed; a page may be
+Pages load nothing from elsewhere and are never framed; the on-call pages carry no script at
+all, the /ui/ pages only the bridge's own script file (no inline script). A page may be
 opened from a link that is itself a credential (an on-call page's), so it is never cached and
 its address never leaves as a Referer.
 """
@@ -31,6 +32,15 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
+}
+# The engineers' and hospitals' pages (queue, tickets, maintenance, updates, agents): the same,
+# but the bridge's own script file (bridge/web/static/dyzur.js, the queue's refresh) may run;
+# no inline script, nothing from elsewhere.
+UI_PATHS = ("/ui",)
+UI_SECURITY_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 }
 # /docs and /redoc (bridge/web/docs.py) run the vendored Swagger UI and Redoc: script files of
 # the bridge's own origin only (no inline script, no eval), their inline styles, the data: images
@@ -71,12 +81,18 @@ def static_files() -> StaticFiles:
 
 
 class PageHeaders:
-    """Pure ASGI middleware: SECURITY_HEADERS on every answer under ``prefixes``, the errors
-    of those paths included."""
+    """Pure ASGI middleware: ``headers`` (SECURITY_HEADERS) on every answer under
+    ``prefixes``, the errors and redirects of those paths included."""
 
-    def __init__(self, app: ASGIApp, prefixes: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        prefixes: Iterable[str],
+        headers: Mapping[str, str] = SECURITY_HEADERS,
+    ) -> None:
         self.app = app
         self.prefixes = tuple(prefixes)
+        self.headers = dict(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
@@ -86,7 +102,7 @@ class PageHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     headers[name] = value
             await send(message)
 
