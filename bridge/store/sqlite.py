@@ -412,9 +412,13 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     -- The pages' queue (TicketFilter.by_deadline): open tickets in deadline order without
-    -- sorting them all at each look (10,000 open tickets: 65 ms -> 5 ms a page).
+    -- sorting them all at each look (10,000 open tickets: 65 ms -> 5 ms a page), of every
+    -- hospital or of one (else one hospital's page scans every hospital's queue: 17 ms).
     CREATE INDEX tickets_queue ON tickets(
         status, responded_at IS NOT NULL, reaction_due IS NULL, reaction_due, opened_at
+    );
+    CREATE INDEX tickets_queue_by_client ON tickets(
+        client, status, responded_at IS NOT NULL, reaction_due IS NULL, reaction_due, opened_at
     )
     """,
 )
