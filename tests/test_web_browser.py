@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from bridge.clock import WARSAW
-from tests.conftest import auth, config_data, free_port
+from tests.conftest import ARTIFACTS, auth, config_data, free_port
 from tests.processes import RunningBridge, wait_for
 from tests.test_updates import hosts, login, shared, sshd  # noqa: F401 (their fixtures)
 from tests.test_web_pages import PASSWORD, USERS
@@ -133,6 +133,9 @@ def test_an_engineer_works_through_the_pages(with_ssh, open_page, hosts):  # noq
     expect(page.get_by_role("heading", level=1)).to_have_text("Kolejka zgłoszeń")
     assert queue_rows(page) == expected
     assert fits(page)
+    # The picture of the queue README shows (copied from there once, by hand).
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "queue-1366x768.png")
 
     # The most urgent ticket, acknowledged with the keyboard.
     first = expected[0]
