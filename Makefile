@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_alert_paths.py
 	$(BIN)/python benchmarks/bench_tickets.py
 	$(BIN)/python benchmarks/bench_incidents.py
+	$(BIN)/python benchmarks/bench_web.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

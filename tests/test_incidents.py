@@ -83,9 +83,7 @@ def actions(bridge: Bridge) -> list[str]:
 
 def dependents(bridge: Bridge, number: str):
     return [
-        m
-        for m in bridge.lifecycle.incidents.members(number)
-        if m.reason is MemberReason.DEPENDENCY
+        m for m in bridge.lifecycle.incidents.members(number) if m.reason is MemberReason.DEPENDENCY
     ]
 
 

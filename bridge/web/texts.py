@@ -179,7 +179,7 @@ UI: dict[str, dict[str, str]] = {
         "left": "Pozostało",
         "queue_shown": "Zgłoszenia {first}–{last}",
         "queue_order": "— najpilniejsze najpierw: czekające na reakcję według terminu, potem "
-        "potwierdzone, potem bez terminu.",
+        "czekające bez terminu, potem potwierdzone.",
         "queue_order_resolved": "— najnowsze najpierw.",
         "queue_empty": "Brak zgłoszeń spełniających warunki.",
         "as_of": "stan na {at}, odświeżane co 30 s",
@@ -419,7 +419,7 @@ UI: dict[str, dict[str, str]] = {
         "left": "Time left",
         "queue_shown": "Tickets {first}–{last}",
         "queue_order": "— most urgent first: waiting for a response by deadline, then "
-        "acknowledged, then those without a deadline.",
+        "waiting without a deadline, then acknowledged.",
         "queue_order_resolved": "— newest first.",
         "queue_empty": "No tickets match.",
         "as_of": "as of {at}, refreshed every 30 s",

@@ -208,3 +208,22 @@ def test_tickets_opened_between_are_a_clients_oldest_first(store):
     )
     assert [t.number[-1] for t in found] == ["1", "2", "3"]  # [start, end): 4 is not in
     assert store.tickets_opened_between("klinika-b", START, START) == []
+
+
+def test_the_queue_lists_waiting_tickets_by_deadline_then_without_a_clock_then_answered(store):
+    due = START + timedelta(hours=8)
+    rows = [
+        make_ticket(1, reaction_due=due + timedelta(hours=2)),
+        make_ticket(2, reaction_due=due - timedelta(hours=1)),  # the most urgent
+        make_ticket(3),  # no reaction clock
+        make_ticket(4, reaction_due=due - timedelta(hours=3), responded_at=START),  # answered
+        make_ticket(5, reaction_due=due, client="klinika-b", asset="srv-b1"),
+    ]
+    for t in rows:
+        store.insert_ticket(t, opened(t.opened_at))
+    queue = store.list_tickets(TicketFilter(status=TicketStatus.OPEN, by_deadline=True))
+    assert [t.number for t in queue] == [ticket_number(2026, n) for n in (2, 5, 1, 3, 4)]
+    mine = store.list_tickets(TicketFilter(client="szpital-a", by_deadline=True, limit=2))
+    assert [t.number for t in mine] == [ticket_number(2026, n) for n in (2, 1)]
+    rest = store.list_tickets(TicketFilter(client="szpital-a", by_deadline=True, offset=2))
+    assert [t.number for t in rest] == [ticket_number(2026, n) for n in (3, 4)]
