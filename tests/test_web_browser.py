@@ -274,3 +274,37 @@ def test_the_first_tab_reaches_the_skip_link_and_every_control_has_a_name(runnin
                    .filter(e => !e.labels || e.labels.length === 0).map(e => e.name)"""
         )
         assert unnamed == [], (path, unnamed)
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_logout_ends_the_session(
+    running, browser_page
+):
+    from playwright.sync_api import expect
+
+    bridge = running
+    push(bridge, "srv-a1", "/var", 0.95)
+    [number] = by_deadline(bridge)
+    seen = browser_page
+    log_in(seen, bridge, "anna.nowak")
+    page = seen.page
+    # The engineer's own session, but a form without its CSRF token: 403, nothing changed.
+    r = page.request.post(f"{bridge.url}/ui/tickets/{number}/ack", form={"csrf": "forged"})
+    assert r.status == 403
+    r = page.request.post(f"{bridge.url}/ui/tickets/{number}/ack", form={})
+    assert r.status == 403
+    assert api(bridge, f"/api/v1/tickets/{number}")["responded_at"] is None
+    cookies = seen.context.cookies()
+    # Logging out ends the session on the server: the old cookie no longer opens a page.
+    page.get_by_role("button", name=re.compile("Wyloguj|Log out")).click()
+    page.wait_for_url(re.compile(r"/login"))
+    [session] = [c for c in cookies if c["name"] == "dyzur_session"]
+    r = httpx.get(
+        f"{bridge.url}/ui/",
+        cookies={"dyzur_session": session["value"]},
+        follow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 303 and "/login" in r.headers["location"]
+    page.goto(f"{bridge.url}/ui/")
+    expect(page.get_by_role("button", name=re.compile("Zaloguj|Log in"))).to_be_visible()
+    own_origin_only(seen, bridge, 403)
