@@ -98,6 +98,7 @@ class Bridge:
             self.config.updates.soak,
             self.config.updates.settle,
             str(loaded.path) if loaded.path is not None else None,
+            changed=self.metrics.count_change,
         )
         self.alertmanager = AlertmanagerReceiver(
             self.config.alertmanager, self.lifecycle, self.store, loaded.assets, self.metrics

@@ -974,3 +974,20 @@ def test_an_override_and_a_cancel_over_http(api, bridge, clock, hosts):
     assert version_on(hosts, "amms-a-prod") is None
     r = api.post("/api/v1/updates/AK-2026-0099/cancel", json={"reason": "x"}, headers=auth("admin"))
     assert r.status_code == 404
+
+
+def test_the_tickets_of_a_plan_are_logged_and_counted_like_any_ticket(bridge, clock, hosts, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bridge"):
+        p = plan(bridge, hosts)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith(f"ticket {p.ticket} opened: aktualizacja") for line in lines)
+    counted = bridge.metrics.registry.get_sample_value(
+        "dyzur_tickets_opened_total", {"category": "aktualizacja"}
+    )
+    assert counted == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="bridge"):
+        bridge.updates.cancel(p.id, "jan.kowalski", "szpital przełożył aktualizację")
+    assert any(r.getMessage().startswith(f"ticket {p.ticket} resolved") for r in caplog.records)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from bridge.actions import Action, Event
 from bridge.clock import WARSAW, Clock, local_iso, local_time
@@ -60,10 +61,12 @@ from bridge.models import (
     PlanStatus,
     StageState,
     StepRecord,
+    Ticket,
     UpdatePlan,
     UpdateStage,
 )
 from bridge.store import Store
+from bridge.tickets.changes import Change
 from bridge.tickets.lifecycle import TicketLifecycle
 from bridge.tickets.texts import (
     gate_name,
@@ -103,8 +106,12 @@ class Updates:
         soak: float,
         settle: float = 120.0,
         config_path: str | None = None,
+        changed: Callable[[Change], None] | None = None,
     ) -> None:
         self.store = store
+        # Told of each ticket the plans open or resolve, once its transaction committed (the
+        # bridge counts and logs it like any ticket change).
+        self.changed = changed
         self.lifecycle = lifecycle
         self.maintenance = maintenance
         self.clients = clients
@@ -166,9 +173,10 @@ class Updates:
         )
         steps = "; ".join(f"{s.phase}: {s.command}" for s in r.runbook)
         # The plan's ticket, the plan and its audit event: one unit.
+        self._unit.changes = []
         with self.store.transaction():
             self.store.lock(f"plan:{plan_id}")
-            ticket = self.lifecycle.open_ticket(
+            ticket = self._open_ticket(
                 client=r.client,
                 asset=valid.prod_assets[0],
                 rule="amms_update",
@@ -206,6 +214,7 @@ class Updates:
                 stages=",".join(f"{s.environment}:{s.window}" for s in plan_stages),
                 without_test_stage=r.without_test_stage,
             )
+        self._committed()
         return plan
 
     def get(self, plan_id: str) -> UpdatePlan:
@@ -329,7 +338,7 @@ class Updates:
             # The plan_cancelled line says what follows; no "production not run" line.
             self._stop(plan, PlanStatus.CANCELLED, None, actor, release=not running)
             if not running:  # nothing left half done: the update is over
-                self.lifecycle.resolve_within(plan.ticket, actor)
+                self._resolve(plan.ticket, actor)
             return plan
 
     # --- the ticker ------------------------------------------------------------------------
@@ -453,7 +462,7 @@ class Updates:
         plan.status = PlanStatus.COMPLETED
         self._note(plan, Event.PLAN_COMPLETED, version=plan.target_version)
         self._audit(plan, Action.UPDATE_COMPLETED, version=plan.target_version)
-        self.lifecycle.resolve_within(plan.ticket, "dyzur")
+        self._resolve(plan.ticket, "dyzur")
 
     def _stage_cancelled(
         self, plan: UpdatePlan, stage: UpdateStage, interrupted: bool = False
@@ -536,7 +545,7 @@ class Updates:
                 description = update_text(lang, "failed_description", plan=plan.id, **values)
         self.lifecycle.note(plan.ticket, Event.STAGE_FAILED, text)
         category = Category.USTERKA if stage.environment == "test" else Category.AWARIA
-        ticket = self.lifecycle.open_ticket(
+        ticket = self._open_ticket(
             client=plan.client,
             asset=asset,
             rule="amms_update_failed",
@@ -599,7 +608,7 @@ class Updates:
         told = findings_text(findings, lang)
         text = timeline_text(lang, "gate_failed", findings=told, plan=plan.id, **period)
         self.lifecycle.note(plan.ticket, Event.GATE_FAILED, text)
-        ticket = self.lifecycle.open_ticket(
+        ticket = self._open_ticket(
             client=plan.client,
             asset=test.assets[0],
             rule="amms_update_gate",
@@ -681,12 +690,41 @@ class Updates:
             if before is not None and before.status is PlanStatus.ACTIVE
             else {}
         )
+        self._unit.changes = []
         with self.store.transaction():
             self.store.lock(f"plan:{plan_id}")
             self.store.lock(PLANNING_LOCK)
             plan = self.get(plan_id)
             yield plan
             self.store.save_plan(plan)
+        self._committed()
+
+    def _open_ticket(self, **fields: Any) -> Ticket:
+        """Inside the unit: ``lifecycle.open_ticket``, told once the unit committed."""
+        ticket = self.lifecycle.open_ticket(**fields)
+        self._pending().append(Change(ticket, "opened"))
+        return ticket
+
+    def _resolve(self, number: str | None, actor: str) -> None:
+        """Inside the unit: resolve the plan's ticket, told once the unit committed."""
+        if number is None:
+            return
+        before = self.store.get_ticket(number)
+        ticket = self.lifecycle.resolve_within(number, actor)
+        if before is not None and before.is_open:
+            self._pending().append(Change(ticket, "resolved"))
+
+    def _pending(self) -> list[Change]:
+        """The ticket changes of this thread's unit, told when it commits."""
+        if not hasattr(self._unit, "changes"):
+            self._unit.changes = []
+        return self._unit.changes  # type: ignore[no-any-return]
+
+    def _committed(self) -> None:
+        changes, self._unit.changes = self._pending(), []
+        if self.changed is not None:
+            for change in changes:
+                self.changed(change)
 
     def _language(self, plan: UpdatePlan) -> str:
         client = self.clients.get(plan.client)
