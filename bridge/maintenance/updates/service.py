@@ -718,7 +718,7 @@ class Updates:
         """The ticket changes of this thread's unit, told when it commits."""
         if not hasattr(self._unit, "changes"):
             self._unit.changes = []
-        return self._unit.changes  # type: ignore[no-any-return]
+        return self._unit.changes
 
     def _committed(self) -> None:
         changes, self._unit.changes = self._pending(), []
