@@ -256,12 +256,22 @@ class Bridge:
             lambda: {(s.sink,): s.undelivered_age(self.clock.now()) for s in self.sinks},
         )
         watch(
+            "dyzur_incident_storms_open",
+            "Whether a hospital has an open storm ticket (alerts beyond its storm budget).",
+            ["client"],
+            self._open_storms,
+        )
+        watch(
             "dyzur_sink_parked",
             "Ticket changes a helpdesk sink parked (refused, or waiting behind a refused one) "
             "until dyzur sinks retry.",
             ["sink"],
             self._parked_per_sink,
         )
+
+    def _open_storms(self) -> dict[tuple[str, ...], int]:
+        storms = self.lifecycle.incidents.open_storms()
+        return {(c,): int(c in storms) for c in self.loaded.clients}
 
     def _parked_per_sink(self) -> dict[tuple[str, ...], int]:
         counts = self.store.parked_counts()

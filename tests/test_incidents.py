@@ -426,3 +426,16 @@ def test_a_stale_root_is_noticed_without_any_absence_rule_loaded(tmp_path, store
         assert ticket.asset == "srv-3"
     finally:
         bridge.close()
+
+
+def test_releases_and_open_storms_are_in_the_metrics(storm_bridge, clock):
+    bridge = storm_bridge
+    for i in range(5):
+        disk(bridge, f"host-{i}", 0.95)
+    value = bridge.metrics.registry.get_sample_value
+    assert value("dyzur_incident_storms_open", {"client": "szpital-a"}) == 1
+    assert value("dyzur_incident_storms_open", {"client": "klinika-b"}) == 0
+    assert value("dyzur_incident_alerts_total", {"action": "attached"}) == 2
+    step(bridge, clock, 301)  # the storm ends: both open their own tickets
+    assert value("dyzur_incident_alerts_total", {"action": "released"}) == 2
+    assert value("dyzur_incident_storms_open", {"client": "szpital-a"}) == 0

@@ -359,9 +359,7 @@ class Incidents:
         due = self.store.incident_alerts(states=FIRING, due_before=now)
         due.sort(key=lambda m: (self.topology.depth(m.asset), m.id or 0))
         for member in due:
-            change = self._release(member, rule_of, now)
-            if change is not None:
-                changes.append(change)
+            changes += released(member, self._release(member, rule_of, now))
         changes += self._end_storms(rule_of, now)
         return changes
 
@@ -527,9 +525,7 @@ class Incidents:
             firing = [m for m in members if m.is_firing]
             firing.sort(key=lambda m: (self.topology.depth(m.asset), m.id or 0))
             for member in firing:
-                change = self._release(member, rule_of, now, storm.number)
-                if change is not None:
-                    changes.append(change)
+                changes += released(member, self._release(member, rule_of, now, storm.number))
             with self.store.transaction():
                 self.store.lock(f"alert:{storm.fingerprint}")
                 ticket = self.store.get_ticket(storm.number)
@@ -636,6 +632,15 @@ class Incidents:
 
     def members(self, number: str) -> list[IncidentAlert]:
         return self.store.incident_alerts(ticket=number)
+
+    def open_storms(self) -> set[str]:
+        """The hospitals with an open storm ticket."""
+        found = set()
+        for client in self.clients:
+            storm = self.store.latest_ticket_for_alert(storm_key(client))
+            if storm is not None and storm.is_open:
+                found.add(client)
+        return found
 
     def firing(self) -> list[IncidentAlert]:
         return self.store.incident_alerts(states=FIRING)
@@ -811,6 +816,17 @@ class Incidents:
     def _language(self, client: str) -> str:
         found = self.clients.get(client)
         return found.contract.language if found is not None else "pl"
+
+
+def released(
+    member: IncidentAlert, change: Change | Attachment | None
+) -> list[Change | Attachment]:
+    """What one release did: the ticket the alert opened, counted as a release too."""
+    if change is None:
+        return []
+    if isinstance(change, Change):
+        return [change, Attachment(member, "released")]
+    return [change]
 
 
 def alert_of(member: IncidentAlert) -> Alert:
