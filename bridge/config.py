@@ -280,6 +280,8 @@ class StormBudget(_Strict):
 
 
 class StormSettings(StormBudget):
+    # false: no storm budget at all (every alert beyond incidents opens its ticket).
+    enabled: bool = True
     # A storm ends when no new alert joined it for this long: its alerts still firing then
     # open tickets of their own.
     quiet: StormPeriod = 300.0

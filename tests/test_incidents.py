@@ -439,3 +439,18 @@ def test_releases_and_open_storms_are_in_the_metrics(storm_bridge, clock):
     step(bridge, clock, 301)  # the storm ends: both open their own tickets
     assert value("dyzur_incident_alerts_total", {"action": "released"}) == 2
     assert value("dyzur_incident_storms_open", {"client": "szpital-a"}) == 0
+
+
+def test_a_storm_budget_turned_off_collects_nothing(tmp_path, store, clock):
+    data = incident_config(storm={"enabled": False})
+    data["rule_files"] = [str(DATA / "test_rules.yaml")]
+    data["assets"] += [{"id": f"host-{i}", "client": "szpital-a"} for i in range(12)]
+    bridge = Bridge(parse_config(data, "test.yaml", tmp_path), store=store, clock=clock)
+    bridge.start(ticker=False)
+    try:
+        for i in range(12):
+            disk(bridge, f"host-{i}", 0.95)
+        opened = open_tickets(bridge)
+        assert len(opened) == 12 and all(t.rule == "disk_usage" for t in opened)
+    finally:
+        bridge.close()

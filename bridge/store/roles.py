@@ -449,9 +449,15 @@ class IncidentStore(Protocol):
         ...
 
     def count_tickets_opened(
-        self, client: str, since: datetime, *, excluding_rule: str | None = None
+        self,
+        client: str,
+        since: datetime,
+        *,
+        excluding_rule: str | None = None,
+        up_to: int | None = None,
     ) -> int:
-        """How many tickets of a client opened at or after ``since`` (the storm budget)."""
+        """How many tickets of a client opened at or after ``since`` (the storm budget), at
+        most ``up_to`` when given (the check then costs no more than the budget)."""
         ...
 
 

@@ -1745,14 +1745,22 @@ class SQLiteStore:
         return [_row_to_ticket(r) for r in rows]
 
     def count_tickets_opened(
-        self, client: str, since: datetime, *, excluding_rule: str | None = None
+        self,
+        client: str,
+        since: datetime,
+        *,
+        excluding_rule: str | None = None,
+        up_to: int | None = None,
     ) -> int:
-        sql = "SELECT count(*) FROM tickets WHERE client = ? AND opened_at >= ?"
+        sql = "SELECT 1 FROM tickets WHERE client = ? AND opened_at >= ?"
         params: list[object] = [client, since.timestamp()]
         if excluding_rule is not None:
             sql += " AND rule != ?"
             params.append(excluding_rule)
-        return int(self._conn().execute(sql, params).fetchone()[0])
+        if up_to is not None:  # a budget's check reads no further than the budget
+            sql += " LIMIT ?"
+            params.append(up_to)
+        return int(self._conn().execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])
 
     # --- update plans ------------------------------------------------------------------------
 

@@ -658,9 +658,13 @@ class Incidents:
         return self.settings.storm.clients.get(client, self.settings.storm)
 
     def _over_budget(self, client: str, now: datetime) -> bool:
+        if not self.settings.storm.enabled:
+            return False
         budget = self.budget(client)
         since = now - timedelta(seconds=budget.period)
-        opened = self.store.count_tickets_opened(client, since, excluding_rule=STORM_RULE)
+        opened = self.store.count_tickets_opened(
+            client, since, excluding_rule=STORM_RULE, up_to=budget.tickets
+        )
         return opened >= budget.tickets
 
     def _storm_ticket(self, client: Client, now: datetime) -> Ticket:
