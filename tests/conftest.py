@@ -114,12 +114,31 @@ def _sqlite_store(tmp_path: Path) -> Store:
     return SQLiteStore(tmp_path / "store.db")
 
 
-STORE_FACTORIES: dict[str, Callable[[Path], Store]] = {"sqlite": _sqlite_store}
+def _postgres_store(tmp_path: Path) -> Store:
+    from bridge.store.postgres import PostgresStore
+    from tests.postgres import database_url
+
+    return PostgresStore(database_url(tmp_path))
 
 
-@pytest.fixture(params=sorted(STORE_FACTORIES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = STORE_FACTORIES[request.param](tmp_path)
+# The contract suites (tests/store/) run against each; the other tests' ``store`` is SQLite's.
+STORE_FACTORIES: dict[str, Callable[[Path], Store]] = {
+    "sqlite": _sqlite_store,
+    "postgresql": _postgres_store,
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    from tests.postgres import drop_databases
+
+    drop_databases()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = _sqlite_store(tmp_path)
     s.migrate()
     yield s
     s.close()

@@ -1,4 +1,5 @@
-"""Stores, chosen by URL: ``sqlite:///path`` (the embedded default) or, later, ``postgresql://``.
+"""Stores, chosen by URL: ``sqlite:///path`` (the embedded default) or ``postgresql://…`` (the
+shared store of several bridges; needs the ``postgres`` extra).
 
 What a store must implement is ``roles.Store``: one small protocol per role (tickets, audit log,
 outbox cursors, windows, update plans, agent streams, asset facts, coordination), each with its
@@ -52,8 +53,20 @@ def open_store(url: str, base_dir: Path | None = None) -> Store:
         path = sqlite_path(url, base_dir)
         check_store_file(path)
         store: Store = SQLiteStore(path)
+    elif url.startswith(("postgresql://", "postgres://")):
+        try:
+            from bridge.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise StoreError(
+                f"store {url.split('@')[-1]!r} needs PostgreSQL's driver: "
+                f"pip install 'dyzur[bridge,postgres]' ({exc})"
+            ) from None
+        store = PostgresStore(url)
     else:
         scheme = url.split(":", 1)[0] if ":" in url else url
-        raise StoreError(f"unsupported store URL scheme {scheme!r}: use sqlite:///PATH")
+        raise StoreError(
+            f"unsupported store URL scheme {scheme!r}: use sqlite:///PATH or "
+            "postgresql://USER@HOST/DATABASE"
+        )
     store.migrate()
     return store
