@@ -35,6 +35,11 @@ class StoreError(Exception):
     refused write), or was asked wrongly (a transaction inside another, a lock outside one)."""
 
 
+class StaleLease(StoreError):
+    """A write of a worker whose lease another worker has taken since (a newer fencing
+    token was given): refused, the worker must stop what it does under that lease."""
+
+
 @dataclass(frozen=True, slots=True)
 class TicketFilter:
     """Which tickets to list, newest first (``opened_at``, then insertion order).

@@ -311,6 +311,21 @@ MIGRATIONS: tuple[str, ...] = (
         until DOUBLE PRECISION NOT NULL
     )
     """,
+    """
+    -- The alerts pending (their rule's for: not over yet) of each hospital's series, written
+    -- with the batch that changed them: the bridge that takes a hospital over goes on with
+    -- their timers (bridge.sources.shards).
+    CREATE TABLE pending_alerts (
+        fingerprint  TEXT PRIMARY KEY,
+        client       TEXT NOT NULL,
+        rule         TEXT NOT NULL,
+        labels       TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        value        DOUBLE PRECISION,
+        active_since DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX pending_alerts_by_client ON pending_alerts(client)
+    """,
 )
 
 # A connection's limits, set when the pool opens it. A lock waited for longer than the SQLite
@@ -387,9 +402,9 @@ class _Statements:
     def _run(self, run: Any) -> _Result:
         try:
             if self._conn is not None:
-                return run(self._conn)  # type: ignore[no-any-return]
+                return run(self._conn)
             with self._store._pool.connection() as conn:
-                return run(conn)  # type: ignore[no-any-return]
+                return run(conn)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise _unavailable(self._store.url, exc) from exc
 
@@ -413,6 +428,7 @@ class PostgresStore(SQLRoles):
     number of bridges. Transactions are per thread, as in the SQLite store."""
 
     GREATEST = "greatest"
+    FOR_SHARE = " FOR SHARE"
     NO_LIMIT = None
     INTEGRITY_ERROR = psycopg.errors.IntegrityError
 
@@ -579,10 +595,10 @@ class PostgresStore(SQLRoles):
             self._advisory_lock(f"agent-stream:{batch.agent_id}")
             return super().record_batch(batch, max_gap)
 
-    def lease(self, name: str, owner: str, ttl: float, now: float) -> int | None:
+    def _own_lease(self, name: str, owner: str, ttl: float, now: float) -> int | None:
         with self._write():
             self._advisory_lock(f"lease:{name}")
-            return super().lease(name, owner, ttl, now)
+            return super()._own_lease(name, owner, ttl, now)
 
     def set_asset_fact(self, asset: str, key: str, value: str, at: Any) -> bool:
         with self._write():

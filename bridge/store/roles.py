@@ -32,7 +32,7 @@ an older token).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +54,7 @@ from bridge.models import (
     UpdatePlan,
 )
 from bridge.store.base import AuditFilter, BatchClaim, BatchRecord, TicketFilter
+from rules.model import Alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +90,32 @@ class Coordination(Protocol):
         """Let go of the lease if ``owner`` holds it (another owner's lease is left alone)."""
         ...
 
+    def check_fence(self, name: str, token: int) -> None:
+        """Inside a writer's transaction: refuse (``StaleLease``) the write of a holder of lease
+        ``name`` with ``token`` when a newer token was given for it since (the lease moved to
+        another worker while this one was paused). Until the transaction ends, no newer token
+        can be given. Tokens come from the sequence ``lease:<name>``, wherever the lease is."""
+        ...
+
     def next_sequence(self, name: str) -> int:
         """The next number of a named sequence (``ticket-2026``, ``window-2026``): 1, 2, 3, ...
         Inside a transaction the number is taken only if the transaction commits (a rolled
         back one gives it again); a committed number is never given twice, whatever the
         threads or processes asking."""
+        ...
+
+
+class PendingAlerts(Protocol):
+    """The alerts whose rule's ``for:`` is still running, per hospital: the bridge that takes
+    a hospital's series over goes on with their timers."""
+
+    def save_pending(self, changes: Mapping[str, tuple[str, Alert] | None]) -> None:
+        """Per fingerprint: (the hospital, the pending alert) to keep, or None to forget it
+        (it fired or resolved)."""
+        ...
+
+    def pending_alerts(self, client: str | None = None) -> list[Alert]:
+        """The pending alerts kept (of one hospital), state PENDING, their timers' starts."""
         ...
 
 
@@ -606,6 +628,7 @@ class Housekeeping(Protocol):
 class Store(
     Housekeeping,
     Coordination,
+    PendingAlerts,
     TicketStore,
     AuditLog,
     Cursors,

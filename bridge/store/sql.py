@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterator, Sequence
+import math
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
@@ -41,6 +42,7 @@ from bridge.store.base import (
     AuditFilter,
     BatchClaim,
     BatchRecord,
+    StaleLease,
     StoreError,
     TicketFilter,
 )
@@ -54,10 +56,24 @@ from bridge.store.roles import (
     SinkDelivery,
     WebSession,
 )
+from rules.model import Alert, AlertState
 
 log = logging.getLogger(__name__)
 
 Row = Any  # a row read by name or by position (Row, or the PostgreSQL store's)
+
+
+class Leases(Protocol):
+    """Leases kept outside the store (``bridge.store.redis_coordination``)."""
+
+    def lease(self, name: str, owner: str, ttl: float, now: float) -> int | None: ...
+
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+
+def lease_sequence(name: str) -> str:
+    """The sequence a lease's fencing tokens come from, wherever the lease is kept."""
+    return f"lease:{name}"
 
 
 class Connection(Protocol):
@@ -227,10 +243,14 @@ class SQLRoles:
 
     # The two-argument maximum: max(a, b) in SQLite, greatest(a, b) in PostgreSQL.
     GREATEST: ClassVar[str] = "max"
+    # Locks the rows a fence check reads until the transaction ends (SQLite's write lock
+    # already does).
+    FOR_SHARE: ClassVar[str] = ""
     # What LIMIT takes for "no limit".
     NO_LIMIT: ClassVar[int | None] = -1
     # The driver's error of a violated unique constraint.
     INTEGRITY_ERROR: ClassVar[type[Exception]] = Exception
+    _leases: Leases | None = None
 
     def _conn(self) -> Connection:
         """This thread's connection; statements outside a transaction commit on their own."""
@@ -807,38 +827,109 @@ class SQLRoles:
             ).fetchone()
             return int(row[0])
 
+    def use_leases(self, leases: Leases) -> None:
+        """Take leases from ``leases`` (Redis, between bridges) instead of this store; their
+        fencing tokens still come from this store's sequences (``check_fence``)."""
+        self._leases = leases
+
     def lease(self, name: str, owner: str, ttl: float, now: float) -> int | None:
+        if self._leases is not None:
+            return self._leases.lease(name, owner, ttl, now)
+        return self._own_lease(name, owner, ttl, now)
+
+    def _own_lease(self, name: str, owner: str, ttl: float, now: float) -> int | None:
         with self._write() as conn:
             row = conn.execute(
                 "SELECT owner, until, token FROM leases WHERE name = ?", (name,)
             ).fetchone()
-            if row is None:
-                token = 1
-                conn.execute(
-                    "INSERT INTO leases(name, owner, until, token) VALUES (?, ?, ?, ?)",
-                    (name, owner, now + ttl, token),
-                )
-                return token
-            holder: str = row[0]
-            until: float = row[1]
-            token = int(row[2])
-            if holder != owner:
-                if holder and until >= now:
-                    return None  # another owner's lease runs on
-                token += 1  # changes hands (or is taken again after a release)
+            if row is not None and row[0] == owner:
+                token = int(row[2])
+            elif row is not None and row[0] and row[1] >= now:
+                return None  # another owner's lease runs on
+            else:  # free, run out or released: changes hands with a new token
+                token = self.next_sequence(lease_sequence(name))
             conn.execute(
-                "UPDATE leases SET owner = ?, until = ?, token = ? WHERE name = ?",
-                (owner, now + ttl, token, name),
+                "INSERT INTO leases(name, owner, until, token) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, "
+                "until = excluded.until, token = excluded.token",
+                (name, owner, now + ttl, token),
             )
             return token
 
     def release_lease(self, name: str, owner: str) -> None:
-        # The row stays (without an owner) so that its token keeps growing.
+        if self._leases is not None:
+            self._leases.release_lease(name, owner)
+            return
+        # The row stays (without an owner); its token's sequence keeps growing anyway.
         with self._write() as conn:
             conn.execute(
                 "UPDATE leases SET owner = '', until = 0 WHERE name = ? AND owner = ?",
                 (name, owner),
             )
+
+    def check_fence(self, name: str, token: int) -> None:
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT last FROM counters WHERE name = ?{self.FOR_SHARE}",
+                (lease_sequence(name),),
+            ).fetchone()
+        newest = 0 if row is None else int(row[0])
+        if newest > token:
+            raise StaleLease(
+                f"lease {name!r} was taken by another bridge (token {newest}, this one "
+                f"holds {token}): its write is refused"
+            )
+
+    # --- pending alerts ------------------------------------------------------------------------
+
+    def save_pending(self, changes: Mapping[str, tuple[str, Alert] | None]) -> None:
+        with self._write() as conn:
+            gone = [(fp,) for fp, kept in changes.items() if kept is None]
+            if gone:
+                conn.executemany("DELETE FROM pending_alerts WHERE fingerprint = ?", gone)
+            kept = [
+                (
+                    fp,
+                    client,
+                    a.rule,
+                    json.dumps(a.labels, sort_keys=True),
+                    a.category,
+                    a.value if a.value == a.value else None,
+                    a.active_since,
+                )
+                for fp, found in changes.items()
+                if found is not None
+                for client, a in (found,)
+            ]
+            if kept:
+                conn.executemany(
+                    "INSERT INTO pending_alerts VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(fingerprint) DO UPDATE SET client = excluded.client, "
+                    "rule = excluded.rule, labels = excluded.labels, "
+                    "category = excluded.category, value = excluded.value, "
+                    "active_since = excluded.active_since",
+                    kept,
+                )
+
+    def pending_alerts(self, client: str | None = None) -> list[Alert]:
+        sql = "SELECT * FROM pending_alerts"
+        params: tuple[str, ...] = ()
+        if client is not None:
+            sql += " WHERE client = ?"
+            params = (client,)
+        rows = self._conn().execute(sql + " ORDER BY fingerprint", params).fetchall()
+        return [
+            Alert(
+                rule=r["rule"],
+                fingerprint=r["fingerprint"],
+                labels=json.loads(r["labels"]),
+                state=AlertState.PENDING,
+                category=r["category"],
+                value=math.nan if r["value"] is None else r["value"],
+                active_since=r["active_since"],
+            )
+            for r in rows
+        ]
 
     # --- on-call paging ---------------------------------------------------------------------
 

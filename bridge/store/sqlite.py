@@ -383,6 +383,25 @@ MIGRATIONS: tuple[str, ...] = (
         client, status, responded_at IS NOT NULL, reaction_due IS NULL, reaction_due, opened_at
     )
     """,
+    """
+    -- Fencing tokens of leases come from the counters lease:<name> (wherever the lease is
+    -- kept: here or in Redis), so a store can refuse a stale holder's write (check_fence).
+    INSERT INTO counters(name, last) SELECT 'lease:' || name, token FROM leases
+        WHERE true ON CONFLICT(name) DO UPDATE SET last = max(last, excluded.last);
+    -- The alerts pending (their rule's for: not over yet) of each hospital's series, written
+    -- with the batch that changed them: the bridge that takes a hospital over goes on with
+    -- their timers (bridge.sources.shards).
+    CREATE TABLE pending_alerts (
+        fingerprint  TEXT PRIMARY KEY,
+        client       TEXT NOT NULL,
+        rule         TEXT NOT NULL,
+        labels       TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        value        REAL,
+        active_since REAL NOT NULL
+    );
+    CREATE INDEX pending_alerts_by_client ON pending_alerts(client)
+    """,
 )
 
 

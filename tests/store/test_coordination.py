@@ -19,6 +19,7 @@ from bridge.models import (
     UpdatePlan,
 )
 from bridge.store import BatchRecord, Store, StoreError
+from bridge.store.base import StaleLease
 from bridge.store.roles import Cursor
 from tests.conftest import START
 from tests.store.conftest import make_ticket, opened
@@ -258,6 +259,36 @@ def test_an_older_token_cannot_move_a_cursor(store: Store):
     assert store.set_cursor("siem:soc", Cursor(10), new)
     assert not store.set_cursor("siem:soc", Cursor(5), old)
     assert store.cursor("siem:soc") == Cursor(10)
+
+
+def test_a_stale_holder_s_write_is_refused_by_its_fencing_token(store: Store):
+    """A worker paused past its lease (a runbook's, a hospital's shard) comes back with the
+    old token: its write is refused, and nothing of its transaction is kept."""
+    old = store.lease("update:AK-2026-0001", "a", 10, 0.0)
+    assert old is not None
+    store.check_fence("update:AK-2026-0001", old)  # still the newest: nothing happens
+    new = store.lease("update:AK-2026-0001", "b", 10, 20.0)
+    assert new is not None and new > old
+    with pytest.raises(StaleLease, match="taken by another bridge"), store.transaction():
+        store.insert_ticket(make_ticket(1), opened(START))
+        store.check_fence("update:AK-2026-0001", old)
+    assert store.get_ticket(make_ticket(1).number) is None
+    with store.transaction():
+        store.check_fence("update:AK-2026-0001", new)
+    store.check_fence("never-leased", 1)  # no token given yet: nothing to be stale against
+
+
+def test_two_workers_racing_for_a_free_lease_one_takes_it(store: Store):
+    start = threading.Barrier(6)
+    won: list[tuple[str, int | None]] = []
+
+    def take(owner: str) -> None:
+        start.wait()
+        won.append((owner, store.lease("ticker", owner, 30, 1000.0)))
+
+    _run(*[lambda o=f"bridge-{i}": take(o) for i in range(6)])
+    holders = [(o, t) for o, t in won if t is not None]
+    assert len(holders) == 1, won
 
 
 # --- sequences -----------------------------------------------------------------------------------
