@@ -363,6 +363,9 @@ class _ThresholdRule:
         if rec[self.slot] is not None:
             return
         st = self._start(rec, key, alert.labels, alert.value, alert.active_since)
+        if alert.state == PENDING:  # its for: timer goes on from when it started
+            self.emitter.counts[PENDING] += 1
+            return
         st.alert.state = FIRING
         st.alert.category = alert.category
         st.alert.fired_at = alert.fired_at
@@ -699,10 +702,17 @@ class Engine:
 
     def restore(self, alerts: Iterable[Alert]) -> None:
         """Put back firing alerts after a restart (from the open tickets), so a recovery
-        resolves them and a condition that still holds is not reported as a new firing.
-        Alerts of unknown rules, and alerts that are not firing, are ignored."""
+        resolves them and a condition that still holds is not reported as a new firing; and
+        pending alerts of threshold rules (a hospital taken over from another bridge), whose
+        ``for:`` timers go on from their ``active_since``. Alerts of unknown rules, and alerts
+        neither firing nor pending, are ignored."""
         for alert in alerts:
-            if alert.state != FIRING:  # also a plain "firing" string from storage
+            if alert.state == PENDING:  # also a plain string from storage
+                threshold = self._threshold.get(alert.rule)
+                if threshold is not None:
+                    threshold.restore(alert)
+                continue
+            if alert.state != FIRING:
                 continue
             rt = self._threshold.get(alert.rule) or self._absence.get(alert.rule)
             if rt is not None:

@@ -442,13 +442,13 @@ def test_restore_accepts_a_plain_state_string_and_ignores_what_it_cannot_place()
     engine.restore(
         [
             firing_alert(DISK, {"asset": "srv1", "mountpoint": "/"}, state="firing"),
-            firing_alert(DISK, {"asset": "srv2", "mountpoint": "/"}, state=P),
+            firing_alert(DISK, {"asset": "srv2", "mountpoint": "/"}, state="pending"),
             firing_alert(DISK, {"asset": "srv3", "mountpoint": "/"}, rule="gone"),
+            firing_alert(DISK, {"asset": "srv4", "mountpoint": "/"}, state=R),
         ]
     )
-    [alert] = engine.alerts()
-    assert alert.labels["asset"] == "srv1"
-    assert alert.state is F
+    alerts = sorted(engine.alerts(), key=lambda a: a.labels["asset"])
+    assert [(a.labels["asset"], a.state) for a in alerts] == [("srv1", F), ("srv2", P)]
 
 
 def test_restored_escalated_alert_is_not_escalated_again():
