@@ -376,8 +376,28 @@ class TokenConfig(_Strict):
     client: str | None = None
 
 
+class ClusterSettings(_Strict):
+    """Several bridges on one PostgreSQL store, coordinated through Redis (README: Running two
+    bridges)."""
+
+    # Every key in Redis starts with it: the bridges of one installation share it.
+    prefix: str = Field("dyzur", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    # A hospital's series stay with a bridge this long after it stopped renewing its lease
+    # (it died or hangs): the longest a hospital's alerts wait for another bridge.
+    shard_lease: Annotated[Duration, between(3.0, 300.0)] = 15.0
+    # How long a bridge waits for the bridge holding a hospital to take a batch it received
+    # for it; then the agent is answered 503 and sends it again later.
+    handover_timeout: Annotated[Duration, between(1.0, 60.0)] = 10.0
+    # A handed-over batch whose processing failed this many times goes to the dead letters.
+    dead_letter_after: int = Field(5, ge=1, le=100)
+
+
 class Config(_Strict):
     store: str = "sqlite:///var/dyzur.db"
+    # Redis shared by several bridges (redis://host:port/db): leases of the singleton work and
+    # the hand-over of pushed batches to the bridge holding their hospital. None: one bridge.
+    coordination: str | None = Field(None, pattern=r"^rediss?://\S+$")
+    cluster: ClusterSettings = ClusterSettings()
     listen: Listen = Listen()
     # Largest request body accepted; larger ones get 413.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
@@ -750,6 +770,13 @@ def _user_problems(config: Config, clients: set[str]) -> list[str]:
 
 def _cross_check(config: Config, base_dir: Path) -> list[str]:
     problems: list[str] = []
+    if config.coordination is not None and not config.store.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        problems.append(
+            "coordination: several bridges share a PostgreSQL store (store: "
+            "postgresql://USER@HOST/DATABASE); an SQLite file belongs to one machine"
+        )
     listen = config.listen
     if (listen.tls_cert is None) != (listen.tls_key is None):
         problems.append("listen: tls_cert and tls_key go together")

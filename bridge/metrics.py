@@ -196,6 +196,21 @@ class BridgeMetrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 14400),
             registry=r,
         )
+        self.shard_moves = Counter(
+            "dyzur_cluster_shard_moves",
+            "Hospitals this bridge took (taken), let go to balance or at its stop (released), "
+            "or lost (its lease ran out or moved while it was away).",
+            ["change"],
+            registry=r,
+        )
+        self.handovers = Counter(
+            "dyzur_cluster_handovers",
+            "Pushed batches of a hospital another bridge holds, by outcome: taken (answered "
+            "by it), refused (403), failed (its store failed: 503), timeout (no answer in "
+            "handover_timeout: 503), dead_letter (failed too often, read by this bridge).",
+            ["outcome"],
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "dyzur_ingest_batch_seconds",
             "Time to validate and evaluate one pushed batch.",

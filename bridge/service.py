@@ -8,8 +8,13 @@ loaded and starts the time-driven work; ``stop()`` ends it and ``close()`` close
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from bridge.actions import Action
 from bridge.audit import AuditQueries
@@ -39,9 +44,11 @@ from bridge.models import AuditEvent, Ticket
 from bridge.refusals import RefusalAudit
 from bridge.sources.alertmanager import AlertmanagerReceiver
 from bridge.sources.alertmanager import rule_of as alertmanager_rule_of
-from bridge.sources.samples import Ingestor
+from bridge.sources.handover import ClusterIntake
+from bridge.sources.samples import Ingestor, Intake
+from bridge.sources.shards import Shards
 from bridge.sources.versions import AmmsVersions
-from bridge.store import Store, open_store
+from bridge.store import Store, StoreError, open_store
 from bridge.tickets.desk import TicketDesk
 from bridge.tickets.incident_desk import IncidentDesk
 from bridge.tickets.lifecycle import TicketLifecycle
@@ -49,8 +56,16 @@ from bridge.users import Logins
 from collectors.ssh.known_hosts import KnownHosts
 from collectors.ssh.runner import SshCredentials, SshRunner
 from rules.engine import Engine
+from rules.sharded import ShardedEngine
+
+if TYPE_CHECKING:
+    from bridge.store.redis_coordination import RedisCoordination
 
 log = logging.getLogger(__name__)
+
+# The lease of the time-driven work done by one bridge of several (deadlines, windows'
+# releases, incidents' releases, update plans, escalations), renewed at every tick.
+TICKER_LEASE = "ticker"
 
 
 class Bridge:
@@ -60,7 +75,18 @@ class Bridge:
         self.clock = clock or Clock()
         self.store = store
         self.metrics = BridgeMetrics()
-        self.engine = Engine(loaded.rules)
+        # Who this bridge is among several: its leases and its reads of handed-over batches.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.coordination = self._coordination()
+        self.engine: Engine | ShardedEngine = (
+            Engine(loaded.rules)
+            if self.coordination is None
+            else ShardedEngine(
+                loaded.rules,
+                {a.id: a.client for a in loaded.assets.values()},
+                valid=lambda client: self.shards is not None and self.shards.valid(client),
+            )
+        )
         self.maintenance = Maintenance(self.store, loaded.clients, loaded.assets, self.clock)
         self.lifecycle = TicketLifecycle(
             self.store,
@@ -103,8 +129,32 @@ class Bridge:
         self.alertmanager = AlertmanagerReceiver(
             self.config.alertmanager, self.lifecycle, self.store, loaded.assets, self.metrics
         )
+        # Among several bridges: the hospitals this one evaluates, and the batches of the
+        # others handed over to the bridge holding them.
+        self.shards: Shards | None = None
+        self.intake: Intake = self.ingestor
+        if self.coordination is not None:
+            self.shards = Shards(
+                self.coordination,
+                list(loaded.clients),
+                self.owner,
+                self.config.cluster.shard_lease,
+                take=self.ingestor.take_shard,
+                drop=self.ingestor.drop_shard,
+                metrics=self.metrics,
+                info={"listen": f"{self.config.listen.host}:{self.config.listen.port}"},
+            )
+            self.intake = ClusterIntake(
+                self.ingestor,
+                self.shards,
+                self.coordination,
+                loaded.assets,
+                self.metrics,
+                timeout=self.config.cluster.handover_timeout,
+                dead_letter_after=self.config.cluster.dead_letter_after,
+            )
         # What leaves dyzur: the outbox and its consumers, the SIEMs first.
-        self.outbox = Outbox(self.store, self.clock)
+        self.outbox = Outbox(self.store, self.clock, owner=self.owner)
         # Whatever commits an outbox entry (a ticket change, a page) wakes the consumers at
         # once, instead of at their next look a second later.
         self.store.watch_appends(self.outbox.notify)
@@ -170,6 +220,20 @@ class Bridge:
         self._started = False
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+
+    def _coordination(self) -> RedisCoordination | None:
+        """Redis between bridges (``coordination:``): the store's leases move there."""
+        if self.config.coordination is None:
+            return None
+        from bridge.store.redis_coordination import RedisCoordination
+
+        coordination = RedisCoordination(
+            self.config.coordination,
+            prefix=self.config.cluster.prefix,
+            tokens=self.store.next_sequence,
+        )
+        self.store.use_leases(coordination)
+        return coordination
 
     @classmethod
     def open(cls, loaded: LoadedConfig, clock: Clock | None = None) -> Bridge:
@@ -267,6 +331,63 @@ class Bridge:
             "until dyzur sinks retry.",
             ["sink"],
             self._parked_per_sink,
+        )
+        if self.coordination is not None:
+            self._watch_cluster(self.coordination)
+
+    def _watch_cluster(self, coordination: RedisCoordination) -> None:
+        """Among several bridges: read from Redis at scrape time (nothing when it is away)."""
+        watch = self.metrics.watch
+
+        def safely(
+            read: Callable[[], Mapping[tuple[str, ...], float]],
+        ) -> Callable[[], Mapping[tuple[str, ...], float]]:
+            def guarded() -> Mapping[tuple[str, ...], float]:
+                try:
+                    return read()
+                except StoreError:
+                    return {}
+
+            return guarded
+
+        watch(
+            "dyzur_cluster_hospitals_held",
+            "Whether this bridge evaluates a hospital's series now (holds its shard lease).",
+            ["client"],
+            lambda: {
+                (c,): int(self.shards is not None and self.shards.valid(c))
+                for c in self.loaded.clients
+            },
+        )
+        watch(
+            "dyzur_cluster_bridges_alive",
+            "Bridges whose heartbeat in Redis has not run out.",
+            [],
+            safely(lambda: {(): len(coordination.members())}),
+        )
+        watch(
+            "dyzur_cluster_leases_held",
+            "The leases this bridge holds now (shards, the ticker, outbox consumers, plans).",
+            ["lease"],
+            safely(
+                lambda: {
+                    (name,): 1
+                    for name, (owner, _, _) in coordination.holders().items()
+                    if owner == self.owner
+                }
+            ),
+        )
+        watch(
+            "dyzur_cluster_stream_lag",
+            "Batches handed over for a hospital and not yet taken by the bridge holding it.",
+            ["client"],
+            safely(lambda: {(c,): n for c, n in coordination.stream_lag().items()}),
+        )
+        watch(
+            "dyzur_cluster_dead_letters",
+            "Handed-over batches that failed too often and wait in the dead-letter stream.",
+            [],
+            safely(lambda: {(): coordination.dead_letters()}),
         )
 
     def _open_storms(self) -> dict[tuple[str, ...], int]:
@@ -402,17 +523,41 @@ class Bridge:
             self._pollers.append(poller)
         self._ticker = threading.Thread(target=self._tick_loop, name="dyzur-ticker", daemon=True)
         self._ticker.start()
+        if self.shards is not None and isinstance(self.intake, ClusterIntake):
+            for name, loop in (
+                ("dyzur-shards", self.shards.run),
+                ("dyzur-intake", self.intake.run),
+            ):
+                thread = threading.Thread(target=loop, args=(self._stop,), name=name, daemon=True)
+                thread.start()
+                self._pollers.append(thread)
 
     def tick(self) -> None:
-        """Time-driven work: absence rules, retries, and reaction deadlines."""
-        self.maintenance.announce()  # windows started and ended, logged
-        self.ingestor.tick()
+        """Time-driven work: absence rules, retries, and reaction deadlines. Among several
+        bridges, each evaluates the absence rules of its hospitals, and the rest is done by
+        the holder of the ticker's lease."""
+        singleton = self._holds_ticker()
+        if singleton:
+            self.maintenance.announce()  # windows started and ended, logged
+        self.ingestor.tick(releases=singleton)
+        if not singleton:
+            return
         self.check_deadlines()
         self.updates.tick()
         if self.pager is not None:
             self.pager.tick()  # escalation and fallback; wakes the outbox itself
         if self.refusals.flush():
             self.outbox.notify()
+
+    def _holds_ticker(self) -> bool:
+        if self.coordination is None:
+            return True
+        ttl = max(15.0, 3 * self.config.tick_interval)
+        try:
+            return self.store.lease(TICKER_LEASE, self.owner, ttl, self.clock.time()) is not None
+        except Exception:  # Redis away: whoever holds it keeps it until it runs out
+            log.exception("cannot renew the ticker's lease")
+            return False
 
     def check_deadlines(self) -> None:
         for change in self.lifecycle.check_deadlines():
@@ -423,8 +568,11 @@ class Bridge:
         return self.tickets.acknowledge(number, actor)
 
     def ping(self) -> None:
-        """Raise when the store does not answer."""
+        """Raise when this bridge cannot take writes: the store (or, among several bridges,
+        Redis) does not answer."""
         self.store.ping()
+        if self.coordination is not None:
+            self.coordination.ping()
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.config.tick_interval):
@@ -447,4 +595,6 @@ class Bridge:
 
     def close(self) -> None:
         self.stop()
+        if self.coordination is not None:
+            self.coordination.close()
         self.store.close()

@@ -27,7 +27,7 @@ from bridge.maintenance.updates import Updates
 from bridge.models import Asset
 from bridge.service import Bridge
 from bridge.sources.alertmanager import AlertmanagerReceiver
-from bridge.sources.samples import Ingestor
+from bridge.sources.samples import Intake
 from bridge.sources.versions import AmmsVersions
 from bridge.tickets.desk import TicketDesk
 
@@ -166,8 +166,8 @@ def metrics_access(
 # --- the services -------------------------------------------------------------------------
 
 
-def get_ingestor(request: Request) -> Ingestor:
-    return _bridge(request).ingestor
+def get_ingestor(request: Request) -> Intake:
+    return _bridge(request).intake
 
 
 def get_receiver(request: Request) -> AlertmanagerReceiver:
@@ -218,7 +218,7 @@ def get_registry(request: Request) -> CollectorRegistry:
     return _bridge(request).metrics.registry
 
 
-IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
+IngestorDep = Annotated[Intake, Depends(get_ingestor)]
 ReceiverDep = Annotated[AlertmanagerReceiver, Depends(get_receiver)]
 TicketsDep = Annotated[TicketDesk, Depends(get_tickets)]
 MaintenanceDep = Annotated[Maintenance, Depends(get_maintenance)]

@@ -24,12 +24,13 @@ from bridge.metrics import BridgeMetrics
 from bridge.models import AgentStream, Asset, AuditEvent
 from bridge.sources.versions import AmmsVersions
 from bridge.store import BatchClaim, BatchRecord, StoreError
-from bridge.store.roles import AgentStreams, AuditLog, Coordination
+from bridge.store.roles import AgentStreams, AuditLog, Coordination, PendingAlerts
 from bridge.tickets.changes import Attachment, Change, Suppression
 from bridge.tickets.lifecycle import LifecycleError, Prepared, TicketLifecycle
 from collectors import AGENT_AUDIT_ACTIONS, Sample
 from rules.engine import Engine
-from rules.model import AlertState, Rule, Transition
+from rules.model import Alert, AlertState, Rule, Transition
+from rules.sharded import ShardedEngine
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class StreamForbidden(Forbidden):
             f"agent.id: agent stream {agent_id!r} belongs to another token", f"agent:{agent}"
         )
         self.agent_id = agent_id
+        self.agent = agent
 
 
 # C0 and C1 control characters and the Unicode bidirectional overrides and isolates: in a
@@ -132,15 +134,37 @@ def forbidden_character(labels: Mapping[str, str]) -> str | None:
     return None
 
 
-class IngestStore(Coordination, AgentStreams, AuditLog, Protocol):
+class Intake(Protocol):
+    """Where the API sends pushed batches: the ``Ingestor`` of a bridge on its own, or the
+    hand-over among several bridges (``bridge.sources.handover.ClusterIntake``)."""
+
+    def ingest(
+        self,
+        samples: Sequence[IncomingSample],
+        principal: Principal,
+        origin: BatchOrigin | None = None,
+        events: Sequence[IncomingEvent] = (),
+        *,
+        labels_checked: bool = False,
+    ) -> IngestResult: ...
+
+    def agent_streams(self) -> list[AgentStream]: ...
+
+
+class IngestStore(Coordination, AgentStreams, AuditLog, PendingAlerts, Protocol):
     """The store roles a batch needs: its transaction, the agent stream's claim, the audit
-    events it carries."""
+    events it carries, and (among several bridges) its hospital's pending alerts."""
+
+
+# The lease of a hospital's series among several bridges (bridge.sources.shards).
+def shard_lease(client: str) -> str:
+    return f"shard:{client}"
 
 
 class Ingestor:
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | ShardedEngine,
         lifecycle: TicketLifecycle,
         store: IngestStore,
         assets: Mapping[str, Asset],
@@ -155,8 +179,10 @@ class Ingestor:
     ) -> None:
         """``versions`` records the deployed AMMS versions among the samples;
         ``external_rules`` gives the rules of alerts that come from elsewhere (Alertmanager)
-        by name."""
+        by name. With a ``ShardedEngine`` (several bridges), the hospitals are taken and
+        dropped one by one (``take_shard``) and their pending alerts kept in the store."""
         self.engine = engine
+        self.sharded = isinstance(engine, ShardedEngine)
         self.lifecycle = lifecycle
         self.store = store
         self.assets = assets
@@ -178,12 +204,55 @@ class Ingestor:
         return self.engine.rules.get(name) or self.external_rules(name)
 
     def start(self) -> None:
-        """Put the alerts of open tickets back and start watching the reporting assets."""
+        """Put the alerts of open tickets back and start watching the reporting assets (with
+        several bridges: of each hospital once it is taken, ``take_shard``)."""
         now = self.clock.time()
         with self._lock:
             self.engine.restore(self.lifecycle.firing_alerts())
             self.engine.expect([a.id for a in self.assets.values() if a.reports], now)
             self.engine.exempt([a.id for a in self.assets.values() if not a.reports])
+
+    def take_shard(self, client: str) -> None:
+        """Start evaluating ``client``'s series (this bridge took its lease): its firing alerts
+        (open tickets, window and incident records) and pending ones from the store, its
+        reporting assets watched from now."""
+        assert isinstance(self.engine, ShardedEngine)
+        firing = [a for a in self.lifecycle.firing_alerts() if self._client(a.asset) == client]
+        pending = self.store.pending_alerts(client)
+        assets = [a for a in self.assets.values() if a.client == client]
+        with self._lock:
+            self.engine.take(
+                client,
+                firing + pending,
+                expect=[a.id for a in assets if a.reports],
+                exempt=[a.id for a in assets if not a.reports],
+                now=self.clock.time(),
+            )
+
+    def drop_shard(self, client: str) -> None:
+        """Stop evaluating ``client``'s series (another bridge takes them); a batch being
+        evaluated for it ends first."""
+        assert isinstance(self.engine, ShardedEngine)
+        with self._lock:
+            self.engine.drop(client)
+
+    def _client(self, asset: str | None) -> str | None:
+        found = self.assets.get(asset or "")
+        return None if found is None else found.client
+
+    def _keep_pending(self) -> None:
+        """Inside the transaction (several bridges): the pending alerts the queued transitions
+        started or ended, for the bridge that takes their hospital next."""
+        changes: dict[str, tuple[str, Alert] | None] = {}
+        for t in self._queue:
+            if t.state is AlertState.PENDING:
+                client = self._client(t.alert.asset)
+                if client is not None:
+                    changes[t.alert.fingerprint] = (client, t.alert)
+            elif t.previous is AlertState.PENDING:
+                changes[t.alert.fingerprint] = None
+        if changes:
+            self.store.save_pending(changes)
 
     def ingest(
         self,
@@ -193,10 +262,13 @@ class Ingestor:
         events: Sequence[IncomingEvent] = (),
         *,
         labels_checked: bool = False,
+        fence: tuple[str, int] | None = None,
     ) -> IngestResult:
         """Check each sample; evaluate the good ones. A bad sample never spoils the batch.
         ``labels_checked``: the caller made sure no label holds a control or bidi character
         (``may_hold_forbidden_characters`` of the body), so they are not checked one by one.
+        ``fence``: the lease (and its token) this bridge evaluates the batch's hospital under;
+        the batch is refused (StaleLease, nothing kept) if another bridge took it since.
 
         Everything a batch causes — its claim, its audit events, its tickets — is written in
         one transaction: a batch answered 200 has all its effects, and one that failed (the
@@ -204,7 +276,7 @@ class Ingestor:
         ``origin`` is taken once: a repeat of it is acknowledged as a duplicate.
         """
         with self.metrics.ingest_seconds.time():
-            return self._ingest(samples, principal, origin, events, not labels_checked)
+            return self._ingest(samples, principal, origin, events, not labels_checked, fence)
 
     def _check_samples(
         self, samples: Sequence[IncomingSample], scope: str | None, now: float, labels: bool
@@ -268,6 +340,7 @@ class Ingestor:
         origin: BatchOrigin | None,
         events: Sequence[IncomingEvent],
         check_labels: bool,
+        fence: tuple[str, int] | None,
     ) -> IngestResult:
         now = self.clock.time()
         scope = principal.client if principal.role is Role.AGENT else None
@@ -291,6 +364,8 @@ class Ingestor:
                     # Texts, muting and deadlines before the transaction, which only writes.
                     prepared = self._prepare(at)
                 with self.store.transaction():
+                    if fence is not None:
+                        self.store.check_fence(*fence)
                     if record is not None:
                         claim = self._claim(record, principal)
                         if claim is BatchClaim.DUPLICATE:
@@ -305,6 +380,8 @@ class Ingestor:
                     for event in audit:
                         self.store.append_audit(event)
                     self.versions.observe(good, at)
+                    if self.sharded:
+                        self._keep_pending()
                     changes = self.lifecycle.apply_all(prepared)
             except StreamForbidden:
                 raise
@@ -403,19 +480,24 @@ class Ingestor:
             )
         return claim
 
-    def tick(self) -> list[Change]:
-        """Time-driven work: absence rules, transitions waiting for a retry, and alerts still
-        firing when their maintenance window ended."""
+    def tick(self, releases: bool = True) -> list[Change]:
+        """Time-driven work: absence rules, transitions waiting for a retry, and (with
+        ``releases``: the bridge doing the singleton work) alerts still firing when their
+        maintenance window ended and incidents' held alerts."""
         with self._lock:
             try:
                 self._queue.extend(self.engine.tick(self.clock.time()))
                 prepared = self._prepare(self.clock.now())
                 with self.store.transaction():
+                    if self.sharded:
+                        self._keep_pending()
                     applied = self.lifecycle.apply_all(prepared)
             except Exception:
                 self._failed()
                 return []
             changes = self._applied(applied)
+        if not releases:
+            return changes
         # Outside the engine's lock (pushes go on meanwhile: the release of a storm may take
         # seconds): each release is its own unit, deciding on what its transaction reads, so
         # one alert whose ticket cannot be written does not hold back the others (it stays

@@ -25,13 +25,20 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from bridge.store.base import StoreError
+
+# The consumer group of every intake stream: the bridges owning hospitals.
+_GROUP = "owners"
 
 # KEYS[1] the lease; ARGV owner, claim id, ttl (ms). Returns the token (> 0) when owner holds
 # it (extended), 0 while another owner holds it (or this owner's own claim is in flight),
@@ -70,8 +77,19 @@ return 0
 """
 
 
-class CoordinationError(Exception):
-    """Redis does not answer (the message names its URL without the password)."""
+class CoordinationError(StoreError):
+    """Redis does not answer (the message names its URL without the password). A kind of
+    StoreError: whoever waits for the store (an agent's push: 503, Retry-After) waits for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """One entry of a hospital's intake stream: a batch another bridge received for it."""
+
+    stream: str  # the hospital
+    entry_id: str
+    fields: dict[str, str]
+    deliveries: int  # how many times it was read (2 and more: its reader died or failed)
 
 
 def _safe_url(url: str) -> str:
@@ -114,6 +132,16 @@ class RedisCoordination:
             retry=Retry(NoBackoff(), 1),
             decode_responses=True,
         )
+        # For the blocking wait of a hand-over: no socket timeout shorter than the wait.
+        self._blocking: redis.Redis = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=True,
+        )
+        # The streams' commands, untyped: redis-py's stubs type their answers as a union with
+        # the asyncio client's awaitables.
+        self._streams: Any = self._client
         self._take = self._client.register_script(_TAKE)
         self._install = self._client.register_script(_INSTALL)
         self._delete_if = self._client.register_script(_DELETE_IF)
@@ -204,3 +232,107 @@ class RedisCoordination:
 
     def close(self) -> None:
         self._client.close()
+        self._blocking.close()
+
+    # --- hand-over of pushed batches: a stream per hospital ---------------------------------
+
+    def hand_over(
+        self, stream: str, fields: dict[str, str], reply: str, timeout: float, maxlen: int
+    ) -> str | None:
+        """Add an entry to ``stream`` (a hospital's intake) and wait up to ``timeout`` seconds
+        for its owner's answer to ``reply``: the answer, or None when none came."""
+        with self._redis():
+            self._streams.xadd(
+                self._key("intake", stream),
+                {**fields, "reply": reply},
+                maxlen=maxlen,
+                approximate=True,
+            )
+            answer = self._blocking.blpop([self._key("reply", reply)], timeout=timeout)
+        return None if answer is None else str(answer[1])
+
+    def answer(self, reply: str, body: str, ttl: float) -> None:
+        """Give the answer a hand-over waits for (kept ``ttl`` seconds if nobody waits)."""
+        key = self._key("reply", reply)
+        with self._redis():
+            pipe = self._streams.pipeline()
+            pipe.rpush(key, body)
+            pipe.expire(key, max(1, int(ttl)))
+            pipe.execute()
+
+    def _group(self, key: str) -> None:
+        try:
+            # From the stream's start: entries added before any owner read it count too.
+            self._streams.xgroup_create(key, _GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_handed(
+        self, streams: Sequence[str], consumer: str, *, count: int, block: float, min_idle: float
+    ) -> list[Handed]:
+        """Entries of the hospitals ``streams`` for ``consumer``: those another reader took
+        and has not acknowledged for ``min_idle`` seconds (its bridge died: XAUTOCLAIM), else
+        new ones (XREADGROUP), waiting up to ``block`` seconds for them."""
+        if not streams:
+            return []
+        handed: list[Handed] = []
+        with self._redis():
+            for stream in streams:
+                key = self._key("intake", stream)
+                self._group(key)
+                claimed = self._streams.xautoclaim(
+                    key, _GROUP, consumer, _ms(min_idle), start_id="0-0", count=count
+                )
+                entries = [(i, f) for i, f in claimed[1] if f is not None]
+                if entries:
+                    times = self._streams.xpending_range(
+                        key, _GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries)
+                    )
+                    delivered = {t["message_id"]: int(t["times_delivered"]) for t in times}
+                    handed += [Handed(stream, i, f, delivered.get(i, 2)) for i, f in entries]
+            if handed:
+                return handed
+            keys = {self._key("intake", s): ">" for s in streams}
+            read = self._streams.xreadgroup(_GROUP, consumer, keys, count=count, block=_ms(block))
+        start = len(self._key("intake", ""))
+        for key, entries in read or []:
+            handed += [Handed(key[start:], i, f, 1) for i, f in entries if f is not None]
+        return handed
+
+    def ack(self, entry: Handed) -> None:
+        with self._redis():
+            self._streams.xack(self._key("intake", entry.stream), _GROUP, entry.entry_id)
+
+    def dead_letter(self, entry: Handed, reason: str) -> None:
+        """Move an entry that failed too often to the dead-letter stream, with why."""
+        with self._redis():
+            pipe = self._streams.pipeline()
+            pipe.xadd(
+                self._key("intake", "dead"),
+                {**entry.fields, "hospital": entry.stream, "reason": reason},
+                maxlen=10_000,
+                approximate=True,
+            )
+            pipe.xack(self._key("intake", entry.stream), _GROUP, entry.entry_id)
+            pipe.execute()
+
+    def stream_lag(self) -> dict[str, int]:
+        """Per hospital: the entries of its intake not yet acknowledged by its owner (read
+        and pending, or not read yet)."""
+        lag: dict[str, int] = {}
+        with self._redis():
+            for key, stream in self._scan("intake"):
+                if stream == "dead":
+                    continue
+                waiting = 0
+                for group in self._streams.xinfo_groups(key):
+                    if group["name"] == _GROUP:
+                        waiting = int(group.get("pending") or 0) + int(group.get("lag") or 0)
+                lag[stream] = waiting
+        return lag
+
+    def dead_letters(self) -> int:
+        """How many entries the dead-letter stream holds."""
+        with self._redis():
+            return int(self._streams.xlen(self._key("intake", "dead")))

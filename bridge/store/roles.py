@@ -66,6 +66,14 @@ class Cursor:
     dropped: int = 0
 
 
+class Leases(Protocol):
+    """Leases kept outside the store (``bridge.store.redis_coordination``)."""
+
+    def lease(self, name: str, owner: str, ttl: float, now: float) -> int | None: ...
+
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+
 class Coordination(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """One atomic unit; not re-entrant: StoreError inside another (see the module's
@@ -88,6 +96,11 @@ class Coordination(Protocol):
 
     def release_lease(self, name: str, owner: str) -> None:
         """Let go of the lease if ``owner`` holds it (another owner's lease is left alone)."""
+        ...
+
+    def use_leases(self, leases: Leases) -> None:
+        """Keep the leases in ``leases`` (Redis, between bridges) from now on; their fencing
+        tokens still come from this store's sequences ``lease:<name>``."""
         ...
 
     def check_fence(self, name: str, token: int) -> None:

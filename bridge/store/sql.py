@@ -49,6 +49,7 @@ from bridge.store.base import (
 from bridge.store.codec import plan_from_json, plan_to_json
 from bridge.store.roles import (
     Cursor,
+    Leases,
     OncallOverride,
     Page,
     Paging,
@@ -61,14 +62,6 @@ from rules.model import Alert, AlertState
 log = logging.getLogger(__name__)
 
 Row = Any  # a row read by name or by position (Row, or the PostgreSQL store's)
-
-
-class Leases(Protocol):
-    """Leases kept outside the store (``bridge.store.redis_coordination``)."""
-
-    def lease(self, name: str, owner: str, ttl: float, now: float) -> int | None: ...
-
-    def release_lease(self, name: str, owner: str) -> None: ...
 
 
 def lease_sequence(name: str) -> str:
