@@ -364,6 +364,9 @@ class _ThresholdRule:
             return
         st = self._start(rec, key, alert.labels, alert.value, alert.active_since)
         if alert.state == PENDING:  # its for: timer goes on from when it started
+            # Its newest sample is at least that old: the next sweep counts the series as
+            # seen then, instead of as never seen (which would drop it at once).
+            rec[0] = max(rec[0], alert.active_since)
             self.emitter.counts[PENDING] += 1
             return
         st.alert.state = FIRING

@@ -31,6 +31,7 @@ def test_a_pending_alert_restored_fires_when_its_for_timer_ends_not_later():
     second = Engine([SLOW])
     second.restore([pending.alert])
     assert second.counts()[P] == 1
+    assert second.tick(1100.0) == []  # the first sweep keeps the series restored
     assert second.evaluate([sample(0.96, 1200.0)], now=1200.0) == []  # 200 s: still pending
     (fired,) = second.evaluate([sample(0.96, 1300.0)], now=1300.0)
     assert (fired.previous, fired.state) == (P, F)

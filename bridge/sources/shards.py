@@ -146,7 +146,9 @@ class Shards:
         if change == "released":
             self.leases.release_lease(shard_lease(client), self.owner)
         self.metrics.shard_moves.labels(change).inc()
-        log.warning("hospital %s: %s by this bridge", client, change)
+        (log.info if change == "released" else log.warning)(
+            "hospital %s: %s by this bridge", client, change
+        )
 
     def run(self, stop: threading.Event) -> None:
         """The keeper's loop, until ``stop``; then every hospital is let go at once (another

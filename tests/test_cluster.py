@@ -1,0 +1,148 @@
+"""Two real bridge processes on one PostgreSQL and one Redis (README: Running two bridges):
+either answers any agent or Alertmanager, each hospital's series are evaluated by one of them,
+and either can die."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.cluster import Cluster, at_once
+from tests.conftest import auth
+from tests.processes import wait_for
+from tests.test_alertmanager import am_alert, notification
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    yield c
+    c.close()
+
+
+def test_the_same_alertmanager_firing_sent_to_both_bridges_at_once_opens_one_ticket(cluster):
+    """100 alerts, each notification sent to both bridges at the same moment: 100 tickets,
+    decided by the database (one open ticket per alert), not by luck."""
+    first, second = cluster.start(2)
+    for n in range(100):
+        body = notification(
+            am_alert(fingerprint=f"{n:016x}", instance=f"srv-{'a1' if n % 2 else 'b1'}:9100")
+        )
+        answers = at_once(
+            [
+                lambda b=b, body=body: cluster.http.post(
+                    f"{b.url}/api/v1/alertmanager", json=body, headers=auth("agent")
+                )
+                for b in (first, second)
+            ]
+        )
+        assert [a.status_code for a in answers if a is not None] == [200, 200]
+    tickets = cluster.tickets()
+    per_alert = Counter(t.fingerprint for t in tickets)
+    assert len(tickets) == 100 and set(per_alert.values()) == {1}
+    assert {t.client for t in tickets} == {"szpital-a", "klinika-b"}
+    # Numbers from one sequence: no gap, no repeat, whichever bridge opened the ticket.
+    assert sorted(int(t.number.rsplit("-", 1)[1]) for t in tickets) == list(range(1, 101))
+
+
+MOUNTS = 4  # new disk alerts (tickets) per batch
+BATCHES = 120  # per hospital's agent
+
+
+class Agent:
+    """An agent of one hospital behind DNS naming both bridges: each numbered batch goes to
+    one bridge, and again (to the next) until one answers 200 — as the agent's spool does."""
+
+    def __init__(self, cluster: Cluster, asset: str, agent_id: str) -> None:
+        self.cluster, self.asset, self.agent_id = cluster, asset, agent_id
+        self.acknowledged: list[int] = []
+        self.refused: Counter[int | str] = Counter()
+
+    def body(self, seq: int, samples: list[dict]) -> dict:
+        return {"agent": {"id": self.agent_id, "seq": seq}, "samples": samples}
+
+    def disks(self, seq: int) -> list[dict]:
+        return [
+            {
+                "metric": "dz_test_disk_used_ratio",
+                "labels": {"asset": self.asset, "mountpoint": f"/m{seq}-{i}"},
+                "value": 0.95,
+            }
+            for i in range(MOUNTS)
+        ]
+
+    def send(self, seq: int, samples: list[dict], start: int = 0) -> dict:
+        body = self.body(seq, samples)
+        for attempt in range(start, start + 400):
+            bridge = self.cluster.bridges[attempt % len(self.cluster.bridges)]
+            try:
+                answer = self.cluster.http.post(
+                    f"{bridge.url}/api/v1/samples", json=body, headers=auth("agent")
+                )
+            except httpx.TransportError:
+                self.refused["connection"] += 1
+                continue
+            if answer.status_code == 200:
+                self.acknowledged.append(seq)
+                return answer.json()
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["Retry-After"]
+            self.refused[503] += 1
+            time.sleep(0.2)
+        raise AssertionError(f"batch {seq} of {self.agent_id} was never taken")
+
+    def storm(self, seqs: range) -> None:
+        for seq in seqs:
+            result = self.send(seq, self.disks(seq), start=seq)
+            # A duplicate: an earlier try was taken after all (its answer came too late).
+            assert result["duplicate"] or result["accepted"] == MOUNTS, result
+            assert not result["rejected"], result
+
+
+def test_a_bridge_killed_during_a_storm_loses_nothing_acknowledged(cluster):
+    """Agents of both hospitals push to both bridges; the bridge holding Szpital A is
+    SIGKILLed half way. Every batch answered 200 becomes its tickets, none twice; the other
+    bridge takes Szpital A over, and a pending alert's for: timer goes on from where the dead
+    bridge left it."""
+    cluster.start(2)
+    cluster.wait_until_shared()
+    victim = cluster.holder_of("szpital-a")
+    assert victim is not None
+    agents = [Agent(cluster, "srv-a1", "agent-a"), Agent(cluster, "srv-b1", "agent-b")]
+
+    # A pending alert of Szpital A: the service is down since t0, its rule's for: is 60 s.
+    t0 = time.time() - 100
+    down = {"metric": "dz_test_service_up", "labels": {"asset": "srv-a1", "service": "amms"}}
+    agents[0].send(1, [{**down, "value": 0.0, "timestamp": t0}])
+
+    threads = [threading.Thread(target=a.storm, args=(range(2, BATCHES + 1),)) for a in agents]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(agents[0].acknowledged) > BATCHES // 3, what="the storm to be under way")
+    victim.stop(signal.SIGKILL)
+    for t in threads:
+        t.join()
+
+    survivor = next(b for b in cluster.bridges if b is not victim)
+    wait_for(lambda: cluster.holder_of("szpital-a") is survivor, timeout=60, what="the take-over")
+    tickets = cluster.tickets()
+    per_alert = Counter(t.fingerprint for t in tickets)
+    assert set(per_alert.values()) == {1}, [fp for fp, n in per_alert.items() if n > 1]
+    for agent in agents:
+        first = 1 if agent is agents[0] else 2
+        assert sorted(agent.acknowledged) == list(range(first, BATCHES + 1))
+        disks = [t for t in tickets if t.rule == "disk_usage" and t.asset == agent.asset]
+        mounts = {t.labels["mountpoint"] for t in disks}
+        assert mounts == {f"/m{seq}-{i}" for seq in range(2, BATCHES + 1) for i in range(MOUNTS)}
+    assert agents[0].refused  # the dead bridge's hospital waited for its new holder
+
+    # The dead bridge's pending alert: 61 s after t0 it fires at once (its timer restored),
+    # where a new timer would start pending again.
+    agents[0].send(BATCHES + 1, [{**down, "value": 0.0, "timestamp": t0 + 61}])
+    down_tickets = [t for t in cluster.tickets() if t.rule == "service_down"]
+    assert [t.labels["service"] for t in down_tickets] == ["amms"]
