@@ -218,6 +218,7 @@ class Bridge:
             sink.attach(self.clock, self.metrics)
         self._watch()
         self._started = False
+        self._ticker_failing = False
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -554,10 +555,14 @@ class Bridge:
             return True
         ttl = max(15.0, 3 * self.config.tick_interval)
         try:
-            return self.store.lease(TICKER_LEASE, self.owner, ttl, self.clock.time()) is not None
-        except Exception:  # Redis away: whoever holds it keeps it until it runs out
-            log.exception("cannot renew the ticker's lease")
+            held = self.store.lease(TICKER_LEASE, self.owner, ttl, self.clock.time()) is not None
+        except StoreError as exc:  # Redis away: whoever holds it keeps it until it runs out
+            if not self._ticker_failing:  # once when it starts failing, not every tick
+                log.warning("cannot renew the ticker's lease: %s", exc)
+            self._ticker_failing = True
             return False
+        self._ticker_failing = False
+        return held
 
     def check_deadlines(self) -> None:
         for change in self.lifecycle.check_deadlines():

@@ -4,6 +4,8 @@ a database of their own, a Redis key prefix of their own, and helpers to read wh
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable
@@ -37,12 +39,23 @@ def redis_client(url: str = REDIS_URL):  # type: ignore[no-untyped-def]
 class Cluster:
     """The configuration two or more bridges share, and what their store and Redis hold."""
 
-    def __init__(self, tmp_path: Path, *, redis_url: str = REDIS_URL, **settings: object) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        redis_url: str = REDIS_URL,
+        postgres_port: int | None = None,
+        **settings: object,
+    ) -> None:
+        """``postgres_port``: the bridges reach PostgreSQL there (a proxy a test can cut)."""
         self.tmp_path = tmp_path
         self.store_url = database_url(tmp_path, "cluster")
+        bridges_url = self.store_url
+        if postgres_port is not None:
+            bridges_url = self.store_url.replace(":5432/", f":{postgres_port}/")
         self.redis_url = redis_url
         self.prefix = f"t-{uuid.uuid4().hex[:12]}"
-        data = config_data(self.store_url)
+        data = config_data(bridges_url)
         data["coordination"] = redis_url
         data["cluster"] = {
             "prefix": self.prefix,
@@ -132,3 +145,43 @@ def at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response | 
     for thread in threads:
         thread.join()
     return answers
+
+
+class RedisServer:
+    """A redis-server of a test's own on a free port, keeping nothing on disk (as this
+    machine's): killed and started again on the same port to restart it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from tests.conftest import need_binary
+
+        self.binary = need_binary("redis-server")
+        self.dir = tmp_path
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: self._answers(), what="redis-server to answer")
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()

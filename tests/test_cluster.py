@@ -12,9 +12,10 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.cluster import Cluster, at_once
+from tests.cluster import Cluster, RedisServer, at_once
 from tests.conftest import auth
 from tests.processes import wait_for
+from tests.tcp_proxy import TcpProxy
 from tests.test_alertmanager import am_alert, notification
 
 
@@ -146,3 +147,75 @@ def test_a_bridge_killed_during_a_storm_loses_nothing_acknowledged(cluster):
     agents[0].send(BATCHES + 1, [{**down, "value": 0.0, "timestamp": t0 + 61}])
     down_tickets = [t for t in cluster.tickets() if t.rule == "service_down"]
     assert [t.labels["service"] for t in down_tickets] == ["amms"]
+
+
+def test_redis_restarted_during_ingest_loses_no_acknowledged_batch(tmp_path):
+    """Redis keeps nothing on disk: its restart forgets every lease and handed-over batch.
+    What an agent was answered 200 for is in PostgreSQL; the rest it sends again."""
+    redis_server = RedisServer(tmp_path)
+    cluster = Cluster(tmp_path, redis_url=redis_server.url)
+    try:
+        cluster.start(2)
+        cluster.wait_until_shared()
+        agents = [Agent(cluster, "srv-a1", "agent-a"), Agent(cluster, "srv-b1", "agent-b")]
+        threads = [threading.Thread(target=a.storm, args=(range(1, BATCHES + 1),)) for a in agents]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(agents[0].acknowledged) > BATCHES // 4, what="the storm")
+        redis_server.kill()
+        time.sleep(2)  # Redis away for a moment: hand-overs and lease renewals fail
+        redis_server.start()
+        for t in threads:
+            t.join()
+        cluster.wait_until_shared()  # the leases are taken again, with newer tokens
+        tickets = cluster.tickets()
+        assert set(Counter(t.fingerprint for t in tickets).values()) == {1}
+        for agent in agents:
+            assert sorted(agent.acknowledged) == list(range(1, BATCHES + 1))
+            disks = {t.labels["mountpoint"] for t in tickets if t.asset == agent.asset}
+            assert disks == {f"/m{s}-{i}" for s in range(1, BATCHES + 1) for i in range(MOUNTS)}
+        assert agents[0].refused or agents[1].refused  # some waited for Redis to come back
+        tokens = cluster.read(
+            lambda s: [s.next_sequence(f"lease:shard:{c}") for c in ("szpital-a", "klinika-b")]
+        )
+        assert min(tokens) > 2  # taken again after the restart: tokens went on, not back to 1
+    finally:
+        cluster.close()
+        redis_server.kill()
+
+
+def test_postgresql_unreachable_for_30_s_answers_503_and_loses_nothing(tmp_path):
+    """The bridges reach PostgreSQL through a link that goes down for 30 s: pushes are
+    answered 503 with Retry-After meanwhile (the agents keep their batches), /healthz tells
+    the load balancer, and afterwards every batch becomes its tickets."""
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    cluster = Cluster(tmp_path, postgres_port=proxy.port)
+    try:
+        bridges = cluster.start(2)
+        cluster.wait_until_shared()
+        agents = [Agent(cluster, "srv-a1", "agent-a"), Agent(cluster, "srv-b1", "agent-b")]
+        for agent in agents:
+            agent.storm(range(1, 11))
+        proxy.cut()
+        cut_at = time.monotonic()
+        answer = cluster.http.post(
+            f"{bridges[0].url}/api/v1/samples",
+            json=agents[0].body(11, agents[0].disks(11)),
+            headers=auth("agent"),
+        )
+        assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+        health = [cluster.http.get(f"{b.url}/healthz") for b in bridges]
+        assert [h.status_code for h in health] == [503, 503]
+        time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+        proxy.restore()
+        for agent in agents:  # the agents' spools send what was refused, and go on
+            agent.storm(range(11, 31))
+        tickets = cluster.tickets()
+        assert set(Counter(t.fingerprint for t in tickets).values()) == {1}
+        for agent in agents:
+            disks = {t.labels["mountpoint"] for t in tickets if t.asset == agent.asset}
+            assert disks == {f"/m{s}-{i}" for s in range(1, 31) for i in range(MOUNTS)}
+        assert [cluster.http.get(f"{b.url}/healthz").status_code for b in bridges] == [200, 200]
+    finally:
+        cluster.close()
+        proxy.close()

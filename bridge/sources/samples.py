@@ -24,6 +24,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.models import AgentStream, Asset, AuditEvent
 from bridge.sources.versions import AmmsVersions
 from bridge.store import BatchClaim, BatchRecord, StoreError
+from bridge.store.base import StaleLease
 from bridge.store.roles import AgentStreams, AuditLog, Coordination, PendingAlerts
 from bridge.tickets.changes import Attachment, Change, Suppression
 from bridge.tickets.lifecycle import LifecycleError, Prepared, TicketLifecycle
@@ -235,6 +236,10 @@ class Ingestor:
         assert isinstance(self.engine, ShardedEngine)
         with self._lock:
             self.engine.drop(client)
+            # Its transitions waiting for a retry are the new holder's to make from now.
+            kept = [t for t in self._queue if self._client(t.alert.asset) != client]
+            self._queue.clear()
+            self._queue.extend(kept)
 
     def _client(self, asset: str | None) -> str | None:
         found = self.assets.get(asset or "")
@@ -384,6 +389,12 @@ class Ingestor:
                         self._keep_pending()
                     changes = self.lifecycle.apply_all(prepared)
             except StreamForbidden:
+                raise
+            except StaleLease:
+                # Another bridge holds the hospital now: what this batch made of the old
+                # state is not kept for a retry here (the agent sends it again, to the holder).
+                for _ in range(len(self._queue) - queued):
+                    self._queue.pop()
                 raise
             except Exception:
                 # Nothing of the batch was kept, its claim neither; the engine has moved on, so

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from bridge.metrics import BridgeMetrics
 from bridge.sources.samples import shard_lease
+from bridge.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,16 @@ class Shards:
     def run(self, stop: threading.Event) -> None:
         """The keeper's loop, until ``stop``; then every hospital is let go at once (another
         bridge takes them without waiting for the leases to run out)."""
+        failing = False
         while not stop.is_set():
             try:
                 self.step()
-            except Exception:  # Redis away: held hospitals stay held until their leases run out
+                failing = False
+            except StoreError as exc:  # Redis or the store away: held ones run out meanwhile
+                if not failing:
+                    log.warning("cannot renew or take the hospitals' leases: %s", exc)
+                failing = True
+            except Exception:
                 log.exception("cannot renew or take the hospitals' leases")
             stop.wait(self.ttl / 3)
         self.release_all()
