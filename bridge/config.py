@@ -382,9 +382,10 @@ class ClusterSettings(_Strict):
 
     # Every key in Redis starts with it: the bridges of one installation share it.
     prefix: str = Field("dyzur", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
-    # A hospital's series stay with a bridge this long after it stopped renewing its lease
-    # (it died or hangs): the longest a hospital's alerts wait for another bridge.
-    shard_lease: Annotated[Duration, between(3.0, 300.0)] = 15.0
+    # The work a bridge holds (a hospital's series, each outbox consumer's deliveries) stays
+    # with it this long after it stopped renewing its lease (it died or hangs): the longest a
+    # hospital's alerts or a helpdesk's changes wait for another bridge.
+    lease: Annotated[Duration, between(3.0, 300.0)] = 15.0
     # How long a bridge waits for the bridge holding a hospital to take a batch it received
     # for it; then the agent is answered 503 and sends it again later.
     handover_timeout: Annotated[Duration, between(1.0, 60.0)] = 10.0

@@ -31,6 +31,7 @@ from bridge.delivery.oncall.desk import OncallDesk
 from bridge.delivery.oncall.links import PageLinks, load_link_key
 from bridge.delivery.oncall.pager import Pager
 from bridge.delivery.oncall.responses import PageResponses
+from bridge.delivery.outbox import LEASE_SECONDS as OUTBOX_LEASE
 from bridge.delivery.outbox import Outbox
 from bridge.delivery.siem import SiemConsumer
 from bridge.delivery.sinks import FailedDeliveries, TicketSink, without_userinfo
@@ -138,7 +139,7 @@ class Bridge:
                 self.coordination,
                 list(loaded.clients),
                 self.owner,
-                self.config.cluster.shard_lease,
+                self.config.cluster.lease,
                 take=self.ingestor.take_shard,
                 drop=self.ingestor.drop_shard,
                 metrics=self.metrics,
@@ -154,7 +155,14 @@ class Bridge:
                 dead_letter_after=self.config.cluster.dead_letter_after,
             )
         # What leaves dyzur: the outbox and its consumers, the SIEMs first.
-        self.outbox = Outbox(self.store, self.clock, owner=self.owner)
+        self.outbox = Outbox(
+            self.store,
+            self.clock,
+            owner=self.owner,
+            lease_seconds=(
+                OUTBOX_LEASE if self.coordination is None else self.config.cluster.lease
+            ),
+        )
         # Whatever commits an outbox entry (a ticket change, a page) wakes the consumers at
         # once, instead of at their next look a second later.
         self.store.watch_appends(self.outbox.notify)

@@ -59,7 +59,7 @@ class Cluster:
         data["coordination"] = redis_url
         data["cluster"] = {
             "prefix": self.prefix,
-            "shard_lease": "6s",
+            "lease": "6s",
             "handover_timeout": "4s",
             **settings.pop("cluster", {}),  # type: ignore[dict-item]
         }

@@ -470,3 +470,26 @@ def test_an_upgraded_store_keeps_each_siem_position(path):
         assert store.cursor("siem:unknown") == Cursor(0, 0)
     finally:
         store.close()
+
+
+def test_a_worker_back_from_a_pause_past_its_lease_sends_nothing_before_renewing(store, clock):
+    """Paused (SIGSTOP, a frozen VM) between renewing its lease and sending: by its own clock
+    the lease may have been taken meanwhile, so it sends nothing until it renewed it."""
+    events = add(store, 3)
+    now = [100.0]
+    consumer = Recorder(batch_size=5)
+    worker = Outbox(store, clock, owner="a", monotonic=lambda: now[0]).register(consumer)
+    real_audit_events = store.audit_events
+
+    def paused_reading(*args, **kwargs):
+        now[0] += LEASE_SECONDS  # the pause falls between the lease and the send
+        return real_audit_events(*args, **kwargs)
+
+    store.audit_events = paused_reading  # type: ignore[method-assign]
+    try:
+        assert worker.step() == 0.0
+    finally:
+        store.audit_events = real_audit_events  # type: ignore[method-assign]
+    assert consumer.got == []  # nothing sent on a lease that may be another's
+    drain(worker)  # renewed (it was nobody else's): sent, in order, once
+    assert consumer.got == keyed(events)

@@ -249,6 +249,7 @@ class ConsumerWorker:
         self._monotonic = monotonic
         self.wake = threading.Event()
         self.token: int | None = None  # the fencing token of the lease this worker holds
+        self._valid_until = 0.0  # monotonic time until which the lease surely holds
         self.committed = 0  # the cursor, as this worker last moved or read it
         self.dropped = 0
         self.read_id = 0  # the last event read and handed over (or passed by)
@@ -265,10 +266,15 @@ class ConsumerWorker:
     def step(self) -> float:
         """One round of work; how long to wait before the next (0: there may be more now)."""
         c, store = self.consumer, self.store
+        asked = self._monotonic()
         token = store.lease(c.name, self.owner, self.lease_seconds, self.clock.time())
         if token is None:  # another worker delivers to this consumer
             self._let_go()
             return IDLE_POLL
+        # Past this (by this process' own clock) the lease may have run out and been taken:
+        # a worker paused after this line sends nothing when it wakes. A fifth of the lease
+        # is left for the two machines' clocks to drift apart.
+        self._valid_until = asked + self.lease_seconds * 0.8
         if token != self.token:
             self._take_over(token)
         if self._unconfirmed:
@@ -293,6 +299,8 @@ class ConsumerWorker:
         through = _id(page[-1])
         events = [e for e in page if _id(e) not in self._refused and c.selection.takes(e)]
         if events:
+            if self._monotonic() >= self._valid_until:
+                return 0.0  # away too long since the lease was renewed: renew it first
             try:
                 c.deliver(events)
                 taken = len(events)

@@ -23,6 +23,7 @@ from bridge.models import (
     UpdateStage,
 )
 from bridge.store import Store
+from bridge.store.base import StaleLease
 from bridge.tickets.texts import step_problem
 from collectors.ssh.runner import (
     HostKeyMismatch,
@@ -63,6 +64,22 @@ class Outcome:
 
 
 Finished = Callable[[str, str, Outcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a stage's runbook runs under (``update:<plan>``): renewed before each
+    command, and each step written only while its token is the newest. A bridge that was away
+    past the lease (paused, cut off) finds it taken by another and runs nothing more."""
+
+    lease: str
+    owner: str
+    token: int
+    ttl: float
+
+
+class LeaseLost(Exception):
+    """The runbook's lease moved to another worker: the runbook stops where it is."""
 
 
 def fill(command: str, version: str, asset: str, environment: str) -> str:
@@ -112,10 +129,10 @@ class Runbooks:
             thread = self._threads.get(plan_id)
             return thread is not None and thread.is_alive()
 
-    def start(self, plan_id: str, environment: str) -> None:
+    def start(self, plan_id: str, environment: str, fence: Fence | None = None) -> None:
         thread = threading.Thread(
             target=self._run_stage,
-            args=(plan_id, environment),
+            args=(plan_id, environment, fence),
             name=f"dyzur-update-{plan_id}-{environment}",
             daemon=True,
         )
@@ -132,14 +149,21 @@ class Runbooks:
 
     # --- running a stage -------------------------------------------------------------------
 
-    def _run_stage(self, plan_id: str, environment: str) -> None:
+    def _run_stage(self, plan_id: str, environment: str, fence: Fence | None) -> None:
         plan = self.store.get_plan(plan_id)
         assert plan is not None
         stage = plan.stage(environment)
         assert stage is not None and self.runner_factory is not None
         try:
             with self.runner_factory() as runner:
-                outcome = self._run_runbook(runner, plan, stage)
+                outcome = self._run_runbook(runner, plan, stage, fence)
+        except (LeaseLost, StaleLease) as exc:
+            # The worker holding the plan now settles the stage (interrupted); nothing more
+            # runs or is written from here.
+            log.warning(
+                "update plan %s: the %s stage's runbook stops: %s", plan_id, environment, exc
+            )
+            return
         except Exception as exc:  # no key file, a bug: the stage fails, it never hangs
             log.exception("update plan %s: the %s stage could not run", plan_id, environment)
             failed = StepRecord(
@@ -149,9 +173,12 @@ class Runbooks:
             outcome = Outcome(failed)
         self.finished(plan_id, environment, outcome)
 
-    def _run_runbook(self, runner: SshRunner, plan: UpdatePlan, stage: UpdateStage) -> Outcome:
+    def _run_runbook(
+        self, runner: SshRunner, plan: UpdatePlan, stage: UpdateStage, fence: Fence | None
+    ) -> Outcome:
         """Every phase on every asset before the next phase; the first failing step ends it,
-        and so does the plan's cancellation (seen before each command)."""
+        and so does the plan's cancellation (seen before each command), and the loss of its
+        lease (LeaseLost)."""
         for phase in PHASES:
             for asset_id in stage.assets:
                 for step in plan.runbook:
@@ -159,10 +186,17 @@ class Runbooks:
                         continue
                     if self._cancelled(plan.id):
                         return Outcome(stopped=True)
-                    record, problem = self._run_step(runner, plan, stage, asset_id, step)
+                    if fence is not None:
+                        self._renew(fence)
+                    record, problem = self._run_step(runner, plan, stage, asset_id, step, fence)
                     if not record.ok:
                         return Outcome(record, problem)
         return Outcome()
+
+    def _renew(self, fence: Fence) -> None:
+        token = self.store.lease(fence.lease, fence.owner, fence.ttl, self.clock.time())
+        if token != fence.token:
+            raise LeaseLost(f"lease {fence.lease!r} is held by another worker now")
 
     def _cancelled(self, plan_id: str) -> bool:
         plan = self.store.get_plan(plan_id)
@@ -175,6 +209,7 @@ class Runbooks:
         stage: UpdateStage,
         asset_id: str,
         step: RunbookStep,
+        fence: Fence | None = None,
     ) -> tuple[StepRecord, Problem | None]:
         address = self.assets[asset_id].ssh
         assert address is not None
@@ -209,29 +244,32 @@ class Runbooks:
             duration=duration,
             error=problem.text("en") if problem is not None else None,
         )
-        self.store.append_step(record)
-        self.store.append_audit(
-            AuditEvent(
-                started,
-                "dyzur",
-                Action.UPDATE_STEP,
-                "success" if record.ok else "failure",
-                plan.client,
-                asset_id,
-                {
-                    "plan": plan.id,
-                    "stage": stage.environment,
-                    "phase": step.phase,
-                    "host": address.host,
-                    "port": address.port,
-                    "user": address.user or runner.user,
-                    "command": command,
-                    "exit_code": exit_code,
-                    "output_sha256": record.digest,
-                    "error": record.error,
-                },
+        with self.store.transaction():
+            if fence is not None:  # a worker back from a pause writes nothing more
+                self.store.check_fence(fence.lease, fence.token)
+            self.store.append_step(record)
+            self.store.append_audit(
+                AuditEvent(
+                    started,
+                    "dyzur",
+                    Action.UPDATE_STEP,
+                    "success" if record.ok else "failure",
+                    plan.client,
+                    asset_id,
+                    {
+                        "plan": plan.id,
+                        "stage": stage.environment,
+                        "phase": step.phase,
+                        "host": address.host,
+                        "port": address.port,
+                        "user": address.user or runner.user,
+                        "command": command,
+                        "exit_code": exit_code,
+                        "output_sha256": record.digest,
+                        "error": record.error,
+                    },
+                )
             )
-        )
         return record, problem
 
     def _refused(

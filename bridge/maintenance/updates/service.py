@@ -45,6 +45,7 @@ from bridge.maintenance.updates.machine import (
     drive,
 )
 from bridge.maintenance.updates.runner import (
+    Fence,
     Outcome,
     Problem,
     Runbooks,
@@ -354,21 +355,22 @@ class Updates:
         ]
         for candidate in candidates:
             name = f"update:{candidate.id}"
-            if self.store.lease(name, self.owner, LEASE_SECONDS, self.clock.time()) is None:
+            token = self.store.lease(name, self.owner, LEASE_SECONDS, self.clock.time())
+            if token is None:
                 continue  # another worker drives it
             try:
-                self._drive(candidate.id)
+                self._drive(candidate.id, Fence(name, self.owner, token, LEASE_SECONDS))
             except Exception:  # one plan's trouble must not stop the others
                 log.exception("update plan %s: tick failed", candidate.id)
 
-    def _drive(self, plan_id: str) -> None:
+    def _drive(self, plan_id: str, fence: Fence) -> None:
         with self._editing(plan_id) as plan:
             now = self.clock.now()
             alive = self.runbooks.alive(plan.id)
             done = drive(plan, now, alive, lambda action: self._apply(plan, action, now))
         for action in done:  # the runbook's thread, once the plan says the stage runs
             if isinstance(action, StartStage):
-                self.runbooks.start(plan_id, action.environment)
+                self.runbooks.start(plan_id, action.environment, fence)
 
     def _apply(self, plan: UpdatePlan, action: PlanAction, now: datetime) -> None:
         """One action of the state machine, inside ``_editing``."""
