@@ -106,6 +106,10 @@ class Cluster:
                 found[key[len(name) :]] = float(value)
         return found
 
+    def lease_owner(self, name: str) -> str | None:
+        """Who holds the lease ``name`` in Redis now (host:pid:nonce), if anyone."""
+        return redis_client(self.redis_url).hget(f"{self.prefix}:lease:{name}", "owner")
+
     def holder_of(self, client: str) -> RunningBridge | None:
         """The bridge that says it evaluates ``client``'s series now."""
         for bridge in self.bridges:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 
 import httpx
 import pytest
@@ -17,6 +17,7 @@ from tests.conftest import auth
 from tests.processes import wait_for
 from tests.tcp_proxy import TcpProxy
 from tests.test_alertmanager import am_alert, notification
+from tests.test_sink_webhook import Receiver
 
 
 @pytest.fixture
@@ -219,3 +220,54 @@ def test_postgresql_unreachable_for_30_s_answers_503_and_loses_nothing(tmp_path)
     finally:
         cluster.close()
         proxy.close()
+
+
+SINK_CHANGES = ("ticket.", "sla.", "window.alert_released")
+
+
+def test_a_bridge_paused_past_its_leases_and_resumed_sends_nothing_stale(tmp_path):
+    """The bridge holding a hospital and the helpdesk webhook's deliveries is stopped
+    (SIGSTOP) for longer than its leases while agents push, then resumed: the other took its
+    work over; every acknowledged batch is its tickets once, and the helpdesk got each change
+    once, in order per ticket — nothing the paused one still had in hand."""
+    receiver = Receiver()
+    threading.Thread(target=receiver.server.serve_forever, daemon=True).start()
+    (tmp_path / "webhook.secret").write_bytes(b"cluster-webhook-secret\n")
+    (tmp_path / "webhook.secret").chmod(0o600)
+    hook = {"name": "hook", "kind": "webhook", "url": receiver.url, "secret_file": "webhook.secret"}
+    cluster = Cluster(tmp_path, sinks=[hook])
+    try:
+        cluster.start(2)
+        cluster.wait_until_shared()
+        owner = wait_for(lambda: cluster.lease_owner("sink:hook"), what="the webhook's lease")
+        victim = next(b for b in cluster.bridges if b.proc.pid == int(owner.split(":")[1]))
+        agents = [Agent(cluster, "srv-a1", "agent-a"), Agent(cluster, "srv-b1", "agent-b")]
+        threads = [threading.Thread(target=a.storm, args=(range(1, BATCHES + 1),)) for a in agents]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(agents[0].acknowledged) > BATCHES // 4, what="the storm")
+        victim.proc.send_signal(signal.SIGSTOP)
+        time.sleep(10)  # past its 6 s leases: the other bridge takes its work over
+        victim.proc.send_signal(signal.SIGCONT)
+        for t in threads:
+            t.join()
+
+        tickets = cluster.tickets()
+        assert set(Counter(t.fingerprint for t in tickets).values()) == {1}
+        for agent in agents:
+            disks = {t.labels["mountpoint"] for t in tickets if t.asset == agent.asset}
+            assert disks == {f"/m{s}-{i}" for s in range(1, BATCHES + 1) for i in range(MOUNTS)}
+        trail = cluster.read(lambda s: s.audit_events(0, 1_000_000, None))
+        expected: dict[str, list[int]] = defaultdict(list)
+        for event in trail:
+            if event.action.startswith(SINK_CHANGES) and "ticket" in event.detail:
+                expected[event.detail["ticket"]].append(event.id)
+        total = sum(map(len, expected.values()))
+        wait_for(lambda: len(receiver.taken) >= total, timeout=60, what=f"{total} changes")
+        assert receiver.taken_on("/hook") == dict(expected)  # once each, in order per ticket
+        assert len(receiver.taken) == total
+        assert victim.proc.poll() is None  # resumed, alive, and not in the way
+    finally:
+        cluster.close()
+        receiver.server.shutdown()
+        receiver.server.server_close()
