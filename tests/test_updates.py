@@ -24,6 +24,7 @@ from bridge.actions import Action
 from bridge.config import ConfigError, load_config, parse_config
 from bridge.maintenance.planning import WindowConflict, WindowOfPlan, WindowRequest
 from bridge.maintenance.updates import GateRefused, StageWindow, UpdateError, UpdateRequest
+from bridge.maintenance.updates.service import LEASE_SECONDS
 from bridge.models import (
     Category,
     GateState,
@@ -34,6 +35,7 @@ from bridge.models import (
 )
 from bridge.service import Bridge
 from bridge.store import TicketFilter
+from bridge.store.sqlite import SQLiteStore
 from collectors.ssh.known_hosts import KnownHosts, record, trust
 from tests.conftest import DATA, START, config_data
 from tests.processes import wait_for
@@ -991,3 +993,57 @@ def test_the_tickets_of_a_plan_are_logged_and_counted_like_any_ticket(bridge, cl
     with caplog.at_level(logging.INFO, logger="bridge"):
         bridge.updates.cancel(p.id, "jan.kowalski", "szpital przełożył aktualizację")
     assert any(r.getMessage().startswith(f"ticket {p.ticket} resolved") for r in caplog.records)
+
+
+def test_a_runbook_whose_lease_was_taken_while_it_ran_writes_and_runs_nothing_more(
+    tmp_path, sshd, store, clock, hosts, login, shared
+):
+    """Its bridge was away (paused) past the plan's lease during a command, and another
+    bridge took the plan over (the stage failed as interrupted): when the command ends, its
+    step is refused by the lease's fencing token, and no further command runs."""
+    data = _config(tmp_path, sshd.port, login)
+    ssh = {"host": "127.0.0.1", "port": sshd.port}
+    data["assets"].append(
+        {"id": "amms-a-test-2", "client": "szpital-a", "kind": "amms", "environment": "test",
+         "ssh": ssh}
+    )  # fmt: skip
+    first = bridge_of(tmp_path, data, store, clock)
+    other = Bridge(load_config(tmp_path / "dyzur.yaml"), store=SQLiteStore(store.path), clock=clock)
+    other.start(ticker=False)
+    go = shared / "go"
+    host = f"{hosts}/{{asset}}"
+    steps = [
+        RunbookStep("pre_check", f"test -d {host}", 30),
+        RunbookStep(
+            "update",
+            f"echo {{version}} > {host}/version && touch {host}/started && "
+            f"until [ -e {go} ]; do sleep 0.05; done",
+            60,
+        ),
+        RunbookStep("post_check", f"grep -qx {{version}} {host}/version", 30),
+    ]
+    try:
+        p = plan(first, hosts, runbook=steps)
+        clock.set(TEST_WINDOW.start)
+        first.tick()
+        wait_for(lambda: (hosts / "amms-a-test" / "started").exists(), what="the update")
+        # The first bridge is away past the lease: the other one drives the plan now.
+        clock.set(TEST_WINDOW.start + timedelta(seconds=LEASE_SECONDS + 1))
+        other.updates.tick()
+        taken_over = other.updates.get(p.id)
+        assert taken_over.stages[0].state is StageState.FAILED
+        assert taken_over.stages[0].failure == "interrupted"
+        go.touch()  # the command ends on the first bridge
+        first.updates.wait(60)
+        ran = [(s.asset, s.phase) for s in store.steps(p.id)]
+        assert ran == [("amms-a-test", "pre_check"), ("amms-a-test-2", "pre_check")]
+        assert version_on(hosts, "amms-a-test-2") is None  # nothing ran after it
+        assert not (hosts / "amms-a-test-2" / "started").exists()
+        assert [e.detail["phase"] for e in audit(first, "update.step")] == ["pre_check"] * 2
+        final = first.updates.get(p.id)
+        assert final.stages[0].state is StageState.FAILED  # settled once, by the other bridge
+        assert final.stages[0].failure == "interrupted"
+    finally:
+        go.touch()
+        first.close()
+        other.close()
