@@ -4,7 +4,10 @@ and either can die."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -271,3 +274,29 @@ def test_a_bridge_paused_past_its_leases_and_resumed_sends_nothing_stale(tmp_pat
         cluster.close()
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+def dyzur(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cluster_status_says_who_holds_what(cluster):
+    bridges = cluster.start(2)
+    cluster.wait_until_shared()
+    status = dyzur("cluster", "status", "--config", str(cluster.config), "--json")
+    assert status.returncode == 0, status.stderr
+    found = json.loads(status.stdout)
+    owners = {b.proc.pid: b for b in bridges}
+    assert len(found["bridges"]) == 2
+    held_by = {c: int(owner.split(":")[1]) for c, owner in found["hospitals"].items()}
+    assert set(held_by) == {"szpital-a", "klinika-b"} and set(held_by.values()) == set(owners)
+    assert "ticker" in found["leases"] and found["dead_letters"] == 0
+    text = dyzur("cluster", "status", "--config", str(cluster.config))
+    assert "HOSPITAL" in text.stdout and "szpital-a" in text.stdout and text.returncode == 0
+    for bridge in bridges:  # a clean stop lets go of every hospital at once
+        bridge.stop()
+    status = dyzur("cluster", "status", "--config", str(cluster.config), "--json")
+    assert status.returncode == 1  # hospitals held by nobody: their alerts wait
+    assert json.loads(status.stdout)["hospitals"] == {"szpital-a": None, "klinika-b": None}

@@ -11,6 +11,7 @@
 - ``incidents``: incidents list (open incidents and held alerts, on the config and store file).
 - ``user``: user new (the config entry of a person who logs in to the pages).
 - ``tickets``: tickets list, show, ack, resolve, note (through the API).
+- ``cluster``: cluster status (several bridges: who holds what, read from Redis).
 
 """
 
@@ -22,13 +23,14 @@ from bridge.cli import passthrough  # isort: split
 
 from bridge.cli import audit, sinks, sla, update, window  # isort: split
 
-from bridge.cli import incidents, oncall, tickets, user
+from bridge.cli import cluster, incidents, oncall, tickets, user
 from bridge.cli.base import app, main
 from bridge.cli.run import utc_log_formatter
 
 __all__ = [
     "app",
     "audit",
+    "cluster",
     "incidents",
     "main",
     "oncall",

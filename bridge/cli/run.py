@@ -52,6 +52,7 @@ def banner(loaded: LoadedConfig, config: Path, host: str, port: int, tls: bool) 
 
     from bridge.cli.setup import command_name
     from bridge.store import sqlite_path
+    from bridge.store.base import without_password
 
     scheme = "https" if tls else "http"
     # A browser cannot open "every interface": the pages are reached on this host's loopback.
@@ -61,7 +62,7 @@ def banner(loaded: LoadedConfig, config: Path, host: str, port: int, tls: bool) 
     url = f"{scheme}://{f'[{shown}]' if ':' in shown else shown}:{port}"
     where = f"{f'[{bound}]' if ':' in bound else bound}:{port} (every interface)"
     listening = f"{scheme}://{where}" if everywhere else url
-    store = loaded.config.store
+    store = without_password(loaded.config.store)
     if store.startswith("sqlite:///"):
         store = f"{sqlite_path(store, loaded.base_dir).resolve()} (SQLite)"
     config_file = (loaded.path or config).resolve()
@@ -71,6 +72,15 @@ def banner(loaded: LoadedConfig, config: Path, host: str, port: int, tls: bool) 
         f"{len(loaded.assets)} assets, {len(loaded.rules)} rules, config {config_file}",
         f"listening on {listening}",
         f"store: {store}",
+        *(
+            [
+                f"coordination: {without_password(loaded.config.coordination)} (prefix "
+                f"{loaded.config.cluster.prefix}): the hospitals are shared with the other "
+                "bridges there (dyzur cluster status)"
+            ]
+            if loaded.config.coordination
+            else []
+        ),
         f"tokens: {tokens} (the plain tokens; the config holds their hashes)"
         if tokens.is_file()
         else f"tokens: {len(loaded.config.tokens)} in the config, as hashes (no {tokens.name})",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from urllib.parse import urlsplit, urlunsplit
 
 from bridge.models import Category, TicketStatus
 
@@ -28,6 +29,15 @@ class BatchRecord:
     samples: int
     dropped: int
     at: datetime
+
+
+def without_password(url: str) -> str:
+    """A store's or Redis' URL as it may appear in logs and messages: its password as ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 class StoreError(Exception):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -24,7 +23,7 @@ import psycopg
 import psycopg_pool
 from psycopg.pq import TransactionStatus
 
-from bridge.store.base import BatchClaim, BatchRecord, StoreError
+from bridge.store.base import BatchClaim, BatchRecord, StoreError, without_password
 from bridge.store.sql import Connection, SQLRoles
 
 log = logging.getLogger(__name__)
@@ -433,7 +432,7 @@ class PostgresStore(SQLRoles):
     INTEGRITY_ERROR = psycopg.errors.IntegrityError
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 5.0) -> None:
-        self.url = _without_password(url)
+        self.url = without_password(url)
         self._local = threading.local()
         self._append_watchers: list[Any] = []
         self._pool = psycopg_pool.ConnectionPool(
@@ -609,8 +608,3 @@ class PostgresStore(SQLRoles):
 def _configure(conn: psycopg.Connection[Any]) -> None:
     for statement in _SESSION:
         conn.execute(statement)
-
-
-def _without_password(url: str) -> str:
-    """The URL as it may appear in messages and logs: without a password."""
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)

@@ -29,13 +29,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bridge.store.base import StoreError
+from bridge.store.base import StoreError, without_password
 
 # The consumer group of every intake stream: the bridges owning hospitals.
 _GROUP = "owners"
@@ -92,14 +91,6 @@ class Handed:
     deliveries: int  # how many times it was read (2 and more: its reader died or failed)
 
 
-def _safe_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -120,7 +111,7 @@ class RedisCoordination:
         socket_timeout: float = 2.0,
     ) -> None:
         # tokens(name): the next number of the store's durable sequence ``name``.
-        self._url = _safe_url(url)
+        self._url = without_password(url)
         self._prefix = prefix
         self._tokens = tokens
         # One quick retry: the first command after a Redis restart meets a dead pooled
