@@ -54,16 +54,29 @@ def test_the_alertmanager_configs_pass_amtool(tmp_path):
     assert r.returncode != 0  # the check can fail: it is not a rubber stamp
 
 
-def test_compose_names_the_four_services_and_existing_files():
+def test_compose_runs_two_bridges_on_postgresql_and_redis_with_existing_files():
     compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"bridge", "redis", "prometheus", "grafana"}
+    services = compose["services"]
+    assert set(services) == {
+        "bridge-1", "bridge-2", "lb", "postgres", "redis", "prometheus", "grafana"
+    }  # fmt: skip
     base = DEPLOY / "compose"
-    for service in compose["services"].values():
+    for service in services.values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith(".") and "secrets" not in source and "config" not in source:
                 assert (base / source).resolve().exists(), source
-    assert (base / compose["services"]["bridge"]["build"]["context"]).resolve() == DEPLOY.parent
+    for name in ("bridge-1", "bridge-2"):
+        bridge = services[name]
+        assert (base / bridge["build"]["context"]).resolve() == DEPLOY.parent
+        assert bridge["environment"]["PGPASSFILE"].startswith("/run/secrets/")  # not the config
+    # Redis keeps nothing on disk: nothing acknowledged may depend on it.
+    assert services["redis"]["command"] == ["redis-server", "--save", "", "--appendonly", "no"]
+    assert "postgres,redis" in (base / "Dockerfile").read_text()
+    nginx = (base / "nginx.conf").read_text()
+    assert "bridge-1:8080" in nginx and "bridge-2:8080" in nginx and "http_503" in nginx
+    scraped = yaml.safe_load((base / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert scraped["static_configs"][0]["targets"] == ["bridge-1:8080", "bridge-2:8080"]
 
 
 def test_the_systemd_units_run_dyzur_as_its_own_user():
