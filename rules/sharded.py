@@ -71,6 +71,10 @@ class ShardedEngine:
     def clients(self) -> list[str]:
         return sorted(self._engines)
 
+    def valid(self) -> list[str]:
+        """The hospitals taken and still held (their leases not run out)."""
+        return [c for c in sorted(self._engines) if self._valid(c)]
+
     # --- Engine's interface ----------------------------------------------------------------
 
     @property

@@ -507,17 +507,24 @@ class Ingestor:
                 self._failed()
                 return []
             changes = self._applied(applied)
-        if not releases:
-            return changes
         # Outside the engine's lock (pushes go on meanwhile: the release of a storm may take
         # seconds): each release is its own unit, deciding on what its transaction reads, so
         # one alert whose ticket cannot be written does not hold back the others (it stays
         # recorded and is retried).
-        for change in self.lifecycle.release_windows(self.rule_of):
-            self.metrics.count_change(change)
-            changes.append(change)
-        # Held alerts whose settle time ended, dependents of a resolved root, storms.
-        changes += self.metrics.count_changes(self.lifecycle.incidents.release_due(self.rule_of))
+        if releases:
+            for change in self.lifecycle.release_windows(self.rule_of):
+                self.metrics.count_change(change)
+                changes.append(change)
+        # Held alerts whose settle time ended, dependents of a resolved root, storms. Among
+        # several bridges each releases those of the hospitals it evaluates (it knows when
+        # their roots last reported); alone, all of them.
+        if isinstance(self.engine, ShardedEngine):
+            released = self.lifecycle.incidents.release_due(self.rule_of, self.engine.valid())
+        elif releases:
+            released = self.lifecycle.incidents.release_due(self.rule_of)
+        else:
+            released = []
+        changes += self.metrics.count_changes(released)
         return changes
 
     def _prepare(self, now: datetime) -> list[Prepared]:

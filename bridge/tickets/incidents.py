@@ -28,7 +28,7 @@ the ticker, one unit per alert, like the release of alerts at a window's end.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -350,17 +350,23 @@ class Incidents:
 
     # --- units of their own, run by the ticker --------------------------------------------------
 
-    def release_due(self, rule_of: Callable[[str], Rule | None]) -> list[Change | Attachment]:
+    def release_due(
+        self, rule_of: Callable[[str], Rule | None], clients: Collection[str] | None = None
+    ) -> list[Change | Attachment]:
         """Held alerts whose settle time ended, and dependents of a resolved root after the
         grace period: attached to a root now, held longer, or given tickets of their own; then
-        storms that ended. One unit per alert."""
+        storms that ended. One unit per alert. ``clients``: only these hospitals' (among
+        several bridges, those whose series this one evaluates: it knows when their roots
+        last reported)."""
         now = self.lifecycle.clock.now()
         changes: list[Change | Attachment] = []
         due = self.store.incident_alerts(states=FIRING, due_before=now)
+        if clients is not None:
+            due = [m for m in due if m.client in clients]
         due.sort(key=lambda m: (self.topology.depth(m.asset), m.id or 0))
         for member in due:
             changes += released(member, self._release(member, rule_of, now))
-        changes += self._end_storms(rule_of, now)
+        changes += self._end_storms(rule_of, now, clients)
         return changes
 
     def _release(
@@ -508,13 +514,13 @@ class Incidents:
         return None
 
     def _end_storms(
-        self, rule_of: Callable[[str], Rule | None], now: datetime
+        self, rule_of: Callable[[str], Rule | None], now: datetime, clients: Collection[str] | None
     ) -> list[Change | Attachment]:
         """Storms with no new alert for ``quiet``: their alerts still firing open tickets of
         their own (roots first, so they claim their dependents), then the storm resolves."""
         quiet = timedelta(seconds=self.settings.storm.quiet)
         changes: list[Change | Attachment] = []
-        for client in self.clients:
+        for client in self.clients if clients is None else sorted(clients):
             storm = self.store.latest_ticket_for_alert(storm_key(client))
             if storm is None or not storm.is_open:
                 continue
