@@ -220,3 +220,23 @@ def test_a_rule_file_that_is_not_utf8_names_the_line(tmp_path):
     with pytest.raises(RuleFileError) as info:
         load_rule_file(path)
     assert str(info.value) == f"{path}:3: not UTF-8 text (byte 0xa3); save it as UTF-8"
+
+
+def test_several_bridges_share_a_postgresql_store_and_redis(tmp_path):
+    data = config_data("sqlite:///dyzur.db")
+    data["coordination"] = "redis://127.0.0.1:6379/0"
+    assert any(
+        p.startswith("coordination: several bridges share a PostgreSQL store")
+        for p in problems(data, tmp_path)
+    )
+    data["store"] = "postgresql://dyzur@db.example.pl/dyzur"
+    data["cluster"] = {"lease": "20s", "prefix": "szpitale"}
+    config = parse_config(data, "dyzur.yaml", tmp_path).config
+    assert config.cluster.lease == 20.0 and config.cluster.handover_timeout == 10.0
+    data["coordination"] = "http://redis:6379"
+    assert any(p.startswith("coordination:") for p in problems(data, tmp_path))
+    data["coordination"] = "redis://127.0.0.1:6379/0"
+    data["cluster"] = {"lease": "1s", "prefix": "Zły prefiks"}
+    found = problems(data, tmp_path)
+    assert any(p.startswith("cluster.lease:") for p in found)
+    assert any(p.startswith("cluster.prefix:") for p in found)
