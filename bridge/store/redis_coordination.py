@@ -133,6 +133,7 @@ class RedisCoordination:
         # The streams' commands, untyped: redis-py's stubs type their answers as a union with
         # the asyncio client's awaitables.
         self._streams: Any = self._client
+        self._groups: set[str] = set()  # intake streams whose group this process made
         self._take = self._client.register_script(_TAKE)
         self._install = self._client.register_script(_INSTALL)
         self._delete_if = self._client.register_script(_DELETE_IF)
@@ -252,12 +253,16 @@ class RedisCoordination:
             pipe.execute()
 
     def _group(self, key: str) -> None:
+        """The owners' group of an intake stream, made once (again after Redis restarted)."""
+        if key in self._groups:
+            return
         try:
             # From the stream's start: entries added before any owner read it count too.
             self._streams.xgroup_create(key, _GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._groups.add(key)
 
     def read_handed(
         self, streams: Sequence[str], consumer: str, *, count: int, block: float, min_idle: float
@@ -267,6 +272,16 @@ class RedisCoordination:
         new ones (XREADGROUP), waiting up to ``block`` seconds for them."""
         if not streams:
             return []
+        try:
+            return self._read_handed(streams, consumer, count=count, block=block, min_idle=min_idle)
+        except CoordinationError as exc:
+            if "NOGROUP" in str(exc):  # Redis restarted and forgot the groups: made anew
+                self._groups.clear()
+            raise
+
+    def _read_handed(
+        self, streams: Sequence[str], consumer: str, *, count: int, block: float, min_idle: float
+    ) -> list[Handed]:
         handed: list[Handed] = []
         with self._redis():
             for stream in streams:

@@ -246,3 +246,57 @@ def test_tokens_never_go_back_after_redis_restarts(coordination: MakeCoordinatio
     finally:
         server.kill()
         server.wait()
+
+
+# --- the hand-over streams ---------------------------------------------------------------------
+
+
+def test_a_handed_over_batch_is_read_by_the_holder_and_its_answer_reaches_the_sender(
+    coordination: MakeCoordination,
+) -> None:
+    sender, holder = coordination(), coordination()
+    answers: list[str | None] = []
+
+    def send() -> None:
+        answers.append(sender.hand_over("szpital-a", {"batch": "1"}, "r1", 10, 1000))
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    (entry,) = wait_for(
+        lambda: holder.read_handed(["szpital-a"], "holder", count=10, block=0.2, min_idle=5)
+    )  # type: ignore[misc]
+    assert entry.stream == "szpital-a" and entry.fields["batch"] == "1" and entry.deliveries == 1
+    assert holder.stream_lag() == {"szpital-a": 1}  # read, not acknowledged yet
+    holder.answer(entry.fields["reply"], "taken", 60)
+    holder.ack(entry)
+    thread.join(10)
+    assert answers == ["taken"] and holder.stream_lag() == {"szpital-a": 0}
+    assert sender.hand_over("klinika-b", {"batch": "2"}, "r2", 0.2, 1000) is None  # nobody holds it
+
+
+def test_a_dead_holder_s_entries_are_claimed_by_the_next_and_dead_lettered_after_retries(
+    coordination: MakeCoordination,
+) -> None:
+    sender, dead, next_holder = coordination(), coordination(), coordination()
+    sender.hand_over("szpital-a", {"batch": "1"}, "r1", 0.05, 1000)
+    (read,) = dead.read_handed(["szpital-a"], "dead", count=10, block=0.2, min_idle=5)
+    # Not acknowledged by its dead reader: the next holder claims it once it idled min_idle.
+    (claimed,) = wait_for(
+        lambda: next_holder.read_handed(["szpital-a"], "next", count=10, block=0.05, min_idle=0.2)
+    )  # type: ignore[misc]
+    assert claimed.entry_id == read.entry_id and claimed.deliveries == 2
+    next_holder.dead_letter(claimed, "read 2 times without an answer")
+    assert next_holder.dead_letters() == 1 and next_holder.stream_lag() == {"szpital-a": 0}
+
+
+def test_reading_goes_on_after_redis_forgot_the_streams(coordination: MakeCoordination) -> None:
+    """Redis restarted (nothing on disk): the consumer group is gone; made again."""
+    sender, holder = coordination(), coordination()
+    assert holder.read_handed(["szpital-a"], "h", count=10, block=0.05, min_idle=5) == []
+    client = redis.Redis.from_url(REDIS)
+    client.delete(*client.scan_iter(match=f"{holder._prefix}:intake:*"))
+    with pytest.raises(CoordinationError, match="NOGROUP"):
+        holder.read_handed(["szpital-a"], "h", count=10, block=0.05, min_idle=5)
+    sender.hand_over("szpital-a", {"batch": "after"}, "r", 0.05, 1000)
+    (entry,) = holder.read_handed(["szpital-a"], "h", count=10, block=0.5, min_idle=5)
+    assert entry.fields["batch"] == "after"
