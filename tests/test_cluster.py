@@ -16,9 +16,10 @@ import httpx
 import pytest
 
 from tests.cluster import Cluster, RedisServer, at_once
-from tests.conftest import auth
-from tests.processes import wait_for
+from tests.conftest import auth, free_port
+from tests.processes import RunningAgent, wait_for
 from tests.tcp_proxy import TcpProxy
+from tests.test_agent import agent_yaml, last_spooled_seq
 from tests.test_alertmanager import am_alert, notification
 from tests.test_sink_webhook import Receiver
 
@@ -190,13 +191,18 @@ def test_redis_restarted_during_ingest_loses_no_acknowledged_batch(tmp_path):
 
 def test_postgresql_unreachable_for_30_s_answers_503_and_loses_nothing(tmp_path):
     """The bridges reach PostgreSQL through a link that goes down for 30 s: pushes are
-    answered 503 with Retry-After meanwhile (the agents keep their batches), /healthz tells
-    the load balancer, and afterwards every batch becomes its tickets."""
+    answered 503 with Retry-After meanwhile (a real agent keeps its batches in its spool),
+    /healthz tells the load balancer, and afterwards every batch becomes its tickets and the
+    agent's spool arrives whole."""
     proxy = TcpProxy(("127.0.0.1", 5432))
     cluster = Cluster(tmp_path, postgres_port=proxy.port)
+    real_agent = None
     try:
         bridges = cluster.start(2)
         cluster.wait_until_shared()
+        port = int(bridges[1].url.rsplit(":", 1)[1])
+        real_agent = RunningAgent(agent_yaml(tmp_path, port, metrics := free_port()), metrics)
+        wait_for(lambda: agent_streams(cluster), what="the real agent's first batches")
         agents = [Agent(cluster, "srv-a1", "agent-a"), Agent(cluster, "srv-b1", "agent-b")]
         for agent in agents:
             agent.storm(range(1, 11))
@@ -210,6 +216,10 @@ def test_postgresql_unreachable_for_30_s_answers_503_and_loses_nothing(tmp_path)
         assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
         health = [cluster.http.get(f"{b.url}/healthz") for b in bridges]
         assert [h.status_code for h in health] == [503, 503]
+        wait_for(
+            lambda: (real_agent.metric("dyzur_agent_spool_batches") or 0) > 2,
+            what="the real agent to spool",
+        )
         time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
         proxy.restore()
         for agent in agents:  # the agents' spools send what was refused, and go on
@@ -220,9 +230,26 @@ def test_postgresql_unreachable_for_30_s_answers_503_and_loses_nothing(tmp_path)
             disks = {t.labels["mountpoint"] for t in tickets if t.asset == agent.asset}
             assert disks == {f"/m{s}-{i}" for s in range(1, 31) for i in range(MOUNTS)}
         assert [cluster.http.get(f"{b.url}/healthz").status_code for b in bridges] == [200, 200]
+        wait_for(
+            lambda: real_agent.metric("dyzur_agent_spool_batches") == 0,
+            timeout=60,
+            what="the real agent's spool to drain",
+        )
+        real_agent.stop()
+        (stream,) = agent_streams(cluster)
+        assert stream.last_seq == last_spooled_seq(tmp_path / "spool" / "spool.db")
+        assert stream.gaps == 0 and stream.dropped_reported == 0  # every batch, once
     finally:
+        if real_agent is not None:
+            real_agent.stop()
         cluster.close()
         proxy.close()
+
+
+def agent_streams(cluster: Cluster) -> list:
+    """The real agent's stream as the store counts it (the test's own agents excluded)."""
+    streams = cluster.read(lambda s: s.agent_streams())
+    return [a for a in streams if a.agent_id not in ("agent-a", "agent-b")]  # type: ignore[attr-defined]
 
 
 SINK_CHANGES = ("ticket.", "sla.", "window.alert_released")

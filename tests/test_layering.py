@@ -48,21 +48,25 @@ def test_collectors_core_imports_only_the_standard_library():
         assert not outside - {"collectors", "yaml"}, f"{path.relative_to(ROOT)} imports {outside}"
 
 
-def test_only_the_api_and_the_pages_import_fastapi_and_only_a_redis_store_imports_redis():
+def test_only_the_api_and_the_pages_import_fastapi_and_one_module_each_redis_and_psycopg():
+    """DESIGN.md: only the coordination module imports redis, only the PostgreSQL store its
+    driver (both optional extras: the bridge runs alone without them)."""
     for package in PACKAGES:
         for path in modules(package):
             rel = path.relative_to(ROOT).as_posix()
             names = imports(path)
             if not rel.startswith(("bridge/api/", "bridge/web/")):
                 assert not names & {"fastapi", "starlette", "uvicorn"}, rel
-            if not rel.startswith("bridge/store/redis"):
+            if rel != "bridge/store/redis_coordination.py":
                 assert "redis" not in names, rel
+            if rel != "bridge/store/postgres.py":
+                assert not names & {"psycopg", "psycopg_pool"}, rel
 
 
 def test_importing_collectors_agents_or_rules_pulls_no_web_stack():
     code = (
         "import sys, collectors, agents, rules.engine, rules.loader, bridge.tickets.lifecycle;"
-        "bad = {'fastapi', 'starlette', 'uvicorn', 'redis'} & set(sys.modules);"
+        "bad = {'fastapi', 'starlette', 'uvicorn', 'redis', 'psycopg'} & set(sys.modules);"
         "sys.exit(', '.join(sorted(bad)) or None)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -91,3 +95,18 @@ def test_only_the_yaml_loader_parses_yaml():
     for rel in readers:
         source = (ROOT / rel).read_text()
         assert "safe_load" not in source and "yaml.load" not in source, rel
+
+
+def test_a_bridge_alone_needs_neither_redis_nor_postgresql_installed():
+    """The postgres and redis extras are optional: without them the bridge, its CLI and its
+    SQLite store load, and a store URL needing the driver says which extra to install."""
+    code = (
+        "import sys; sys.modules.update(redis=None, psycopg=None, psycopg_pool=None);"
+        "import bridge.service, bridge.cli, bridge.api;"
+        "from bridge.store import open_store, StoreError\n"
+        "try:\n    open_store('postgresql://dyzur@db/dyzur')\n"
+        "except StoreError as exc:\n    print(exc)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "pip install 'dyzur[bridge,postgres]'" in r.stdout
