@@ -335,6 +335,7 @@ _SESSION = (
     "SET idle_in_transaction_session_timeout = '60s'",
 )
 _AUDIT_IDS = "audit-events"
+PING_WAIT = 2.0  # seconds /healthz waits for a connection
 _MIGRATION_LOCK = "dyzur:migrate"
 
 
@@ -394,15 +395,22 @@ class _Statements:
     """``Connection`` on one psycopg connection (a transaction's) or, without one, on a
     connection borrowed from the pool for each statement."""
 
-    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any] | None) -> None:
+    def __init__(
+        self,
+        store: PostgresStore,
+        conn: psycopg.Connection[Any] | None,
+        wait: float | None = None,
+    ) -> None:
+        """``wait``: how long to wait for a connection of the pool (None: the pool's own)."""
         self._store = store
         self._conn = conn
+        self._wait = wait
 
     def _run(self, run: Any) -> _Result:
         try:
             if self._conn is not None:
                 return run(self._conn)
-            with self._store._pool.connection() as conn:
+            with self._store._pool.connection(timeout=self._wait) as conn:
                 return run(conn)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise _unavailable(self._store.url, exc) from exc
@@ -570,7 +578,8 @@ class PostgresStore(SQLRoles):
         return 0 if row is None else int(row[0])
 
     def ping(self) -> None:
-        self._conn().execute("SELECT 1 FROM tickets LIMIT 1")
+        # A load balancer's health check waits a few seconds at most: answer within two.
+        _Statements(self, self._tx(), wait=PING_WAIT).execute("SELECT 1 FROM tickets LIMIT 1")
 
     def close(self) -> None:
         self._pool.close()
