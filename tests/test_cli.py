@@ -35,7 +35,7 @@ def test_help_lists_every_command_in_its_order():
     assert listed == [
         "run", "check-config", "init", "agent", "ssh",
         "rules", "token", "sla", "report", "audit", "window", "update", "sinks", "incidents",
-        "oncall", "tickets", "user",
+        "oncall", "tickets", "user", "cluster",
     ]  # fmt: skip
 
 

@@ -23,7 +23,9 @@ from bridge.cli import passthrough  # isort: split
 
 from bridge.cli import audit, sinks, sla, update, window  # isort: split
 
-from bridge.cli import cluster, incidents, oncall, tickets, user
+from bridge.cli import incidents, oncall, tickets, user  # isort: split
+
+from bridge.cli import cluster
 from bridge.cli.base import app, main
 from bridge.cli.run import utc_log_formatter
 
