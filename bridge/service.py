@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bridge.actions import Action
 from bridge.audit import AuditQueries
-from bridge.clock import Clock
+from bridge.clock import Clock, utc_iso
 from bridge.config import (
     LoadedConfig,
     OncallSettings,
@@ -143,7 +143,7 @@ class Bridge:
                 take=self.ingestor.take_shard,
                 drop=self.ingestor.drop_shard,
                 metrics=self.metrics,
-                info={"listen": f"{self.config.listen.host}:{self.config.listen.port}"},
+                info={"started": utc_iso(self.clock.now())},
             )
             self.intake = ClusterIntake(
                 self.ingestor,

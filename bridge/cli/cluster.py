@@ -69,8 +69,8 @@ def cluster_status(config: ConfigPath, as_json: AsJson = False) -> None:
     else:
         typer.echo(f"bridges alive: {len(bridges)}")
         if bridges:
-            alive = [(b, info.get("listen", "—")) for b, info in sorted(bridges.items())]
-            typer.echo(table(["BRIDGE", "LISTEN"], alive))
+            alive = [(b, info.get("started", "—")) for b, info in sorted(bridges.items())]
+            typer.echo(table(["BRIDGE (HOST:PID:NONCE)", "STARTED"], alive))
         typer.echo("")
         rows = [
             (c, owner or "NOBODY", str(lag.get(c, 0))) for c, owner in sorted(hospitals.items())
