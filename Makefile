@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_tickets.py
 	$(BIN)/python benchmarks/bench_incidents.py
 	$(BIN)/python benchmarks/bench_web.py
+	$(BIN)/python benchmarks/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -18,9 +18,11 @@ import pytest
 from tests.cluster import Cluster, RedisServer, at_once
 from tests.conftest import auth, free_port
 from tests.processes import RunningAgent, wait_for
+from tests.rsyslog import Rsyslog
 from tests.tcp_proxy import TcpProxy
 from tests.test_agent import agent_yaml, last_spooled_seq
 from tests.test_alertmanager import am_alert, notification
+from tests.test_siem import first_occurrences, ids
 from tests.test_sink_webhook import Receiver
 
 
@@ -258,14 +260,18 @@ SINK_CHANGES = ("ticket.", "sla.", "window.alert_released")
 def test_a_bridge_paused_past_its_leases_and_resumed_sends_nothing_stale(tmp_path):
     """The bridge holding a hospital and the helpdesk webhook's deliveries is stopped
     (SIGSTOP) for longer than its leases while agents push, then resumed: the other took its
-    work over; every acknowledged batch is its tickets once, and the helpdesk got each change
-    once, in order per ticket — nothing the paused one still had in hand."""
+    work over; every acknowledged batch is its tickets once, the helpdesk got each change
+    once, in order per ticket, and a real rsyslog (the SIEM) every audit event in order —
+    nothing the paused one still had in hand."""
     receiver = Receiver()
     threading.Thread(target=receiver.server.serve_forever, daemon=True).start()
     (tmp_path / "webhook.secret").write_bytes(b"cluster-webhook-secret\n")
     (tmp_path / "webhook.secret").chmod(0o600)
     hook = {"name": "hook", "kind": "webhook", "url": receiver.url, "secret_file": "webhook.secret"}
-    cluster = Cluster(tmp_path, sinks=[hook])
+    rsyslog = Rsyslog(tmp_path / "rsyslog")
+    rsyslog.start()
+    siem = {"name": "soc", "url": f"tcp://127.0.0.1:{rsyslog.tcp_port}"}
+    cluster = Cluster(tmp_path, sinks=[hook], siem=[siem])
     try:
         cluster.start(2)
         cluster.wait_until_shared()
@@ -296,8 +302,13 @@ def test_a_bridge_paused_past_its_leases_and_resumed_sends_nothing_stale(tmp_pat
         wait_for(lambda: len(receiver.taken) >= total, timeout=60, what=f"{total} changes")
         assert receiver.taken_on("/hook") == dict(expected)  # once each, in order per ticket
         assert len(receiver.taken) == total
+        # The SIEM: every event, at least once, in the order of the trail.
+        everything = [e.id for e in cluster.read(lambda s: s.audit_events(0, 1_000_000, None))]
+        wait_for(lambda: set(ids(rsyslog)) >= set(everything), timeout=60, what="the SIEM")
+        assert first_occurrences(ids(rsyslog))[: len(everything)] == everything
         assert victim.proc.poll() is None  # resumed, alive, and not in the way
     finally:
+        rsyslog.stop()
         cluster.close()
         receiver.server.shutdown()
         receiver.server.server_close()
