@@ -439,7 +439,9 @@ class PostgresStore(SQLRoles):
     NO_LIMIT = None
     INTEGRITY_ERROR = psycopg.errors.IntegrityError
 
-    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 16, connect_timeout: float = 5.0) -> None:
+        """``pool_size``: connections at most (each transaction keeps one while it lasts;
+        PostgreSQL's default max_connections, 100, leaves room for several bridges)."""
         self.url = without_password(url)
         self._local = threading.local()
         self._append_watchers: list[Any] = []
