@@ -7,9 +7,13 @@ from __future__ import annotations
 import getpass
 import os
 import pwd
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,16 +61,25 @@ def _sshd_binary() -> str:
 
 class Sshd:
     """One sshd. ``start()`` waits until the port accepts; ``stop()`` ends it by its PID.
-    ``restart(host_key=...)`` brings it back on the same port (e.g. with another host key)."""
+    ``restart(host_key=...)`` brings it back on the same port (e.g. with another host key).
+
+    ``user``: the login the sessions use; when given, the only one sshd admits (a test meant
+    for the dedicated user cannot pass as root), and ``workdir`` must be reachable by it, since
+    sshd reads the authorized keys as that user (see ``shared_dir``)."""
 
     def __init__(
-        self, workdir: Path, port: int | None = None, host_key_type: str = "ed25519"
+        self,
+        workdir: Path,
+        port: int | None = None,
+        host_key_type: str = "ed25519",
+        user: str | None = None,
     ) -> None:
         self.binary = _sshd_binary()
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.user = getpass.getuser()
+        self.only_user = user
+        self.user = user or getpass.getuser()
         self.host_key = keygen(self.dir / "ssh_host_key", host_key_type)
         self.authorized_keys = self.dir / "authorized_keys"
         self.authorized_keys.touch()
@@ -100,6 +113,8 @@ class Sshd:
             "MaxSessions 50",
             "MaxStartups 50",
         ]
+        if self.only_user:
+            lines.append(f"AllowUsers {self.only_user}")
         path = self.dir / "sshd_config"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -162,23 +177,51 @@ class Sshd:
         return self.log().count("Accepted publickey")
 
 
-def dedicated_user() -> str:
-    """A non-root login for the SSH server's sessions, as dyzur has on an AMMS host: the
-    current user when it is not root; under root, a system user made for it the first time
-    (``useradd``; it stays, with a home of its own and no password). Its sessions can read
-    and write only what is reachable for any user: keep its files outside root's tmp_path."""
-    if os.geteuid() != 0:
-        return getpass.getuser()
+def system_user(name: str, shell: str, rc: str | None = None) -> str:
+    """A system user for SSH sessions, made the first time (``useradd``; it stays, with a home
+    of its own under /var/lib and no password). ``rc``: the contents of its ~/.bashrc, written
+    every time (bash reads it for every command sshd runs, before the command). Needs root."""
     try:
-        pwd.getpwnam(DEDICATED_USER)
+        pwd.getpwnam(name)
     except KeyError:
         subprocess.run(
             [
                 need_binary("useradd"),
-                *("--system", "--create-home", "--home-dir", f"/var/lib/{DEDICATED_USER}"),
-                *("--shell", "/bin/sh", "--password", "*", DEDICATED_USER),
+                *("--system", "--create-home", "--home-dir", f"/var/lib/{name}"),
+                *("--shell", shell, "--password", "*", name),
             ],
             capture_output=True,
-        )  # two test runs at once: one of them finds it made
-        pwd.getpwnam(DEDICATED_USER)
-    return DEDICATED_USER
+        )  # two runs at once: one of them finds it made
+    entry = pwd.getpwnam(name)
+    if rc is not None:
+        bashrc = Path(entry.pw_dir) / ".bashrc"
+        bashrc.write_text(rc)
+        os.chown(bashrc, entry.pw_uid, entry.pw_gid)
+    return name
+
+
+def dedicated_user() -> str:
+    """A non-root login for the SSH server's sessions, as dyzur has on an AMMS host: the
+    current user when it is not root; under root, a system user made for it the first time
+    (its shell /bin/sh, which reads no rc file for a command, unlike root's bash, whose rc may
+    run slow things such as ``pyenv init``). Its sessions can read and write only what is
+    reachable for any user: keep its files outside root's tmp_path (``shared_dir``)."""
+    if os.geteuid() != 0:
+        return getpass.getuser()
+    return system_user(DEDICATED_USER, "/bin/sh")
+
+
+@contextmanager
+def shared_dir(tmp_path: Path, prefix: str = "dyzur-ssh-") -> Iterator[Path]:
+    """A directory the dedicated user's sessions reach: ``tmp_path`` when not root (the login
+    is the current user); under root a fresh world-readable one, since root's tmp_path is
+    closed to other users. Hand it over to the login with ``shutil.chown`` where it writes."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        root.chmod(0o755)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,5 +1,8 @@
 """The ssh collector against a real sshd and real Nagios plugins: host keys verified and
-recorded by `dyzur ssh trust`, checks turned into samples, a changed key into an Awaria."""
+recorded by `dyzur ssh trust`, checks turned into samples, a changed key into an Awaria.
+
+The checks log in as a dedicated non-root user with no shell rc (tests.sshd.dedicated_user), as
+dyzur does on an AMMS host; the server's files live where that user reads them."""
 
 from __future__ import annotations
 
@@ -14,20 +17,29 @@ from rules.engine import Engine
 from rules.loader import load_rule_files
 from tests.conftest import free_port
 from tests.processes import ROOT
-from tests.sshd import Sshd, keygen, ssh_keygen_fingerprint
+from tests.sshd import Sshd, dedicated_user, keygen, shared_dir, ssh_keygen_fingerprint
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
 
 
+@pytest.fixture(scope="module")
+def login() -> str:
+    """The checks' login: not root."""
+    name = dedicated_user()
+    assert name != "root"
+    return name
+
+
 @pytest.fixture
-def sshd(tmp_path):
-    server = Sshd(tmp_path / "sshd")
-    client_key = keygen(tmp_path / "id_ed25519")
-    server.authorize(Path(f"{client_key}.pub"))
-    server.start()
-    server.client_key = client_key
-    yield server
-    server.stop()
+def sshd(tmp_path, login):
+    with shared_dir(tmp_path, "dyzur-ssh-collector-") as shared:
+        server = Sshd(shared / "sshd", user=login)  # admits only the login
+        client_key = keygen(tmp_path / "id_ed25519")
+        server.authorize(Path(f"{client_key}.pub"))
+        server.start()
+        server.client_key = client_key
+        yield server
+        server.stop()
 
 
 def profile(tmp_path: Path, sshd: Sshd, closed_port: int) -> Path:
@@ -61,6 +73,7 @@ def collector(tmp_path, sshd) -> SshCollector:
         {
             "known_hosts": str(tmp_path / "known_hosts"),
             "key_file": str(sshd.client_key),
+            "user": sshd.user,
             "hosts": [
                 {
                     "asset": "amms-a-prod",
@@ -123,7 +136,8 @@ def test_trusted_host_checks_become_samples_on_one_connection(tmp_path, sshd):
         ("ssh.command", "amms-a-prod", 1),
         ("ssh.command", "amms-a-prod", 0),
     ]
-    assert "check_dummy 0" in events[0]["detail"]["command"] and events[0]["detail"]["user"]
+    assert "check_dummy 0" in events[0]["detail"]["command"]
+    assert events[0]["detail"]["user"] == sshd.user
     assert ssh.drain_events() == []  # handed over once
 
 
@@ -187,6 +201,7 @@ def test_the_agent_runs_the_checks_and_the_bridge_records_every_command(tmp_path
     options = {
         "known_hosts": str(tmp_path / "known_hosts"),
         "key_file": str(sshd.client_key),
+        "user": sshd.user,
         "hosts": [
             {
                 "asset": "amms-a-prod",

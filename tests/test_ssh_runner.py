@@ -1,9 +1,15 @@
 """The SSH runner against a real OpenSSH server (tests/sshd.py): host keys verified, connection
-reuse, timeouts, bounded concurrency, a jump host, TCP_NODELAY, key types, the agent."""
+reuse, timeouts, bounded concurrency, a jump host, TCP_NODELAY, key types, the agent.
+
+The sessions log in as a dedicated non-root user with no shell rc (tests.sshd.dedicated_user),
+as dyzur does on an AMMS host: root's rc may run slow things (pyenv init) before each command,
+and OpenSSH does not deliver signals to root sessions. The server's files and whatever the
+sessions write therefore live in a directory that user reaches (tests.sshd.shared_dir)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -29,14 +35,47 @@ from collectors.ssh.runner import (  # noqa: E402
     UnknownHostKey,
 )
 from tests.conftest import free_port, need_binary  # noqa: E402
-from tests.sshd import Sshd, keygen, ssh_keygen_fingerprint  # noqa: E402
+from tests.sshd import (  # noqa: E402
+    Sshd,
+    dedicated_user,
+    keygen,
+    shared_dir,
+    ssh_keygen_fingerprint,
+)
+
+
+@pytest.fixture(scope="module")
+def login() -> str:
+    """The sessions' login: not root."""
+    name = dedicated_user()
+    assert name != "root"
+    return name
 
 
 @pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    server = Sshd(tmp_path / "sshd")
-    yield server
-    server.stop()
+def shared(tmp_path: Path) -> Iterator[Path]:
+    with shared_dir(tmp_path, "dyzur-ssh-runner-") as path:
+        yield path
+
+
+def server(shared: Path, name: str, login: str, **kw) -> Sshd:
+    """An sshd admitting only ``login``, its files where that login reads them."""
+    return Sshd(shared / name, user=login, **kw)
+
+
+def writable(path: Path, login: str) -> Path:
+    """A directory the sessions write to."""
+    path.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(path, login, login)
+    return path
+
+
+@pytest.fixture
+def sshd(shared: Path, login: str) -> Iterator[Sshd]:
+    s = server(shared, "sshd", login)
+    yield s
+    s.stop()
 
 
 @pytest.fixture
@@ -59,7 +98,7 @@ def trusted(known: KnownHosts, server: Sshd) -> KnownHosts:
 
 
 def target(server: Sshd, **kw) -> SshTarget:
-    return SshTarget("127.0.0.1", server.port, **kw)
+    return SshTarget("127.0.0.1", server.port, server.user, **kw)
 
 
 def runner(known: KnownHosts, key: Path, **kw) -> SshRunner:
@@ -299,14 +338,13 @@ def test_output_beyond_the_channel_window_does_not_stall(
 
 
 def test_concurrency_is_bounded(
-    known: KnownHosts, sshd: Sshd, client_key: Path, tmp_path: Path
+    known: KnownHosts, sshd: Sshd, client_key: Path, shared: Path, login: str
 ) -> None:
     """Each command registers itself in a directory on the server while it runs and records how
     many were registered; the runner's own in-flight counter is checked through on_command."""
     trusted(known, sshd)
-    flight = tmp_path / "flight"
-    flight.mkdir()
-    counts = tmp_path / "counts"
+    flight = writable(shared / "flight", login)
+    counts = writable(shared / "out", login) / "counts"
     limit = 2
     lock = threading.Lock()
     in_flight = 0
@@ -351,13 +389,14 @@ def test_concurrency_is_bounded(
     assert peak >= 1
 
 
-def test_concurrency_across_hosts(known: KnownHosts, tmp_path: Path) -> None:
+def test_concurrency_across_hosts(
+    known: KnownHosts, tmp_path: Path, shared: Path, login: str
+) -> None:
     """Three hosts (three sshd), limit 1: commands never overlap anywhere."""
     key = keygen(tmp_path / "id")
-    flight = tmp_path / "flight"
-    flight.mkdir()
-    counts = tmp_path / "counts"
-    servers = [Sshd(tmp_path / f"s{i}") for i in range(3)]
+    flight = writable(shared / "flight", login)
+    counts = writable(shared / "out", login) / "counts"
+    servers = [server(shared, f"s{i}", login) for i in range(3)]
     try:
         for s in servers:
             s.authorize(Path(f"{key}.pub"))
@@ -385,16 +424,16 @@ def test_concurrency_across_hosts(known: KnownHosts, tmp_path: Path) -> None:
 # --- jump host --------------------------------------------------------------------------------
 
 
-def test_jump_host(known: KnownHosts, tmp_path: Path) -> None:
+def test_jump_host(known: KnownHosts, tmp_path: Path, shared: Path, login: str) -> None:
     key = keygen(tmp_path / "id")
-    jump = Sshd(tmp_path / "jump")
-    dest = Sshd(tmp_path / "dest")
+    jump = server(shared, "jump", login)
+    dest = server(shared, "dest", login)
     try:
         for s in (jump, dest):
             s.authorize(Path(f"{key}.pub"))
             s.start()
         trusted(known, jump)
-        via = SshTarget("127.0.0.1", dest.port, jump=SshTarget("127.0.0.1", jump.port))
+        via = target(dest, jump=target(jump))
         with runner(known, key) as r:
             # the target's own host key is verified even through the jump host
             with pytest.raises(UnknownHostKey) as exc:
@@ -431,19 +470,19 @@ def test_rsa_client_key(known: KnownHosts, sshd: Sshd, tmp_path: Path) -> None:
         assert r.run(target(sshd), "echo rsa", timeout=10).stdout == "rsa\n"
 
 
-def test_rsa_host_key(known: KnownHosts, tmp_path: Path) -> None:
+def test_rsa_host_key(known: KnownHosts, tmp_path: Path, shared: Path, login: str) -> None:
     key = keygen(tmp_path / "id")
-    server = Sshd(tmp_path / "rsa-host", host_key_type="rsa")
+    rsa_host = server(shared, "rsa-host", login, host_key_type="rsa")
     try:
-        server.authorize(Path(f"{key}.pub"))
-        server.start()
-        _k, fp, _ = trust(known, "127.0.0.1", server.port)
-        assert fp == ssh_keygen_fingerprint(server.host_key_pub)
-        trusted(known, server)
+        rsa_host.authorize(Path(f"{key}.pub"))
+        rsa_host.start()
+        _k, fp, _ = trust(known, "127.0.0.1", rsa_host.port)
+        assert fp == ssh_keygen_fingerprint(rsa_host.host_key_pub)
+        trusted(known, rsa_host)
         with runner(known, key) as r:
-            assert r.run(target(server), "echo ok", timeout=10).stdout == "ok\n"
+            assert r.run(target(rsa_host), "echo ok", timeout=10).stdout == "ok\n"
     finally:
-        server.stop()
+        rsa_host.stop()
 
 
 def test_encrypted_key_with_passphrase(known: KnownHosts, sshd: Sshd, tmp_path: Path) -> None:
