@@ -199,7 +199,8 @@ def test_profile_gives_the_golden_samples(snmpsim, golden):
     )
     assert [(m, labels) for m, labels, _ in got] == [(m, labels) for m, labels, _ in want]
     for (metric, labels, value), (_, _, expected) in zip(got, want, strict=True):
-        assert value == pytest.approx(expected, rel=1e-12, abs=1e-12), (metric, labels)
+        # Exactly the decimal written in the golden file: 0.35, not 0.35000000000000003.
+        assert repr(value) == repr(expected), (metric, labels)
     assert sorted({m for m, _ in result.skipped}) == sorted(case.get("skipped", []))
 
 
@@ -308,3 +309,210 @@ def test_a_new_model_is_a_new_file(snmpsim, tmp_path):
         "dyzur_ups_on_bypass": 0.0,  # upsOutputSource 3 (normal)
         "dyzur_ups_nominal_input_voltage_volts": 220.0,  # upsConfigInputVoltage
     }
+
+
+# --- exact scaling, the battery status state set, the README ------------------------------
+
+
+def _scaled_metrics() -> list[tuple[str, str, object]]:
+    """(profile, metric, scale as written in the YAML) for every built-in metric with a scale."""
+    from collectors.snmp.profile import PROFILE_DIR
+
+    out = []
+    for path in sorted(PROFILE_DIR.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        specs = [*raw.get("metrics", []), *(m for t in raw.get("tables", []) for m in t["metrics"])]
+        out += [(path.stem, m["metric"], m["scale"]) for m in specs if "scale" in m]
+    return out
+
+
+def test_35_percent_reads_exactly_0_35():
+    from collectors.snmp.profile import resolve_profile
+
+    tables = resolve_profile("ups-mib").tables
+    (load,) = (m for t in tables for m in t.metrics if m.metric == "dyzur_ups_output_load_ratio")
+    value, _ = load.compute({"load": 35})
+    assert repr(value) == "0.35"  # 35 * 0.01 in floats is 0.35000000000000003
+
+
+@pytest.mark.parametrize(("profile", "metric", "scale"), _scaled_metrics())
+def test_every_scaled_metric_gives_the_exact_decimal(profile, metric, scale):
+    """Each value a device can send, times the scale written in the profile, computed in
+    decimal: the sample is the float nearest to that, never one rounding step off."""
+    from decimal import Decimal
+
+    from collectors.snmp.profile import resolve_profile
+
+    p = resolve_profile(profile)
+    specs = [m for m in p.metrics if m.metric == metric]
+    specs += [m for t in p.tables for m in t.metrics if m.metric == metric]
+    (spec,) = specs
+    (name,) = spec.value.names
+    low, high = spec.range
+    wrong = []
+    for raw in [*range(0, 10_001), 65_535, 360_000, 4_294_967_295]:
+        exact = float(Decimal(raw) * Decimal(str(scale)))
+        if (low is not None and exact < low) or (high is not None and exact > high):
+            continue  # garbage for this metric: skipped, tested with the golden cases
+        value, _ = spec.compute({name: raw})
+        if repr(value) != repr(exact):
+            wrong.append((raw, value, exact))
+    assert not wrong, wrong[:5]
+
+
+def test_scale_is_exact_for_non_integer_values_too(tmp_path):
+    from collectors.snmp.profile import load_profile
+
+    path = tmp_path / "x.yaml"
+    path.write_text(
+        "name: x\nscalars: {a: 1.3.6.1.2.1.33.1.2.4.0, b: 1.3.6.1.2.1.33.1.2.3.0}\n"
+        "metrics: [{metric: m, value: a / b, scale: 0.1}]\n"
+    )
+    (spec,) = load_profile(path).metrics
+    assert repr(spec.compute({"a": 7, "b": 2})[0]) == "0.35"  # 3.5 * 0.1 = 0.35000000000000003
+
+
+def _battery_status(profile_name: str, code: object) -> dict[str, float] | None:
+    """{status: value} of dyzur_ups_battery_status for one upsBatteryStatus code; None when
+    every state is skipped."""
+    from collectors.snmp.profile import NotANumber, resolve_profile
+
+    profile = resolve_profile(profile_name)
+    out: dict[str, float] = {}
+    skipped = 0
+    specs = [m for m in profile.metrics if m.metric == "dyzur_ups_battery_status"]
+    for spec in specs:
+        try:
+            value, labels = spec.compute({"battery_status": code})
+        except NotANumber:
+            skipped += 1
+            continue
+        out[labels["status"]] = value
+    assert skipped in (0, len(specs))  # all or nothing: never half a state set
+    return out or None
+
+
+UPS_MIB_STATES = ["unknown", "normal", "low", "depleted"]
+APC_STATES = ["unknown", "normal", "low", "fault", "not_present"]
+
+
+@pytest.mark.parametrize(
+    ("profile", "states"), [("ups-mib", UPS_MIB_STATES), ("apc-powernet", APC_STATES)]
+)
+def test_battery_status_is_a_one_hot_state_set(profile, states):
+    for code, current in enumerate(states, start=1):
+        got = _battery_status(profile, code)
+        assert got == {s: (1.0 if s == current else 0.0) for s in states}, code
+    # unknown(1) and batteryNormal(2) read the same battery_low, but not the same status
+    assert _battery_status(profile, 1) != _battery_status(profile, 2)
+    # A code the MIB does not define, or a non-number, is garbage: the whole set is skipped.
+    assert _battery_status(profile, len(states) + 1) is None
+    assert _battery_status(profile, "normal") is None
+
+
+def test_battery_status_through_a_real_agent():
+    """Four UPS-MIB agents, one per upsBatteryStatus code, polled with the ups-mib profile:
+    unknown(1) and batteryNormal(2), which both read dyzur_ups_battery_low 0, differ."""
+    from collectors.snmp import parse_options, poll_device
+
+    need_snmpsim()
+    data = Path(tempfile.mkdtemp(prefix="dyzur-snmp-status-"))
+    os.chmod(data, 0o755)  # the simulator drops to nobody
+    try:
+        for code in range(1, 5):
+            rec = data / f"status-{code}.snmprec"
+            rec.write_text(
+                "1.3.6.1.2.1.1.1.0|4|UPS\n"
+                f"1.3.6.1.2.1.33.1.2.1.0|2|{code}\n"
+                f"1.3.6.1.2.1.33.1.2.2.0|2|{120 if code == 3 else 0}\n"
+            )
+            os.chmod(rec, 0o644)
+        sim = SnmpSim(data)
+        try:
+            devices = [
+                {
+                    "asset": f"ups-{code}",
+                    "host": "127.0.0.1",
+                    "port": sim.port,
+                    "community": f"status-{code}",
+                    "profiles": ["ups-mib"],
+                    "timeout": 5,
+                }
+                for code in range(1, 5)
+            ]
+            options = parse_options({"devices": devices})
+            got = {}
+            for device in options.devices:
+                result = asyncio.run(poll_device(device, 1.0))
+                assert result.up, result.error
+                got[device.asset] = {
+                    (s.metric, s.labels.get("status")): s.value
+                    for s in result.samples
+                    if s.metric
+                    in (
+                        "dyzur_ups_battery_status",
+                        "dyzur_ups_battery_low",
+                        "dyzur_ups_seconds_on_battery",
+                    )
+                }
+        finally:
+            sim.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    for code, current in enumerate(UPS_MIB_STATES, start=1):
+        want = {("dyzur_ups_battery_status", s): float(s == current) for s in UPS_MIB_STATES}
+        want[("dyzur_ups_battery_low", None)] = float(code in (3, 4))
+        want[("dyzur_ups_seconds_on_battery", None)] = 120.0 if code == 3 else 0.0
+        assert got[f"ups-{code}"] == want, code
+    assert got["ups-1"] != got["ups-2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "metrics: [{metric: m, value: a, state_set: true}]\n",
+            "x.yaml: metrics.0.state_set: needs name_label and names",
+        ),
+        (
+            "metrics: [{metric: m, value: a, name_label: s, names: {1: x}, state_set: yes1}]\n",
+            "x.yaml: metrics.0.state_set: expected true or false",
+        ),
+        (
+            "metrics: [{metric: m, value: a, name_label: s, names: {1: x}, state_set: true,"
+            " scale: 2}]\n",
+            "x.yaml: metrics.0.scale: not with state_set",
+        ),
+        (
+            "metrics: [{metric: m, value: a, name_label: s, names: {1: x}, state_set: true,"
+            " labels: {s: y}}]\n",
+            "x.yaml: metrics.0.labels.s: is the state set's name_label",
+        ),
+    ],
+)
+def test_state_set_errors_name_the_field(tmp_path, text, message):
+    from collectors.snmp.profile import ProfileError, load_profile
+
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\nscalars: {a: 1.3.6.1.2.1.33.1.2.1.0}\n" + text)
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_the_readme_lists_every_metric_of_every_profile():
+    import re
+
+    from collectors.snmp.profile import builtin_profiles, describe, resolve_profile
+
+    readme = (Path(__file__).parent.parent / "collectors" / "snmp" / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(dyzur_[a-z0-9_]+)` \|", readme, re.M))
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| `([a-z0-9-]+)` \|.*\| (.*) \|$", readme, re.M)
+    }
+    for name in builtin_profiles():
+        metrics = set(describe(resolve_profile(name))["metrics"])
+        assert metrics <= documented, (name, metrics - documented)
+        listed = set(re.findall(r"`(dyzur_[a-z0-9_]+)[{`]", rows[name]))
+        assert listed == metrics, (name, metrics ^ listed)

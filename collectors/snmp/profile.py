@@ -33,7 +33,10 @@ Format (see README.md for the full description)::
 A metric may also have fixed ``labels: {line: "1"}``, ``map: {code: value}`` with
 ``default`` (for codes not in the map; without it an unmapped code skips the metric), and
 ``name_label`` + ``names`` to add a label with an enumeration's name (``source: battery``).
-Standard library and PyYAML only.
+With ``state_set: true`` the names make a Prometheus state set instead: one sample per name,
+1 for the current code's and 0 for the others (an unnamed code skips them all).
+``scale`` is applied in exact decimal arithmetic: 35 % x 0.01 is 0.35, not
+0.35000000000000003. Standard library and PyYAML only.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +73,10 @@ METRIC_KEYS = (
     "names",
     "range",
     "labels",
+    "state_set",
 )
 
-_BINOPS: dict[type, Callable[[float, float], float]] = {
+_BINOPS: dict[type, Callable[[int | float, int | float], int | float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -99,10 +104,11 @@ class Expression:
     tree: ast.expr
     names: frozenset[str]
 
-    def evaluate(self, values: Mapping[str, Value]) -> float:
-        return float(self._eval(self.tree, values))
+    def evaluate(self, values: Mapping[str, Value]) -> int | float:
+        """The result; an int while every operand is one (exact, for ``scale``)."""
+        return self._eval(self.tree, values)
 
-    def _eval(self, node: ast.expr, values: Mapping[str, Value]) -> float:
+    def _eval(self, node: ast.expr, values: Mapping[str, Value]) -> int | float:
         if isinstance(node, ast.Constant):
             return node.value  # type: ignore[return-value]
         if isinstance(node, ast.Name):
@@ -149,11 +155,31 @@ def parse_expression(source: object, known: Sequence[str]) -> Expression:
     return Expression(text, tree, frozenset(names))
 
 
+def exact_scale(scale: int | float) -> Fraction:
+    """The scale as the decimal number it is written as: 0.01 is exactly 1/100."""
+    return Fraction(repr(scale)) if isinstance(scale, float) else Fraction(scale)
+
+
+def scaled(value: int | float, scale: Fraction) -> float:
+    """``value x scale`` rounded once, so that 35 x 0.01 gives 0.35, not 0.35000000000000003.
+
+    Float multiplication rounds 0.01 first and the product again; here the value is taken
+    as the decimal it prints as, multiplied exactly and rounded to the nearest float.
+    """
+    if scale == 1:
+        return float(value)
+    if isinstance(value, int) or value.is_integer():
+        # int / int is correctly rounded in Python: the common SNMP integer case, cheaply.
+        return int(value) * scale.numerator / scale.denominator
+    return float(Fraction(repr(value)) * scale)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
     metric: str
     value: Expression
-    scale: float = 1.0
+    #: Exact (a Fraction of the decimal written in the profile): see ``scaled``.
+    scale: Fraction = Fraction(1)
     one_of: frozenset[int | str] | None = None
     map: Mapping[int | str, float] | None = None
     default: float | None = None
@@ -167,14 +193,15 @@ class MetricSpec:
     def compute(self, values: Mapping[str, Value]) -> tuple[float, dict[str, str]]:
         """The value and the extra labels; raise NotANumber when it cannot be computed."""
         raw = self.value.evaluate(values)
-        if not math.isfinite(raw):
+        if isinstance(raw, float) and not math.isfinite(raw):
             raise NotANumber(f"{self.value.source} is {raw}")
-        code: int | float = int(raw) if raw == int(raw) else raw
+        code: int | float = int(raw) if isinstance(raw, float) and raw.is_integer() else raw
         labels: dict[str, str] = dict(self.labels)
         if self.name_label:
             labels[self.name_label] = self.names.get(code, str(code))  # type: ignore[arg-type]
+        result: int | float
         if self.one_of is not None:
-            result = 1.0 if code in self.one_of else 0.0
+            result = 1 if code in self.one_of else 0
         elif self.map is not None:
             if code in self.map:
                 result = self.map[code]  # type: ignore[index]
@@ -184,11 +211,33 @@ class MetricSpec:
                 raise NotANumber(f"{self.value.source} = {code} is not in the map")
         else:
             result = raw
-        result *= self.scale
+        value = scaled(result, self.scale)
         low, high = self.range
-        if (low is not None and result < low) or (high is not None and result > high):
-            raise NotANumber(f"{self.value.source} gives {result:g}, outside {low}..{high}")
-        return result, labels
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise NotANumber(f"{self.value.source} gives {value:g}, outside {low}..{high}")
+        return value, labels
+
+
+def state_set(spec: MetricSpec) -> tuple[MetricSpec, ...]:
+    """A state set as plain metrics: one per state name, with the state in ``name_label``.
+
+    Each maps the codes of its state to 1 and every other named code to 0; a code with no
+    name is in no map and skips them all, as garbage. (Expanded here, so that the poller
+    needs nothing new: each is an ordinary ``map`` metric with a fixed label.)
+    """
+    assert spec.name_label is not None
+    out = []
+    for state in dict.fromkeys(spec.names.values()):  # in order, each name once
+        mapping = {code: 1.0 if name == state else 0.0 for code, name in spec.names.items()}
+        out.append(
+            MetricSpec(
+                metric=spec.metric,
+                value=spec.value,
+                map=mapping,
+                labels={**spec.labels, spec.name_label: state},
+            )
+        )
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +335,14 @@ class _Loader:
             raise self.error(path, "must name at least one OID")
         return out
 
-    def metric(self, path: str, raw: object, known: Sequence[str]) -> MetricSpec:
+    def metrics(self, path: str, raw: object, known: Sequence[str]) -> tuple[MetricSpec, ...]:
+        """A list of metrics; a state set becomes one metric per state."""
+        out: list[MetricSpec] = []
+        for i, m in enumerate(self.sequence(path, raw)):
+            out.extend(self.metric(f"{path}.{i}", m, known))
+        return tuple(out)
+
+    def metric(self, path: str, raw: object, known: Sequence[str]) -> tuple[MetricSpec, ...]:
         m = self.mapping(path, raw, METRIC_KEYS)
         name = m.get("metric")
         if not isinstance(name, str) or not METRIC_RE.match(name):
@@ -363,18 +419,33 @@ class _Loader:
             if isinstance(text, bool) or not isinstance(text, str | int):
                 raise self.error(f"{path}.labels.{label}", f"expected a string, got {text!r}")
             fixed[label] = str(text)
-        return MetricSpec(
+        spec = MetricSpec(
             labels=fixed,
             range=bounds,
             metric=name,
             value=value,
-            scale=float(scale),
+            scale=exact_scale(scale),
             one_of=one_of,
             map=mapped,
             default=None if default is None else float(default),
             name_label=name_label,
             names=names,
         )
+        is_set = m.get("state_set", False)
+        if not isinstance(is_set, bool):
+            raise self.error(f"{path}.state_set", f"expected true or false, got {is_set!r}")
+        if not is_set:
+            return (spec,)
+        if name_label is None:
+            raise self.error(f"{path}.state_set", "needs name_label and names (the states)")
+        if not names:
+            raise self.error(f"{path}.names", "a state set needs at least one state")
+        for key in ("scale", "one_of", "map", "range"):
+            if key in m:
+                raise self.error(f"{path}.{key}", "not with state_set (each state reads 0 or 1)")
+        if name_label in fixed:
+            raise self.error(f"{path}.labels.{name_label}", "is the state set's name_label")
+        return state_set(spec)
 
     def table(self, path: str, raw: object) -> TableSpec:
         t = self.mapping(path, raw, TABLE_KEYS)
@@ -417,10 +488,7 @@ class _Loader:
                 exclude[column] = re.compile(str(regex))
             except re.error as exc:
                 raise self.error(f"{path}.exclude.{column}", f"invalid regex: {exc}") from None
-        metrics = tuple(
-            self.metric(f"{path}.metrics.{i}", m, known)
-            for i, m in enumerate(self.sequence(f"{path}.metrics", t.get("metrics")))
-        )
+        metrics = self.metrics(f"{path}.metrics", t.get("metrics"), known)
         if not metrics:
             raise self.error(f"{path}.metrics", "must list at least one metric")
         return TableSpec(columns, labels, where, metrics, exclude)
@@ -434,10 +502,7 @@ class _Loader:
         if not isinstance(description, str):
             raise self.error("description", f"expected a string, got {description!r}")
         scalars = self.names("scalars", p["scalars"]) if "scalars" in p else {}
-        metrics = tuple(
-            self.metric(f"metrics.{i}", m, list(scalars))
-            for i, m in enumerate(self.sequence("metrics", p.get("metrics", [])))
-        )
+        metrics = self.metrics("metrics", p.get("metrics", []), list(scalars))
         if scalars and not metrics:
             raise self.error("metrics", "scalars are named but no metric uses them")
         tables = tuple(
