@@ -5,17 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from collectors.base import CollectorConfigError
 from collectors.snmp import SnmpCollector, parse_options, poll_all, poll_device
+from collectors.snmp.profile import resolve_profile
 from tests.conftest import free_port
-from tests.test_snmp_profiles import V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, SnmpSim, need_snmpsim
+from tests.test_snmp_profiles import (
+    DATA,
+    V3_AUTH_KEY,
+    V3_PRIV_KEY,
+    V3_USER,
+    SnmpSim,
+    need_snmpsim,
+)
 
 COMMUNITY = "s3cr3t-community-77"
+#: Samples the ups-mib profile gives for the Eaton recording (its golden case has dyzur_snmp_up).
+UPS_SAMPLES = len(yaml.safe_load((DATA / "eaton-93e-80.ups-mib.yaml").read_text())["samples"])
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +93,7 @@ def test_v3_auth_priv_gives_what_v2c_gives(sim):
     options = parse_options({"devices": [v3(sim.port), ups(sim.port)]})
     by_v3, by_v2c = asyncio.run(poll_all(options.devices, 1.0))
     assert by_v3.up and by_v2c.up
-    assert len(by_v3.samples) == 18
+    assert len(by_v3.samples) == UPS_SAMPLES
     assert values(by_v3.samples) == values(by_v2c.samples)
     assert {s.labels["asset"] for s in by_v3.samples} == {"ups-v3"}
 
@@ -112,7 +124,7 @@ def test_a_silent_device_gives_only_snmp_up_0_and_the_others_are_polled(sim):
     assert [(s.metric, s.value) for s in dead] == [("dyzur_snmp_up", 0.0)]
     for asset in ("ups-a", "ups-b"):
         mine = [s for s in samples if s.labels["asset"] == asset]
-        assert len(mine) == 18
+        assert len(mine) == UPS_SAMPLES
         assert ("dyzur_snmp_up", 1.0) in [(s.metric, s.value) for s in mine]
     assert {s.timestamp for s in samples} == {42.0}
 
@@ -177,6 +189,10 @@ def test_garbage_answers_skip_the_metric_and_are_logged_once(sim, caplog):
     assert values(second) == values(first)
     skipped = {
         "dyzur_ups_battery_low",  # "normal"
+        "dyzur_ups_battery_status",  # "normal"
+        "dyzur_ups_seconds_on_battery",  # not in the recording
+        "dyzur_ups_battery_voltage_volts",  # not in the recording
+        "dyzur_ups_output_frequency_hertz",  # not in the recording
         "dyzur_ups_battery_charge_ratio",  # an OID
         "dyzur_ups_battery_temperature_celsius",  # bytes ff00fe
         "dyzur_ups_self_test_failed",  # noSuchObject
@@ -184,7 +200,12 @@ def test_garbage_answers_skip_the_metric_and_are_logged_once(sim, caplog):
         "dyzur_ups_input_frequency_hertz",  # "fifty" on line 2
     }
     assert {metric for _, metric in collector.skipped} == skipped
-    assert all(count == 2 for count in collector.skipped.values())  # counted on each poll
+    # Counted on each poll, once per spec of the metric (a state set has one per state).
+    profile = resolve_profile("ups-mib")
+    specs = Counter(
+        m.metric for m in [*profile.metrics, *(m for t in profile.tables for m in t.metrics)]
+    )
+    assert all(count == 2 * specs[metric] for (_, metric), count in collector.skipped.items())
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == len(skipped)  # logged once, not on the second poll
     assert all("ups-garbage" in w for w in warnings)
@@ -305,7 +326,6 @@ def test_poll_device_never_raises_for_an_unresolvable_host():
 
 
 def test_the_sample_options_are_valid():
-    import yaml
 
     sample = yaml.safe_load(
         (Path(__file__).parents[1] / "collectors" / "snmp" / "sample.yaml").read_text()
@@ -318,3 +338,161 @@ def test_the_sample_options_are_valid():
         "srv-amms-a1",
     ]
     assert options.devices[2].version == "3"
+
+
+# --- answers a real agent here never gives: tooBig, loops, errors ---------------------------
+
+
+class Scripted:
+    """A Transport answering from a function of the request (what snmpsim cannot be made to
+    answer: tooBig, non-increasing OIDs, genErr), recording each request."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.requests: list[tuple] = []
+
+    async def get(self, oids):
+        self.requests.append(("get", tuple(oids)))
+        return self.answer("get", list(oids), 0)
+
+    async def bulk(self, oids, max_repetitions):
+        self.requests.append(("bulk", tuple(oids), max_repetitions))
+        return self.answer("bulk", list(oids), max_repetitions)
+
+    def close(self) -> None:
+        pass
+
+
+def table_agent(rows: dict[str, list[int]], limit: int = 1000, too_big: int = 10**6):
+    """GETBULK over columns {column: [indices]} like an agent: successors in lexicographic
+    order, endOfMibView past the last; answers cut at ``limit`` varbinds; tooBig when more than
+    ``too_big`` varbinds are asked for."""
+    from collectors.snmp.poller import END_OF_MIB, TOO_BIG, Response
+
+    def key(oid: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in oid.split("."))
+
+    mib = sorted(((f"{c}.{i}", i) for c, idx in rows.items() for i in idx), key=lambda x: key(x[0]))
+
+    def successor(oid: str):
+        return next(((o, v) for o, v in mib if key(o) > key(oid)), (oid, END_OF_MIB))
+
+    def answer(kind: str, oids: list[str], reps: int) -> Response:
+        if kind == "get" or len(oids) * reps > too_big:
+            return Response((), TOO_BIG)
+        out, position = [], list(oids)
+        for _ in range(reps):
+            for k, oid in enumerate(position):
+                found = successor(oid)
+                out.append(found)
+                position[k] = found[0]
+        return Response(out[:limit])
+
+    return answer
+
+
+def walk(transport, columns, reps):
+    from collectors.snmp.poller import _Session
+
+    return asyncio.run(_Session(transport).walk(columns, reps))
+
+
+def test_a_get_the_device_finds_too_big_is_split_in_halves():
+    from collectors.snmp.poller import TOO_BIG, Response, _Session
+
+    def answer(kind, oids, reps):
+        if len(oids) > 2:
+            return Response((), TOO_BIG)
+        return Response([(oid, int(oid.rsplit(".", 1)[1])) for oid in oids])
+
+    transport = Scripted(answer)
+    oids = [f"1.3.6.1.4.1.9.{i}" for i in range(1, 8)]
+    got = asyncio.run(_Session(transport).get(oids))
+    assert got == {oid: int(oid.rsplit(".", 1)[1]) for oid in oids}
+    # 7 is too big: 3 (too big: 1 and 2) and 4 (too big: 2 and 2).
+    assert [len(r[1]) for r in transport.requests] == [7, 3, 1, 2, 4, 2, 2]
+
+
+def test_a_getbulk_too_big_asks_fewer_repetitions_then_fewer_columns():
+    columns = ["1.3.6.1.4.1.9.1", "1.3.6.1.4.1.9.2", "1.3.6.1.4.1.9.3"]
+    transport = Scripted(table_agent({c: [1, 2, 3] for c in columns}, too_big=2))
+    got = walk(transport, columns, 8)
+    assert got == {c: {"1": 1, "2": 2, "3": 3} for c in columns}
+    reps = [r[2] for r in transport.requests]
+    assert reps[:4] == [8, 4, 2, 1]  # halved until the device takes it ...
+    assert max(len(r[1]) * r[2] for r in transport.requests[4:]) <= 2  # ... then fewer columns
+
+
+def test_answers_cut_short_mid_row_go_on_from_each_columns_own_last_row():
+    columns = ["1.3.6.1.4.1.9.1", "1.3.6.1.4.1.9.2", "1.3.6.1.4.1.9.3"]
+    rows = {columns[0]: [1, 2, 3, 4, 5], columns[1]: [2, 4], columns[2]: []}
+    transport = Scripted(table_agent(rows, limit=4))
+    got = walk(transport, columns, 10)
+    assert got == {
+        columns[0]: {str(i): i for i in (1, 2, 3, 4, 5)},
+        columns[1]: {"2": 2, "4": 4},
+        columns[2]: {},
+    }
+
+
+def test_an_agent_answering_an_oid_not_after_the_last_stops_that_column_only():
+    from collectors.snmp.poller import Response
+
+    columns = ["1.3.6.1.4.1.9.1", "1.3.6.1.4.1.9.2"]
+
+    def answer(kind, oids, reps):
+        # Column 1 loops back to its first row for ever; column 2 has rows 1 and 2.
+        out = []
+        for oid in oids:
+            if oid.startswith(columns[0]):
+                out.append((f"{columns[0]}.1", 7))
+            else:
+                nxt = {columns[1]: 1, f"{columns[1]}.1": 2}.get(oid)
+                out.append((f"{columns[1]}.{nxt}", nxt) if nxt else ("1.3.6.1.4.1.10", 0))
+        return Response(out)
+
+    transport = Scripted(answer)
+    got = walk(transport, columns, 1)
+    assert got == {columns[0]: {"1": 7}, columns[1]: {"1": 1, "2": 2}}
+    assert len(transport.requests) == 3
+
+
+def test_a_column_the_agent_refuses_stops_and_the_others_go_on():
+    from collectors.snmp.poller import GEN_ERR, Response
+
+    columns = ["1.3.6.1.4.1.9.1", "1.3.6.1.4.1.9.2"]
+    good = table_agent({columns[0]: [1, 2]})
+
+    def answer(kind, oids, reps):
+        if any(oid.startswith(columns[1]) for oid in oids):
+            return Response(
+                (), GEN_ERR, oids.index(next(o for o in oids if o.startswith(columns[1]))) + 1
+            )
+        return good(kind, oids, reps)
+
+    assert walk(Scripted(answer), columns, 5) == {columns[0]: {"1": 1, "2": 2}, columns[1]: {}}
+
+
+def test_a_device_silent_after_answering_keeps_what_it_gave_and_is_up():
+    from collectors.snmp.poller import NoAnswer, _Session
+
+    columns = ["1.3.6.1.4.1.9.1"]
+    agent = table_agent({columns[0]: [1, 2, 3, 4]})
+    calls = 0
+
+    def answer(kind, oids, reps):
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise NoAnswer("requestTimedOut")
+        return agent(kind, oids, reps)
+
+    assert walk(Scripted(answer), columns, 2) == {columns[0]: {"1": 1, "2": 2}}
+    # Never answered at all: the device is down.
+    from collectors.snmp.poller import DeviceDown
+
+    def silent_answer(kind, oids, reps):
+        raise NoAnswer("requestTimedOut")
+
+    with pytest.raises(DeviceDown):
+        asyncio.run(_Session(Scripted(silent_answer)).walk(columns, 2))

@@ -10,16 +10,18 @@ from typing import Any
 from collectors.base import Collector
 from collectors.sample import Sample
 from collectors.snmp.options import SnmpOptions, parse_options
-from collectors.snmp.poller import PollResult, poll_all
+from collectors.snmp.poller import Backend, PollResult, PysnmpBackend, RowHints, poll_all
 
 log = logging.getLogger(__name__)
 
 
 class SnmpCollector(Collector):
-    """Polls every configured device on each ``collect``, at most ``concurrency`` at once.
+    """Polls every configured device on each ``collect``, at most ``concurrency`` at once,
+    through the ``backend`` the options chose.
 
     Failures are logged once when they start and once when they end (a device going silent,
-    a metric whose value cannot be read), never on every poll.
+    a metric whose value cannot be read), never on every poll. The row count of each device's
+    tables is kept from one poll to the next, to ask for all rows in one request.
     """
 
     kind = "snmp"
@@ -31,17 +33,30 @@ class SnmpCollector(Collector):
         self._failing: set[tuple[str, str]] = set()
         #: How many values were skipped in total, per (asset, metric).
         self.skipped: dict[tuple[str, str], int] = {}
+        self.backend = make_backend(options.backend)
+        self.rows: RowHints = {}
 
     @classmethod
     def from_options(cls, name: str, options: Mapping[str, Any]) -> SnmpCollector:
         return cls(name, parse_options(options))
 
     def __repr__(self) -> str:
-        return f"SnmpCollector(name={self.name!r}, devices={len(self.options.devices)})"
+        return (
+            f"SnmpCollector(name={self.name!r}, devices={len(self.options.devices)}, "
+            f"backend={self.options.backend!r})"
+        )
 
     def poll(self, now: float) -> list[PollResult]:
         """Poll all devices once (a private event loop per call)."""
-        return asyncio.run(poll_all(self.options.devices, now, self.options.concurrency))
+        return asyncio.run(
+            poll_all(
+                self.options.devices,
+                now,
+                self.options.concurrency,
+                backend=self.backend,
+                rows=self.rows,
+            )
+        )
 
     def collect(self, now: float) -> list[Sample]:
         results = self.poll(now)
@@ -74,3 +89,12 @@ class SnmpCollector(Collector):
             if key[0] == asset:
                 log.info("%s: %s: %s is readable again", self.name, asset, key[1])
         self._failing = {k for k in self._failing if k[0] != asset} | failing_now
+
+
+def make_backend(name: str) -> Backend:
+    """The backend called ``name`` in the options (validated there)."""
+    if name == "netsnmp":
+        from collectors.snmp.netsnmp import NetSnmpBackend
+
+        return NetSnmpBackend()
+    return PysnmpBackend()

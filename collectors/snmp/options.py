@@ -2,6 +2,9 @@
 
 Every error is a ``CollectorConfigError`` whose message starts with the option's path, e.g.
 ``devices.2.version: expected "2c" or "3", got '1'``. Secrets never appear in a message.
+
+``backend: pysnmp | netsnmp`` chooses the SNMP library (see poller.py); ``netsnmp`` needs the
+``snmp-fast`` extra, and asking for it without the extra is an error here, not at the first poll.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from collectors.base import CollectorConfigError
 from collectors.snmp.poller import AUTH_PROTOCOLS, PRIV_PROTOCOLS, Device, Secret
 from collectors.snmp.profile import Profile, ProfileError, resolve_profile
 
-OPTIONS = ("concurrency", "devices")
+OPTIONS = ("backend", "concurrency", "devices")
+BACKENDS = ("pysnmp", "netsnmp")
 DEVICE_KEYS = (
     "asset",
     "host",
@@ -42,6 +46,7 @@ DEFAULT_RETRIES = 1
 class SnmpOptions:
     devices: tuple[Device, ...]
     concurrency: int = DEFAULT_CONCURRENCY
+    backend: str = "pysnmp"
 
 
 def _error(path: str, message: str) -> CollectorConfigError:
@@ -161,6 +166,18 @@ def parse_options(options: Mapping[str, Any]) -> SnmpOptions:
     if unknown:
         raise _error(unknown[0], f"unknown option (allowed: {', '.join(OPTIONS)})")
     concurrency = _int("concurrency", options.get("concurrency", DEFAULT_CONCURRENCY), 1, 1024)
+    backend = options.get("backend", "pysnmp")
+    if backend not in BACKENDS:
+        raise _error("backend", f'expected "pysnmp" or "netsnmp", got {backend!r}')
+    if backend == "netsnmp":
+        from collectors.snmp.netsnmp import missing
+
+        why = missing()
+        if why:
+            raise _error(
+                "backend",
+                f"'netsnmp' needs the ezsnmp package ({why}): pip install 'dyzur[snmp-fast]'",
+            )
     raw_devices = options.get("devices")
     if raw_devices is None:
         raise _error("devices", "missing (a list of devices to poll)")
@@ -175,4 +192,4 @@ def parse_options(options: Mapping[str, Any]) -> SnmpOptions:
                 f"devices.{i}.asset", f"{device.asset!r} is already devices.{seen[device.asset]}"
             )
         seen[device.asset] = i
-    return SnmpOptions(devices=devices, concurrency=concurrency)
+    return SnmpOptions(devices=devices, concurrency=concurrency, backend=backend)

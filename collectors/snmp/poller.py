@@ -1,16 +1,25 @@
-"""Asynchronous SNMP polling on pysnmp 7 (asyncio hlapi), numeric OIDs only.
+"""SNMP polling: one poll of one device, many devices at once, over a choice of backends.
 
-One poll of one device: GET the profile's scalars (16 per request), bulk-walk its table
-columns, turn the answers into samples. Many devices: ``poll_all`` runs the polls concurrently,
-at most ``concurrency`` at a time (an ``asyncio.Semaphore``), so a batch of silent devices costs
-about one timeout, not one per device.
+One poll of one device: GET the scalars of all its profiles in one request, walk each table
+with GETBULKs that carry all the table's columns at once, turn the answers into samples.
+Many devices: ``poll_all`` runs the polls concurrently, at most ``concurrency`` at a time (an
+``asyncio.Semaphore``), so a batch of silent devices costs about one timeout, not one per device.
+
+The requests go through a backend: ``PysnmpBackend`` (pysnmp 7, pure Python, the default) or
+``NetSnmpBackend`` (Net-SNMP's C library through ezsnmp, in collectors/snmp/netsnmp.py). Both
+hand the same Python values (int, str, None) to the same code here, so a profile gives the same
+samples through either.
+
+A table walk asks for ``rows + 1`` repetitions, ``rows`` being what the previous poll of that
+device's table found (``RowHints``): one request per table when the table did not grow. A column
+stops at its end (or when the agent answers a non-increasing OID); the others go on.
 
 A garbage answer (a wrong type, noSuchObject/noSuchInstance/endOfMibView, text where a number
 is expected) never fails the poll: that metric is skipped and reported in ``PollResult.skipped``.
 A device that does not answer gives only ``dyzur_snmp_up`` 0.
 
 Secrets (community, auth and priv keys) are ``Secret`` objects: their repr and str are ``***``
-and they are revealed only to pysnmp. Nothing logged here names them.
+and they are revealed only to the SNMP library. Nothing logged here names them.
 """
 
 from __future__ import annotations
@@ -18,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from functools import lru_cache
+from typing import Any, ClassVar, NoReturn
 
 from pyasn1.type import univ
+from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_HMAC96_SHA,
@@ -35,9 +47,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
     SnmpEngine,
     UdpTransportTarget,
     UsmUserData,
-    bulk_walk_cmd,
-    get_cmd,
 )
+from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
 from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi import builder, view
 
@@ -47,14 +58,22 @@ from collectors.snmp.profile import MetricSpec, NotANumber, Profile, TableSpec, 
 log = logging.getLogger(__name__)
 
 UP_METRIC = "dyzur_snmp_up"
-GET_CHUNK = 16
-MAX_REPETITIONS = 25
 AUTH_PROTOCOLS = {"SHA": USM_AUTH_HMAC96_SHA, "SHA256": USM_AUTH_HMAC192_SHA256}
 PRIV_PROTOCOLS = {"AES128": USM_PRIV_CFB128_AES, "AES": USM_PRIV_CFB128_AES}
 
+#: Repetitions asked for a table not seen before (its first poll).
+DEFAULT_ROWS = 10
+#: At most this many repetitions per GETBULK ...
+MAX_REPETITIONS = 64
+#: ... and at most this many varbinds asked for in one GETBULK (columns x repetitions).
+MAX_VARBINDS = 256
+
+TOO_BIG = 1  # error-status tooBig (RFC 3416)
+GEN_ERR = 5
+
 
 class Secret:
-    """A password or key: shown as ``***`` everywhere, revealed only to pysnmp."""
+    """A password or key: shown as ``***`` everywhere, revealed only to the SNMP library."""
 
     __slots__ = ("_value",)
 
@@ -124,6 +143,10 @@ class Device:
             privProtocol=PRIV_PROTOCOLS[self.priv_protocol],
         )
 
+    def secrets(self) -> list[str]:
+        """The revealed secrets, for scrubbing a library's error message."""
+        return [s.reveal() for s in (self.community, self.auth_key, self.priv_key) if s]
+
 
 @dataclass(slots=True)
 class PollResult:
@@ -132,12 +155,80 @@ class PollResult:
     samples: list[Sample]
     #: (metric, reason) for every value that could not be turned into a sample.
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    #: Why the device counts as down (a pysnmp error indication, never a secret).
+    #: Why the device counts as down (the library's error indication, never a secret).
     error: str | None = None
 
 
 class DeviceDown(Exception):
     """The device did not answer (timeout, or refused our credentials)."""
+
+
+class NoAnswer(Exception):
+    """A request got no answer (timeout, a host that does not resolve, credentials refused)."""
+
+
+class _EndOfMib:
+    """endOfMibView in a walk's answer: the column (and everything after it) has ended."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END_OF_MIB"
+
+
+END_OF_MIB = _EndOfMib()
+
+#: An answer's varbind: the numeric OID (no leading dot) and its value.
+VarBind = tuple[str, Value | _EndOfMib]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A device's answer to one request."""
+
+    varbinds: Sequence[VarBind]
+    error_status: int = 0
+    error_index: int = 0
+
+
+class Transport(ABC):
+    """One device's requests during one poll; made by a backend's round (``Round.open``)."""
+
+    @abstractmethod
+    async def get(self, oids: Sequence[str]) -> Response:
+        """One GET request; raise NoAnswer when the device does not answer."""
+
+    @abstractmethod
+    async def bulk(self, oids: Sequence[str], max_repetitions: int) -> Response:
+        """One GETBULK request (non-repeaters 0); raise NoAnswer when no answer came."""
+
+    def close(self) -> None:  # noqa: B027 - most transports have nothing to release
+        """Release what the poll held."""
+
+
+class Round(ABC):
+    """What a backend holds for one ``poll_all`` (an engine, a thread pool)."""
+
+    @abstractmethod
+    async def open(self, device: Device) -> Transport:
+        """A transport to ``device``; raise DeviceDown when it cannot be reached at all."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release what the round held."""
+
+
+class Backend(ABC):
+    """An SNMP library behind the collector. One instance per collector: it may keep state
+    across polls (the netsnmp backend keeps a session per device)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def round(self, devices: Sequence[Device], concurrency: int) -> Round:
+        """Resources for polling ``devices``, at most ``concurrency`` at a time."""
+
+
+# --- pysnmp --------------------------------------------------------------------------------
 
 
 def to_python(value: object) -> Value:
@@ -153,23 +244,18 @@ def to_python(value: object) -> Value:
     if isinstance(value, rfc1902.IpAddress):
         return ".".join(str(b) for b in value.asNumbers())
     if isinstance(value, univ.OctetString):
-        raw = bytes(value)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw.hex()
-        return text.strip().strip("\x00").strip()
+        return octets_to_python(bytes(value))
     return None
 
 
-def _numeric(value: Value) -> Value:
-    """Numbers stay numbers; a string that is a number (some agents send those) becomes one."""
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            return value
-    return value
+def octets_to_python(raw: bytes) -> str:
+    """An OCTET STRING as text (UTF-8, trimmed of blanks and NULs), or as hex when it is not
+    text. Every backend decodes strings with this, so labels come out the same."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.hex()
+    return text.strip().strip("\x00").strip()
 
 
 class _NoMibCompiler:
@@ -207,8 +293,25 @@ def offline_engine() -> SnmpEngine:
     return engine
 
 
-class _Session:
-    """The engine, target and credentials of one device's poll."""
+_LCD = CommandGeneratorLcdConfigurator()
+_NULL = univ.Null("")
+
+
+@lru_cache(maxsize=4096)
+def _object_name(oid: str) -> rfc1902.ObjectName:
+    """The request's OID, parsed once (the profiles' OIDs repeat on every poll)."""
+    return rfc1902.ObjectName(oid)
+
+
+def _pysnmp_varbind(name: Any, value: Any) -> VarBind:
+    if isinstance(value, rfc1905.EndOfMibView):
+        return ".".join(map(str, name.asTuple())), END_OF_MIB
+    return ".".join(map(str, name.asTuple())), to_python(value)
+
+
+class _PysnmpTransport(Transport):
+    """Requests through pysnmp's command generators, below its hlapi: the hlapi resolves every
+    OID of every request and answer through the MIB view, which numeric OIDs never need."""
 
     def __init__(self, device: Device, engine: SnmpEngine | None) -> None:
         self.device = device
@@ -220,90 +323,111 @@ class _Session:
         self.engine: SnmpEngine = engine
         self.auth = device.auth_data()
         self.context = ContextData(contextName=device.context) if device.context else ContextData()
-        self.target: UdpTransportTarget | None = None
-        self.answered = False
+        self.target_name: str | None = None
 
     async def open(self) -> None:
         try:
-            self.target = await UdpTransportTarget.create(
+            target = await UdpTransportTarget.create(
                 (self.device.host, self.device.port),
                 timeout=self.device.timeout,
                 retries=self.device.retries,
             )
         except PySnmpError:  # the host name does not resolve
             raise DeviceDown(f"cannot resolve {self.device.host}") from None
+        self.target_name, _ = _LCD.configure(
+            self.engine, self.auth, target, self.context.contextName
+        )
 
     def close(self) -> None:
         if self.own_engine:
             self.engine.close_dispatcher()
 
-    def _failed(self, indication: object) -> None:
-        if not self.answered:
-            raise DeviceDown(str(indication))
-
-    async def get(self, oids: Sequence[str]) -> dict[str, Value]:
-        """GET ``oids``; a value that is not there is None."""
-        out: dict[str, Value] = {}
-        for start in range(0, len(oids), GET_CHUNK):
-            chunk = oids[start : start + GET_CHUNK]
-            out.update(await self._get_chunk(chunk, split_on_error=True))
-        return out
-
-    async def _get_chunk(self, oids: Sequence[str], split_on_error: bool) -> dict[str, Value]:
-        assert self.target is not None
-        error_indication, error_status, _, var_binds = await get_cmd(
-            self.engine,
-            self.auth,
-            self.target,
-            self.context,
-            *(ObjectType(ObjectIdentity(oid)) for oid in oids),
-            lookupMib=False,
+    async def _send(self, generator: Any, *args: Any) -> Response:
+        future: asyncio.Future[tuple[Any, Any, Any, Any]] = (
+            asyncio.get_running_loop().create_future()
         )
-        if error_indication:
-            self._failed(error_indication)
-            return dict.fromkeys(oids)
-        self.answered = True
-        if error_status:
-            # One bad OID spoils the whole PDU (v1-style noSuchName, genErr): ask one by one.
-            if split_on_error and len(oids) > 1:
-                out: dict[str, Value] = {}
-                for oid in oids:
-                    out.update(await self._get_chunk([oid], split_on_error=False))
-                return out
-            return dict.fromkeys(oids)
-        got = {str(name): to_python(value) for name, value in var_binds}
-        return {oid: got.get(oid) for oid in oids}
 
-    async def walk(self, column: str) -> dict[str, Value]:
-        """Bulk-walk one column: {index: value}."""
-        assert self.target is not None
-        prefix = column + "."
-        out: dict[str, Value] = {}
-        async for error_indication, error_status, _, var_binds in bulk_walk_cmd(
+        def done(
+            engine: Any, handle: Any, indication: Any, status: Any, index: Any, vbs: Any, ctx: Any
+        ) -> None:
+            if not future.done():
+                future.set_result((indication, status, index, vbs))
+
+        generator.send_varbinds(
             self.engine,
-            self.auth,
-            self.target,
-            self.context,
-            0,
-            MAX_REPETITIONS,
-            ObjectType(ObjectIdentity(column)),
-            lexicographicMode=False,
-            lookupMib=False,
-            ignoreNonIncreasingOid=False,
-        ):
-            if error_indication:
-                # pysnmp's walk would retry a timeout for ever: stop here.
-                self._failed(error_indication)
-                break
-            self.answered = True
-            if error_status:
-                break
-            for name, value in var_binds:
-                oid = str(name)
-                if not oid.startswith(prefix):
-                    return out
-                out[oid[len(prefix) :]] = to_python(value)
-        return out
+            self.target_name,
+            self.context.contextEngineId,
+            self.context.contextName,
+            *args,
+            done,
+            None,
+        )
+        indication, status, index, var_binds = await future
+        if indication:
+            raise NoAnswer(str(indication))
+        if status:
+            return Response((), int(status), int(index))
+        return Response([_pysnmp_varbind(name, value) for name, value in var_binds])
+
+    async def get(self, oids: Sequence[str]) -> Response:
+        var_binds = [(_object_name(oid), _NULL) for oid in oids]
+        return await self._send(cmdgen.GetCommandGenerator(), var_binds)
+
+    async def bulk(self, oids: Sequence[str], max_repetitions: int) -> Response:
+        var_binds = [(_object_name(oid), _NULL) for oid in oids]
+        generator = cmdgen.BulkCommandGeneratorSingleRun()
+        return await self._send(generator, 0, max_repetitions, var_binds)
+
+
+class _PysnmpRound(Round):
+    def __init__(self, devices: Sequence[Device], engine: SnmpEngine | None) -> None:
+        # The SNMPv2c polls of one round share one engine (and its socket); the caller of
+        # poll_device may pass one in, and then closes it.
+        self.given = engine is not None
+        self.shared = engine
+        if engine is None and any(d.version == "2c" for d in devices):
+            self.shared = offline_engine()
+
+    async def open(self, device: Device) -> Transport:
+        transport = _PysnmpTransport(device, self.shared)
+        try:
+            await transport.open()
+        except BaseException:
+            transport.close()
+            raise
+        return transport
+
+    def close(self) -> None:
+        if self.shared is not None and not self.given:
+            self.shared.close_dispatcher()
+
+
+class PysnmpBackend(Backend):
+    """pysnmp (pure Python): the default, and what a light agent install has."""
+
+    name = "pysnmp"
+
+    def __init__(self, engine: SnmpEngine | None = None) -> None:
+        self.engine = engine
+
+    def round(self, devices: Sequence[Device], concurrency: int) -> Round:
+        return _PysnmpRound(devices, self.engine)
+
+    def __repr__(self) -> str:
+        return "PysnmpBackend()"
+
+
+# --- one device's poll, whatever the backend -----------------------------------------------
+
+#: Rows each table had at its last poll, by (asset, the table's first column OID).
+RowHints = MutableMapping[tuple[str, str], int]
+
+
+def repetitions(known_rows: int | None, columns: int) -> int:
+    """max-repetitions for a table: its last row count + 1 (the +1 shows the end in the same
+    answer), DEFAULT_ROWS when unknown, capped by MAX_REPETITIONS and MAX_VARBINDS."""
+    wanted = DEFAULT_ROWS if known_rows is None else known_rows + 1
+    return max(1, min(wanted, MAX_REPETITIONS, MAX_VARBINDS // max(1, columns)))
 
 
 def _index_key(index: str) -> tuple[int, ...]:
@@ -311,6 +435,113 @@ def _index_key(index: str) -> tuple[int, ...]:
         return tuple(int(x) for x in index.split("."))
     except ValueError:
         return (1 << 62,)
+
+
+class _Session:
+    """One device's poll: the requests, and whether the device has answered yet (a device
+    that answered once and then goes silent keeps what it gave; one that never answered is
+    down)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.answered = False
+
+    async def _ask(self, request: Any) -> Response | None:
+        try:
+            response: Response = await request
+        except NoAnswer as exc:
+            if not self.answered:
+                raise DeviceDown(str(exc) or "no answer") from None
+            return None
+        self.answered = True
+        return response
+
+    async def get(self, oids: Sequence[str]) -> dict[str, Value]:
+        """GET ``oids`` in one request (split only if the device says tooBig); a value that
+        is not there is None."""
+        out: dict[str, Value] = {}
+        await self._get(list(oids), out, split_on_error=True)
+        return out
+
+    async def _get(self, oids: list[str], out: dict[str, Value], split_on_error: bool) -> None:
+        response = await self._ask(self.transport.get(oids))
+        if response is None:
+            out.update(dict.fromkeys(oids))
+            return
+        if response.error_status == TOO_BIG and len(oids) > 1:
+            half = len(oids) // 2
+            await self._get(oids[:half], out, split_on_error)
+            await self._get(oids[half:], out, split_on_error)
+            return
+        if response.error_status:
+            # One bad OID spoils the whole PDU (v1-style noSuchName, genErr): ask one by one.
+            if split_on_error and len(oids) > 1:
+                for oid in oids:
+                    await self._get([oid], out, split_on_error=False)
+                return
+            out.update(dict.fromkeys(oids))
+            return
+        got = dict(response.varbinds)
+        for oid in oids:
+            value = got.get(oid)
+            out[oid] = None if value is END_OF_MIB else value  # type: ignore[assignment]
+
+    async def walk(self, columns: Sequence[str], max_repetitions: int) -> dict[str, dict]:
+        """Walk table ``columns`` together: {column: {index: value}}.
+
+        Each GETBULK carries every column that has not ended, from where it stopped; answer
+        varbind k belongs to column k mod n (RFC 3416 4.2.3, also when the agent cut the
+        answer short). A column ends when it leaves its subtree, at endOfMibView, or when the
+        agent answers an OID not after the last one (which would loop for ever)."""
+        out: dict[str, dict[str, Value]] = {column: {} for column in columns}
+        position = {column: column for column in columns}
+        last: dict[str, tuple[int, ...]] = {column: () for column in columns}
+        prefixes = {column: column + "." for column in columns}
+        pending = list(dict.fromkeys(columns))
+        reps, width = max(1, max_repetitions), len(pending)
+        while pending:
+            batch = pending[:width]
+            response = await self._ask(self.transport.bulk([position[c] for c in batch], reps))
+            if response is None:
+                break
+            if response.error_status == TOO_BIG or (
+                not response.error_status and not response.varbinds
+            ):
+                # Too big for the agent (or an empty answer, which is how some libraries
+                # report it): fewer repetitions, then fewer columns per request.
+                if reps > 1:
+                    reps = max(1, reps // 2)
+                    continue
+                if width > 1:
+                    width = max(1, width // 2)
+                    continue
+                break
+            if response.error_status:
+                # A column the agent cannot walk (genErr on it): stop it, go on with the rest.
+                failed = response.error_index - 1
+                if 0 <= failed < len(batch):
+                    pending.remove(batch[failed])
+                    continue
+                break
+            ended: set[str] = set()
+            n = len(batch)
+            for k, (oid, value) in enumerate(response.varbinds):
+                column = batch[k % n]
+                if column in ended:
+                    continue
+                prefix = prefixes[column]
+                if value is END_OF_MIB or not oid.startswith(prefix):
+                    ended.add(column)
+                    continue
+                index = oid[len(prefix) :]
+                key = _index_key(index)
+                if key <= last[column]:
+                    ended.add(column)
+                    continue
+                out[column][index] = value  # type: ignore[assignment]
+                position[column], last[column] = oid, key
+            pending = [c for c in pending if c not in ended]
+        return out
 
 
 def _samples_of(
@@ -327,6 +558,16 @@ def _samples_of(
         skipped.append((spec.metric, str(exc)))
         return
     out.append(Sample(spec.metric, {**labels, **extra}, value, now))
+
+
+def _numeric(value: Value) -> Value:
+    """Numbers stay numbers; a string that is a number (some agents send those) becomes one."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _table_samples(
@@ -361,35 +602,69 @@ def _table_samples(
             _samples_of(metric, row, labels, now, out, skipped)
 
 
-async def poll_device(device: Device, now: float, engine: SnmpEngine | None = None) -> PollResult:
-    """Poll one device with all its profiles. Never raises for what the device answers.
+def _down(device: Device, now: float, error: str) -> PollResult:
+    up = Sample(UP_METRIC, {"asset": device.asset}, 0.0, now)
+    return PollResult(device.asset, False, [up], [], error=error)
 
-    ``engine``: an SnmpEngine shared by the SNMPv2c polls of one round (see poll_all); the
-    caller closes it. Without it (and for SNMPv3) the poll has an engine of its own."""
-    session = _Session(device, engine)
+
+async def _poll(
+    device: Device, now: float, round_: Round, rows: RowHints | None = None
+) -> PollResult:
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
+    transport: Transport | None = None
     try:
-        await session.open()
+        transport = await round_.open(device)
+        session = _Session(transport)
+        # Every scalar of every profile in one GET (profiles of one device rarely overlap,
+        # but an OID asked by two is asked once).
+        scalars = list(dict.fromkeys(o for p in device.profiles for o in p.scalars.values()))
+        got = await session.get(scalars) if scalars else {}
         for profile in device.profiles:
             if profile.scalars:
-                got = await session.get(list(profile.scalars.values()))
                 values = {name: _numeric(got.get(oid)) for name, oid in profile.scalars.items()}
                 for spec in profile.metrics:
                     _samples_of(spec, values, {"asset": device.asset}, now, samples, skipped)
             for table in profile.tables:
-                columns = {name: await session.walk(oid) for name, oid in table.columns.items()}
+                oids = list(table.columns.values())
+                key = (device.asset, oids[0])
+                reps = repetitions(rows.get(key) if rows is not None else None, len(oids))
+                walked = await session.walk(oids, reps)
+                if rows is not None:
+                    rows[key] = max((len(c) for c in walked.values()), default=0)
+                columns = {name: walked[oid] for name, oid in table.columns.items()}
                 _table_samples(table, columns, device.asset, now, samples, skipped)
     except DeviceDown as exc:
-        up = Sample(UP_METRIC, {"asset": device.asset}, 0.0, now)
-        return PollResult(device.asset, False, [up], [], error=str(exc) or type(exc).__name__)
+        return _down(device, now, str(exc) or type(exc).__name__)
     except OSError as exc:  # the host name does not resolve, the network is unreachable
-        up = Sample(UP_METRIC, {"asset": device.asset}, 0.0, now)
-        return PollResult(device.asset, False, [up], [], error=exc.strerror or type(exc).__name__)
+        return _down(device, now, exc.strerror or type(exc).__name__)
     finally:
-        session.close()
+        if transport is not None:
+            transport.close()
     samples.insert(0, Sample(UP_METRIC, {"asset": device.asset}, 1.0, now))
     return PollResult(device.asset, True, samples, skipped)
+
+
+async def poll_device(
+    device: Device,
+    now: float,
+    engine: SnmpEngine | None = None,
+    *,
+    backend: Backend | None = None,
+    rows: RowHints | None = None,
+) -> PollResult:
+    """Poll one device with all its profiles. Never raises for what the device answers.
+
+    ``engine``: an SnmpEngine shared by the SNMPv2c polls of one round (pysnmp backend); the
+    caller closes it. ``backend``: PysnmpBackend() unless given. ``rows``: the row hints, read
+    and updated (see RowHints)."""
+    if backend is None:
+        backend = PysnmpBackend(engine)
+    round_ = backend.round([device], 1)
+    try:
+        return await _poll(device, now, round_, rows)
+    finally:
+        round_.close()
 
 
 #: Called with ("start" | "done", asset) around each device's poll; for tests and tracing.
@@ -401,21 +676,23 @@ async def poll_all(
     now: float,
     concurrency: int = 16,
     observer: Observer | None = None,
+    *,
+    backend: Backend | None = None,
+    rows: RowHints | None = None,
 ) -> list[PollResult]:
     """Poll every device, at most ``concurrency`` at a time; results in the devices' order."""
     semaphore = asyncio.Semaphore(concurrency)
-    shared = offline_engine() if any(d.version == "2c" for d in devices) else None
+    round_ = (backend or PysnmpBackend()).round(devices, concurrency)
 
     async def one(device: Device) -> PollResult:
         async with semaphore:
             if observer:
                 observer("start", device.asset)
             try:
-                return await poll_device(device, now, shared)
-            except Exception as exc:  # a pysnmp bug must not take the other devices down
+                return await _poll(device, now, round_, rows)
+            except Exception as exc:  # a library's bug must not take the other devices down
                 log.error("SNMP poll of %s failed: %s", device.asset, type(exc).__name__)
-                up = Sample(UP_METRIC, {"asset": device.asset}, 0.0, now)
-                return PollResult(device.asset, False, [up], [], error=type(exc).__name__)
+                return _down(device, now, type(exc).__name__)
             finally:
                 if observer:
                     observer("done", device.asset)
@@ -423,5 +700,4 @@ async def poll_all(
     try:
         return list(await asyncio.gather(*(one(d) for d in devices)))
     finally:
-        if shared is not None:
-            shared.close_dispatcher()
+        round_.close()
