@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -154,6 +155,29 @@ def test_every_golden_case_gives_the_same_samples_through_every_backend(sim, gol
         for profile in target.profiles
         for table in profile.tables
     }
+
+
+@pytest.mark.parametrize("golden", GOLDEN, ids=golden_id)
+def test_pysnmps_own_v2c_messages_give_the_same_samples(sim, golden):
+    """An engine passed to poll_device sends SNMPv2c through pysnmp's command generators
+    instead of dyzur's encoder: the same samples, value for value."""
+    from collectors.snmp.poller import offline_engine
+
+    case = yaml.safe_load(golden.read_text())
+    target = device(sim.port, case["recording"], case["profiles"])
+
+    async def poll_through_pysnmp():
+        engine = offline_engine()  # closed by its caller, inside the loop
+        try:
+            return await poll_device(target, 1.0, engine)
+        finally:
+            engine.close_dispatcher()
+
+    through_pysnmp = asyncio.run(poll_through_pysnmp())
+    ours = asyncio.run(poll_device(target, 1.0))
+    assert through_pysnmp.up and ours.up
+    assert [repr(s) for s in through_pysnmp.samples] == [repr(s) for s in ours.samples]
+    assert through_pysnmp.skipped == ours.skipped
 
 
 # --- fewer packets -------------------------------------------------------------------------
@@ -433,6 +457,65 @@ def test_retries_mean_the_same_in_every_backend(name, retries):
         assert agent.count() == 1 + retries
     finally:
         agent.sock.close()
+
+
+class NoisyProxy:
+    """A UDP proxy in front of snmpsim that sends, before each real answer, a truncated copy
+    of it, a message whose length points past its end, and the answer to an earlier request
+    (another request-id): the poller must wait for the real answer among them."""
+
+    def __init__(self, agent_port: int) -> None:
+        self.agent = ("127.0.0.1", agent_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.answered = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        upstream.settimeout(5)
+        earlier = None
+        while not self.stop.is_set():
+            try:
+                request, client = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            upstream.sendto(request, self.agent)
+            try:
+                answer = upstream.recv(65535)
+            except TimeoutError:
+                continue
+            noise = [answer[: len(answer) // 2], b"\x30\x84\x7f\xff\xff\xff\x02\x01\x01"]
+            if earlier is not None:
+                noise.append(earlier)
+            for datagram in [*noise, answer]:
+                self.sock.sendto(datagram, client)
+            earlier = answer
+            self.answered += 1
+        upstream.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_noise_and_stale_answers_on_the_port_are_ignored(sim, name):
+    case = yaml.safe_load((DATA / "eaton-93e-80.ups-mib.yaml").read_text())
+    proxy = NoisyProxy(sim.port)
+    try:
+        target = device(proxy.port, "eaton-93e-80", ["ups-mib"], timeout=2, retries=0)
+        result = asyncio.run(poll_device(target, 1.0, backend=backend(name)))
+    finally:
+        proxy.close()
+    assert result.up, result.error
+    assert normalise(result.samples) == expected(case)
+    assert proxy.answered >= 2
 
 
 # --- the option, and the light install -----------------------------------------------------
