@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+_INSERT = "INSERT INTO batches(samples, body) VALUES (?, ?)"
+
 
 @dataclass(frozen=True, slots=True)
 class SpooledBatch:
@@ -53,6 +55,13 @@ class Spool:
         """Append a batch; when the spool is full, the oldest batches go and are counted."""
         with self._lock:
             conn = self._conn
+            if not self.batches or self.samples + samples <= self.max_samples:
+                # Room for it: one statement, its own transaction, synced once.
+                seq = conn.execute(_INSERT, (samples, body)).lastrowid
+                assert seq is not None  # sqlite3 sets it after every INSERT
+                self.batches += 1
+                self.samples += samples
+                return seq
             conn.execute("BEGIN IMMEDIATE")
             try:
                 dropped = 0
@@ -68,10 +77,8 @@ class Spool:
                     conn.execute(
                         "UPDATE meta SET value = ? WHERE key = 'dropped'", (self.dropped + dropped,)
                     )
-                seq = conn.execute(
-                    "INSERT INTO batches(samples, body) VALUES (?, ?)", (samples, body)
-                ).lastrowid
-                assert seq is not None  # sqlite3 sets it after every INSERT
+                seq = conn.execute(_INSERT, (samples, body)).lastrowid
+                assert seq is not None
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -83,15 +90,28 @@ class Spool:
 
     def oldest(self) -> SpooledBatch | None:
         with self._lock:
+            if not self.batches:  # the pusher asks after every push: no query for that
+                return None
             row = self._conn.execute(
                 "SELECT seq, samples, body FROM batches ORDER BY seq LIMIT 1"
             ).fetchone()
         return None if row is None else SpooledBatch(row[0], row[1], bytes(row[2]))
 
     def remove(self, batch: SpooledBatch) -> None:
-        """The bridge took (or finally refused) ``batch``."""
+        """The bridge took (or finally refused) ``batch``.
+
+        Not synced to disk: a removal that a power cut takes back sends the batch again,
+        and the bridge takes it once by its number. A crash of the agent alone loses nothing
+        (the operating system writes the file), and the next put's sync covers it anyway.
+        """
         with self._lock:
-            if self._conn.execute("DELETE FROM batches WHERE seq = ?", (batch.seq,)).rowcount:
+            conn = self._conn
+            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                removed = conn.execute("DELETE FROM batches WHERE seq = ?", (batch.seq,)).rowcount
+            finally:
+                conn.execute("PRAGMA synchronous=FULL")
+            if removed:
                 self.batches -= 1
                 self.samples -= batch.samples
 

@@ -24,6 +24,7 @@ import yaml
 
 from collectors.base import CollectorConfigError
 from collectors.host import HostCollector
+from collectors.host.mounts import MountProber
 from collectors.host.options import DEFAULT_EXCLUDE_FSTYPES
 from collectors.registry import build_collectors, collector_class
 from collectors.sample import Sample
@@ -289,6 +290,26 @@ def test_process_names_are_read_once_until_the_next_full_walk():
     assert one(samples, "dyzur_process_count", process="amms").value == 3.0
     collector.collect(1000.0)  # every PROCESS_RESCAN_EVERY collections, a full walk
     assert system.reads == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "names_read", "cmdlines_read"),
+    [
+        ({"name": "amms", "match_name": "amms.exe"}, True, False),
+        ({"name": "sql", "match_cmdline": r"sqlservr\.exe.* -sAMMS"}, False, True),
+    ],
+)
+def test_a_process_walk_reads_only_what_the_rules_look_at(rule, names_read, cmdlines_read):
+    """Each name or command line read costs a /proc read per process on a walk."""
+    fake = FakeWindowsPsutil()
+    collector = HostCollector.from_options(
+        "host", {"processes": [rule]}, psutil_module=fake, statvfs=None
+    )
+    samples = collector.collect(1000.0)
+    assert one(samples, "dyzur_process_up", process=rule["name"]).value == 1.0
+    system = next(p for p in fake.processes if p.info["name"] == "System")
+    assert (getattr(system, "reads", 0) > 0) is names_read
+    assert (getattr(system, "cmdline_reads", 0) > 0) is cmdlines_read
 
 
 def test_a_process_going_down_is_confirmed_by_a_full_walk_once():
@@ -562,6 +583,53 @@ def test_a_hung_filesystem_costs_one_timeout_once():
     assert mounts() == {"/srv/a", "/mnt/nfs", "/srv/b"}
 
 
+def test_one_worker_stats_the_filesystems_of_every_collection():
+    """Starting a thread per collection cost more CPU than the stats themselves."""
+    workers: list[threading.Thread] = []
+
+    def stat(mountpoint: str) -> str:
+        workers.append(threading.current_thread())
+        return mountpoint.upper()
+
+    prober = MountProber(stat, timeout=10)
+    for _ in range(3):
+        assert prober.run(["/a", "/b"]) == ({"/a": "/A", "/b": "/B"}, None)
+    assert len(workers) == 6
+    assert len(set(workers)) == 1
+    assert workers[0] is not threading.current_thread()
+
+
+def test_a_stuck_worker_is_replaced_and_an_idle_one_ends():
+    release = threading.Event()
+    workers: list[threading.Thread] = []
+
+    def stat(mountpoint: str) -> str:
+        workers.append(threading.current_thread())
+        if mountpoint == "/mnt/nfs":
+            release.wait(30)
+        return mountpoint
+
+    prober = MountProber(stat, timeout=0.2, idle_exit=0.2)
+    try:
+        assert prober.run(["/srv/a", "/mnt/nfs"]) == ({"/srv/a": "/srv/a"}, "/mnt/nfs")
+        stuck = workers[-1]
+        assert prober.run(["/srv/a", "/mnt/nfs"]) == ({"/srv/a": "/srv/a"}, None)
+        assert workers[-1] is not stuck  # a new worker, the stuck one still hangs
+    finally:
+        release.set()
+    stuck.join(10)
+    assert not stuck.is_alive()  # it answered at last and ended
+    assert prober.stuck == set()
+    idle = workers[-1]
+    idle.join(10)
+    assert not idle.is_alive()  # nothing to do for idle_exit: it ended
+    assert prober.run(["/srv/a", "/mnt/nfs"]) == (
+        {"/srv/a": "/srv/a", "/mnt/nfs": "/mnt/nfs"},
+        None,
+    )
+    assert workers[-1] is not idle
+
+
 def test_a_failing_section_leaves_the_others_and_all_failing_raises(caplog):
     def broken(*args, **kwargs):
         raise OSError(5, "Input/output error")
@@ -641,9 +709,15 @@ class FakeWindowsProcess:
     def oneshot(self):
         return nullcontext()
 
-    def as_dict(self, attrs=None, ad_value=None):
+    def name(self):
         self.reads = getattr(self, "reads", 0) + 1
-        return {k: v for k, v in self.info.items() if attrs is None or k in attrs}
+        return self.info["name"]
+
+    def cmdline(self):
+        self.cmdline_reads = getattr(self, "cmdline_reads", 0) + 1
+        if self.info["cmdline"] is None:  # another user's process: psutil refuses
+            raise psutil.AccessDenied(self.pid)
+        return self.info["cmdline"]
 
     def is_running(self):
         return self._fails is not psutil.NoSuchProcess

@@ -5,6 +5,10 @@ block for minutes, uninterruptibly. As node_exporter does, the stats run in a wo
 when one gives no answer within the timeout, that mountpoint is marked stuck and skipped until
 the hung call finally returns (the worker then clears the mark and exits). So a hung mount
 costs one timeout, once, and one parked daemon thread, not one per collection.
+
+The worker waits for the next collection instead of ending: starting a thread costs more CPU
+than the stats themselves. It ends after ``idle_exit`` seconds without work, and a worker
+stuck in a stat is replaced by a new one at the next collection.
 """
 
 from __future__ import annotations
@@ -14,14 +18,38 @@ from collections.abc import Callable, Iterable, Sized
 from functools import partial
 from typing import Any
 
+# A worker with nothing to do for this long ends (the next collection starts another).
+IDLE_EXIT = 300.0
+
+
+class _Round:
+    """One call's mountpoints, answered one by one by the worker."""
+
+    __slots__ = ("abandoned", "current", "results", "todo")
+
+    def __init__(self, todo: list[str]) -> None:
+        self.todo = todo
+        self.results: dict[str, Any] = {}
+        self.current: str | None = None  # the mountpoint being stat'ed
+        self.abandoned = False  # the caller stopped waiting
+
 
 class MountProber:
-    """Runs ``stat(mountpoint)`` for many mountpoints in one daemon thread per call."""
+    """Runs ``stat(mountpoint)`` for many mountpoints in one daemon worker thread."""
 
-    def __init__(self, stat: Callable[[str], Any], timeout: float) -> None:
+    def __init__(
+        self, stat: Callable[[str], Any], timeout: float, idle_exit: float = IDLE_EXIT
+    ) -> None:
         self._stat = stat
         self._timeout = timeout
+        self._idle_exit = idle_exit
+        self._run_lock = threading.Lock()  # one call at a time shares the worker
         self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        self._answered = threading.Condition(self._lock)
+        self._round: _Round | None = None  # handed to the worker, not taken yet
+        self._generation = 0  # the live worker's; a stuck or idle one has an older one
+        self._live = False  # a worker of the current generation runs or waits for work
         #: Mountpoints whose stat is still hanging in an abandoned worker.
         self.stuck: set[str] = set()
 
@@ -32,43 +60,67 @@ class MountProber:
         the exception it raised, and the mountpoint that gave no answer within the timeout
         (``None`` when all answered; the ones after a hung one wait for the next call).
         """
-        with self._lock:
+        with self._run_lock, self._lock:
             todo = [mp for mp in mountpoints if mp not in self.stuck]
-        results: dict[str, Any] = {}
-        if not todo:
-            return results, None
-        cond = threading.Condition(self._lock)
-        state: dict[str, Any] = {"current": None, "abandoned": False}
-        stat, stuck = self._stat, self.stuck
-
-        def work() -> None:
-            for mp in todo:
-                with cond:
-                    if state["abandoned"]:
-                        return
-                    state["current"] = mp
-                try:
-                    answer: Any = stat(mp)
-                except Exception as exc:  # handed to the caller, which decides
-                    answer = exc
-                with cond:
-                    if state["abandoned"]:
-                        stuck.discard(mp)  # it answered at last: stat it again next time
-                        return
-                    results[mp] = answer
-                    cond.notify()
-
-        threading.Thread(target=work, name="dyzur-host-statfs", daemon=True).start()
-        with cond:
+            if not todo:
+                return {}, None
+            job = self._round = _Round(todo)
+            if self._live:
+                self._work_ready.notify()
+            else:
+                self._live = True
+                worker = threading.Thread(
+                    target=self._work, args=(self._generation,), name="dyzur-host-statfs"
+                )
+                worker.daemon = True
+                worker.start()
+            results = job.results
             while len(results) < len(todo):
-                if not cond.wait_for(partial(_grew, results, len(results)), self._timeout):
-                    state["abandoned"] = True
-                    hung = state["current"]
+                if not self._answered.wait_for(
+                    partial(_grew, results, len(results)), self._timeout
+                ):
+                    # That worker is stuck (or has not even woken): leave it, and let the
+                    # next call start another.
+                    job.abandoned = True
+                    self._round = None
+                    self._generation += 1
+                    self._live = False
+                    hung = job.current
                     if hung is not None and hung not in results:
-                        stuck.add(hung)
+                        self.stuck.add(hung)
                         return dict(results), hung
                     return dict(results), None
             return dict(results), None
+
+    def _work(self, generation: int) -> None:
+        stat, lock = self._stat, self._lock
+        with lock:
+            while True:
+                while self._round is None:
+                    if generation != self._generation:
+                        return
+                    if not self._work_ready.wait(self._idle_exit) and self._round is None:
+                        if generation == self._generation:  # idle: end, the next call starts one
+                            self._generation += 1
+                            self._live = False
+                        return
+                if generation != self._generation:
+                    return
+                job, self._round = self._round, None
+                for mp in job.todo:
+                    job.current = mp
+                    lock.release()
+                    try:
+                        answer: Any = stat(mp)
+                    except Exception as exc:  # handed to the caller, which decides
+                        answer = exc
+                    finally:
+                        lock.acquire()
+                    if job.abandoned:
+                        self.stuck.discard(mp)  # it answered at last: stat it again next time
+                        return
+                    job.results[mp] = answer
+                    self._answered.notify()
 
 
 def _grew(results: Sized, answered: int) -> bool:
