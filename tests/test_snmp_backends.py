@@ -112,8 +112,7 @@ def device(port: int, community: str, profiles: list[str], **extra) -> Device:
         "community": community,
         "profiles": profiles,
         "timeout": 5,
-        **extra,
-    }
+    } | extra
     return parse_options({"devices": [raw]}).devices[0]
 
 
@@ -516,6 +515,14 @@ def test_noise_and_stale_answers_on_the_port_are_ignored(sim, name):
     assert result.up, result.error
     assert normalise(result.samples) == expected(case)
     assert proxy.answered >= 2
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_host_name_is_resolved_to_its_ipv4_address(sim, name):
+    """snmpsim listens on 127.0.0.1 only: "localhost" (which may also name ::1) reaches it."""
+    target = device(sim.port, "eaton-93e-80", ["ups-mib"], host="localhost", retries=0)
+    result = asyncio.run(poll_device(target, 1.0, backend=backend(name)))
+    assert result.up, result.error
 
 
 # --- the option, and the light install -----------------------------------------------------

@@ -564,8 +564,12 @@ class _V2cTransport(Transport):
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            # IPv4, as pysnmp's UdpTransportTarget: a name with an IPv6 address too must
+            # not end up on the IPv6 one.
             self.transport, _ = await loop.create_datagram_endpoint(
-                lambda: self.endpoint, remote_addr=(self.device.host, self.device.port)
+                lambda: self.endpoint,
+                remote_addr=(self.device.host, self.device.port),
+                family=socket.AF_INET,
             )
         except socket.gaierror:
             raise DeviceDown(f"cannot resolve {self.device.host}") from None
