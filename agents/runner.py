@@ -12,8 +12,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from agents.config import CollectorSpec
@@ -41,21 +39,19 @@ class CollectorRunner:
         self.metrics = metrics
         self.jitter = jitter
         self.up: bool | None = None  # unknown until the first run
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"collect-{spec.name}")
-        self._pending: Future[list[Sample]] | None = None
+        self._worker = _Worker(collector.collect, f"collect-{spec.name}")
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> bool:
         """One run: collect (bounded by the timeout), hand the samples on. True when it worked."""
         name = self.spec.name
         now = time.time()
-        if self._pending is not None and not self._pending.done():
+        if self._worker.busy():
             return self._failed(now, f"still hanging after {self.spec.timeout:g}s")
         started = time.perf_counter()
-        self._pending = self._worker.submit(self.collector.collect, now)
         try:
-            samples = self._pending.result(timeout=self.spec.timeout)
-        except FutureTimeout:
+            samples = self._worker.run(now, self.spec.timeout)
+        except TimeoutError:
             return self._failed(now, f"timed out after {self.spec.timeout:g}s")
         except Exception as exc:
             return self._failed(now, f"{type(exc).__name__}: {exc}")
@@ -104,4 +100,68 @@ class CollectorRunner:
     def join(self, timeout: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._worker.stop()
+
+
+class _Worker:
+    """The thread a collector runs in, handed each run through two plain locks.
+
+    Not a ThreadPoolExecutor: its futures, conditions and queue cost the agent more CPU per
+    run than the spool's write. And its threads are joined at interpreter exit, so a
+    collector hanging on a dead mount kept the agent from exiting; this one is a daemon.
+    """
+
+    def __init__(self, collect: Callable[[float], list[Sample]], name: str) -> None:
+        self._collect = collect
+        self._go = threading.Lock()  # released: a run is handed over
+        self._go.acquire()
+        self._done = threading.Lock()  # released: the run handed over has ended
+        self._done.acquire()
+        self._running = False  # a run was handed over and not yet collected
+        self._stopped = False
+        self._now = 0.0
+        self._samples: list[Sample] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.acquire()
+            if self._stopped:
+                return
+            try:
+                self._samples, self._error = self._collect(self._now), None
+            except BaseException as exc:  # handed to the runner, which reports it
+                self._samples, self._error = [], exc
+            self._done.release()
+            if self._stopped:  # a hung run that returned after the agent stopped
+                return
+
+    def busy(self) -> bool:
+        """Whether the last run is still going (it timed out and has not returned yet)."""
+        if self._running and self._done.acquire(blocking=False):
+            self._running = False  # it returned at last; what it measured is too late
+        return self._running
+
+    def run(self, now: float, timeout: float) -> list[Sample]:
+        """One run; its samples, or what it raised, or TimeoutError after ``timeout``."""
+        self._now = now
+        self._running = True
+        self._go.release()
+        if not self._done.acquire(timeout=timeout):
+            raise TimeoutError
+        self._running = False
+        samples, error = self._samples, self._error
+        self._samples, self._error = [], None
+        if error is not None:
+            raise error
+        return samples
+
+    def stop(self) -> None:
+        """The thread ends now if idle, or when its hung run returns."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if not self.busy():
+            self._go.release()

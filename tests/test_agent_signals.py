@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import free_port
-from tests.processes import RunningAgent, RunningBridge, wait_for
+from tests.processes import Process, RunningAgent, RunningBridge, wait_for
 from tests.test_agent import agent_yaml, bridge_config, last_spooled_seq, streams
 
 __all__ = ["bridge_config"]  # the fixture, imported for the tests below
@@ -81,3 +81,55 @@ def test_repeated_double_signals_stop_the_agent_cleanly(tmp_path, bridge_config,
     # Every batch of every round arrived exactly once.
     assert (stream["last_seq"], stream["batches"], stream["duplicates"]) == (last, last, 0)
     assert "Traceback" not in agent.output()
+
+
+HANGING_AGENT = """
+import sys, threading
+from agents.agent import Agent
+from agents.config import load_agent_config
+from collectors import Collector
+from collectors.registry import build_collectors
+
+class Hanging(Collector):
+    kind = "hanging"
+
+    def collect(self, now):
+        threading.Event().wait()  # a read on a dead network mount: it never returns
+        return []
+
+config = load_agent_config(sys.argv[1])
+specs = [(s.name, s.kind, s.options) for s in config.collectors if s.name != "hang"]
+sys.exit(Agent(config, [*build_collectors(specs), Hanging("hang")]).run())
+"""
+
+
+def test_a_collector_hanging_for_good_does_not_keep_the_agent_from_exiting(tmp_path, bridge_config):
+    """Its run is abandoned after the timeout; at exit, nothing may wait for it (the thread
+    pool the runs used to go through was joined at interpreter exit: the agent never ended)."""
+    port = free_port()
+    bridge = RunningBridge(bridge_config, port)
+    config = agent_yaml(
+        tmp_path,
+        port,
+        free_port(),
+        collectors=[
+            {"name": "host", "interval": "0.5s"},
+            {"name": "hang", "kind": "host", "interval": "0.5s", "timeout": "0.5s"},
+        ],
+    )
+    agent = Process(["-c", HANGING_AGENT, str(config)], tmp_path / "agent.log")
+    try:
+        wait_for(lambda: streams(bridge) and streams(bridge)[0]["batches"] >= 3, what="pushes")
+        agent.proc.send_signal(signal.SIGTERM)
+        try:
+            status = agent.proc.wait(EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            status = None
+        assert status == 0, f"exit status {status} (None: it hung):\n{agent.output()}"
+        [stream] = streams(bridge)
+    finally:
+        agent.stop(signal.SIGKILL)
+        bridge.stop()
+    assert "collector hang is failing: timed out after 0.5s" in agent.output()
+    last = last_spooled_seq(tmp_path / "spool/spool.db")  # flushed before exiting
+    assert (stream["last_seq"], stream["batches"], stream["duplicates"]) == (last, last, 0)
