@@ -47,6 +47,9 @@ class Spool:
         self.dropped = int(self._meta("dropped"))
         row = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(samples), 0) FROM batches")
         self.batches, self.samples = row.fetchone()
+        # The batch put last, while it is in the spool: when it is the only one, oldest()
+        # needs no query (the usual cycle: put, push, remove).
+        self._newest: SpooledBatch | None = None
 
     def _meta(self, key: str) -> str:
         return self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
@@ -61,22 +64,24 @@ class Spool:
                 assert seq is not None  # sqlite3 sets it after every INSERT
                 self.batches += 1
                 self.samples += samples
+                self._newest = SpooledBatch(seq, samples, body)
                 return seq
+            # Full: the oldest batches go, in the same transaction (counted only once it
+            # committed, so a failed put leaves the counts as the file has them).
+            batches, total, dropped = self.batches, self.samples, 0
             conn.execute("BEGIN IMMEDIATE")
             try:
-                dropped = 0
-                while self.batches and self.samples + samples > self.max_samples:
+                while batches and total + samples > self.max_samples:
                     seq, count = conn.execute(
                         "SELECT seq, samples FROM batches ORDER BY seq LIMIT 1"
                     ).fetchone()
                     conn.execute("DELETE FROM batches WHERE seq = ?", (seq,))
-                    self.batches -= 1
-                    self.samples -= count
+                    batches -= 1
+                    total -= count
                     dropped += count
-                if dropped:
-                    conn.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'dropped'", (self.dropped + dropped,)
-                    )
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'dropped'", (self.dropped + dropped,)
+                )
                 seq = conn.execute(_INSERT, (samples, body)).lastrowid
                 assert seq is not None
                 conn.execute("COMMIT")
@@ -84,14 +89,17 @@ class Spool:
                 conn.execute("ROLLBACK")
                 raise
             self.dropped += dropped
-            self.batches += 1
-            self.samples += samples
+            self.batches = batches + 1
+            self.samples = total + samples
+            self._newest = SpooledBatch(seq, samples, body)
             return seq
 
     def oldest(self) -> SpooledBatch | None:
         with self._lock:
             if not self.batches:  # the pusher asks after every push: no query for that
                 return None
+            if self.batches == 1 and self._newest is not None:
+                return self._newest
             row = self._conn.execute(
                 "SELECT seq, samples, body FROM batches ORDER BY seq LIMIT 1"
             ).fetchone()
@@ -114,6 +122,8 @@ class Spool:
             if removed:
                 self.batches -= 1
                 self.samples -= batch.samples
+            if self._newest is not None and self._newest.seq == batch.seq:
+                self._newest = None
 
     def close(self) -> None:
         with self._lock:

@@ -139,6 +139,37 @@ def test_a_full_spool_drops_the_oldest_and_counts_them_for_good(tmp_path):
     assert Spool(tmp_path / "s.db", max_samples=1000).dropped == 800
 
 
+def test_a_put_that_fails_on_a_full_spool_leaves_it_as_it_was(tmp_path):
+    spool = Spool(tmp_path / "s.db", max_samples=1000)
+    for i in range(2):
+        spool.put(f"[{i}]".encode(), 400)
+    with sqlite3.connect(tmp_path / "s.db") as other:  # the insert fails after the drops
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON batches BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="full"):
+        spool.put(b"[2]", 400)
+    assert (spool.batches, spool.samples, spool.dropped) == (2, 800, 0)
+    reopened = Spool(tmp_path / "s.db", max_samples=1000)
+    assert (reopened.batches, reopened.samples, reopened.dropped) == (2, 800, 0)
+    assert spool.oldest().body == b"[0]"
+
+
+def test_the_oldest_batch_is_the_one_put_last_only_while_it_is_alone(tmp_path):
+    spool = Spool(tmp_path / "s.db", max_samples=1000)
+    spool.put(b"[1]", 1)
+    assert spool.oldest().body == b"[1]"
+    spool.put(b"[2]", 1)
+    assert spool.oldest().body == b"[1]"
+    spool.remove(spool.oldest())
+    assert spool.oldest().body == b"[2]"
+    spool.remove(spool.oldest())
+    assert spool.oldest() is None
+    spool.put(b"[3]", 1)
+    newest = spool.oldest()
+    assert (newest.seq, newest.body) == (3, b"[3]")
+
+
 # --- collectors that misbehave ------------------------------------------------------------
 
 

@@ -278,6 +278,74 @@ def test_processes_started_and_stopped_between_collections_are_seen(named_sleep)
                 proc.wait()
 
 
+@pytest.mark.skipif(not psutil.LINUX, reason="/proc is Linux's")
+def test_names_and_command_lines_read_from_proc_are_what_psutil_reads(tmp_path, named_sleep):
+    """The walks read /proc themselves on Linux; they must see what psutil would, for every
+    process of this machine, and for names the kernel cut at 15 characters, arguments with
+    spaces, line breaks and bytes that are not UTF-8, and a zombie."""
+    from collectors.host import procfs
+
+    long_sleep = tmp_path / "dyzur-a-rather-long-sleeper-name"
+    long_sleep.symlink_to(named_sleep)
+    long_python = tmp_path / "dyzur-a-rather-long-python-name"
+    long_python.symlink_to(sys.executable)
+    script = "import time; time.sleep(60)"
+    odd = ["with space", "cr\rlf\r\nend", "zażółć", b"\xff not utf-8", ""]
+    children = [
+        subprocess.Popen([str(long_sleep), "60"]),
+        subprocess.Popen([str(long_python), "-c", script, *odd]),
+        subprocess.Popen([str(named_sleep), "60"]),
+    ]
+    children[2].kill()  # not waited for: a zombie until the end
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(children[2].pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        def psutils(read):
+            try:
+                return read()
+            except psutil.ZombieProcess:
+                return []  # what the walks make of it, as of an empty command line
+            except psutil.Error as exc:
+                return type(exc)
+
+        def ours(read, pid):
+            try:
+                return read(psutil.PROCFS_PATH, pid)
+            except psutil.Error as exc:
+                return type(exc)
+
+        compared = 0
+        for pid in psutil.pids():
+            try:
+                proc = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                continue
+            for attr, read in (("name", procfs.name), ("cmdline", procfs.cmdline)):
+                theirs = psutils(getattr(proc, attr))
+                if theirs is psutil.NoSuchProcess:
+                    continue  # ended meanwhile
+                mine = ours(read, pid)
+                if mine is psutil.NoSuchProcess and not proc.is_running():
+                    continue
+                assert mine == theirs, (pid, attr)
+                compared += 1
+        assert compared >= 2 * 3
+        assert procfs.name(psutil.PROCFS_PATH, children[0].pid) == long_sleep.name
+        assert procfs.name(psutil.PROCFS_PATH, children[1].pid) == long_python.name
+        args = procfs.cmdline(psutil.PROCFS_PATH, children[1].pid)
+        assert args[3:7] == ["with space", "cr\nlf\nend", "zażółć", "\udcff not utf-8"]
+        assert procfs.cmdline(psutil.PROCFS_PATH, children[2].pid) == []  # the zombie
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    with pytest.raises(psutil.NoSuchProcess):
+        procfs.cmdline(psutil.PROCFS_PATH, children[0].pid)
+
+
 def test_process_names_are_read_once_until_the_next_full_walk():
     from collectors.host.collector import PROCESS_RESCAN_EVERY
 
@@ -831,8 +899,14 @@ class FakeWindowsPsutil:
     def boot_time(self):
         return 1_790_000_000.0
 
-    def process_iter(self, attrs=None, ad_value=None):
-        yield from self.processes
+    def pids(self):
+        return sorted(p.pid for p in self.processes)
+
+    def Process(self, pid):
+        for proc in self.processes:
+            if proc.pid == pid:
+                return proc
+        raise psutil.NoSuchProcess(pid)
 
     def win_service_get(self, name):
         if name not in self.services:

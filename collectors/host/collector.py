@@ -1,11 +1,13 @@
 """The host collector: CPU, load, memory, swap, filesystems, disks, network, boot time, named
-processes and (on Windows) services of the machine the agent runs on, through psutil only, so
-the same code serves Linux and Windows servers. The metrics are listed in README.md here.
+processes and (on Windows) services of the machine the agent runs on, through psutil, so
+the same code serves Linux and Windows servers (on Linux the process walks read names and
+command lines from /proc themselves: see procfs.py). The metrics are listed in README.md here.
 
 Cheap by design, since it runs on old busy hospital servers: regexes are compiled once when
-the options are read, processes are walked once per collection asking only for the
-attributes the matching needs (CPU time and memory are read only for the matches), and
-nothing sleeps: CPU utilisation is the delta of ``cpu_times()`` since the previous call.
+the options are read, what each process matched is remembered and only new processes are
+read (all of them every tenth collection), asking only for the attributes the matching needs
+(CPU time and memory are read only for the matches), and nothing sleeps: CPU utilisation is
+the delta of ``cpu_times()`` since the previous call.
 
 One failing source does not cost the others: a filesystem that cannot be read (or hangs) is
 skipped, and a section (say, the network counters) that raises is left out of that
@@ -19,11 +21,13 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 import psutil
 
 from collectors.base import Collector, CollectorConfigError
+from collectors.host import procfs
 from collectors.host.mounts import MountProber
 from collectors.host.options import HostOptions, parse_options
 from collectors.sample import Sample
@@ -47,13 +51,21 @@ _DEFAULT = object()
 PROCESS_RESCAN_EVERY = 10
 
 
-def _readable(read: Callable[[], Any]) -> Any:
+def _readable(read: Callable[[Any], Any], process: Any) -> Any:
     """What a process attribute read gives, or None where it may not be read (another
     user's process) or the process is a zombie, as ``Process.as_dict`` does."""
     try:
-        return read()
+        return read(process)
     except (psutil.AccessDenied, psutil.ZombieProcess):
         return None
+
+
+def _process_name(process: Any) -> str:
+    return str(process.name())
+
+
+def _process_cmdline(process: Any) -> list[str]:
+    return list(process.cmdline())
 
 
 class _Health:
@@ -117,7 +129,21 @@ class HostCollector(Collector):
                 self._by_name[key] = (*self._by_name.get(key, ()), i)
             else:
                 self._by_cmdline.append((i, rule.match_cmdline))
+        # pid -> (psutil.Process, the rules it matched), for every process and for the matches.
         self._process_matches: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        self._process_matching: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        # How names and command lines are read: by pid from /proc on Linux (a psutil.Process
+        # is made for the matches only), else through psutil.Process.
+        self._by_pid = psutil_module is None and bool(psutil.LINUX)
+        self._read_name: Callable[[Any], str]
+        self._read_cmdline: Callable[[Any], list[str]]
+        if self._by_pid:
+            root = psutil.PROCFS_PATH
+            self._read_name = partial(procfs.name, root)
+            self._read_cmdline = partial(procfs.cmdline, root)
+        else:
+            self._read_name = _process_name
+            self._read_cmdline = _process_cmdline
         self._process_walks = 0
         self._process_up = [True] * len(self.options.processes)  # as last reported
         self._services: dict[str, Any] = {}  # service name -> psutil WindowsService
@@ -340,46 +366,69 @@ class HostCollector(Collector):
                 Sample("dyzur_process_resident_memory_bytes", labels, rss[i], now),
             )
 
-    def _classify(self, proc: Any) -> tuple[int, ...]:
-        """The process rules a process matches, by its name or command line. Only what the
-        rules look at is read (each costs a /proc read on Linux), not through ``as_dict``,
-        whose per-call set-up costs as much again."""
+    def _classify(self, process: Any) -> tuple[int, ...]:
+        """The process rules a process (a pid, or a psutil.Process: see ``_by_pid``) matches,
+        by its name or command line. Only what the rules look at is read."""
         matched: tuple[int, ...] = ()
         if self._by_name:
-            name = _readable(proc.name) or ""
+            name = _readable(self._read_name, process) or ""
             matched = self._by_name.get(name.casefold() if self._windows else name, ())
         if self._by_cmdline:
-            cmdline = " ".join(_readable(proc.cmdline) or ())
+            cmdline = " ".join(_readable(self._read_cmdline, process) or ())
             matched = (*matched, *(i for i, regex in self._by_cmdline if regex.search(cmdline)))
         return matched
 
     def _walk_processes(self, full: bool) -> tuple[list[int], list[float], list[float]]:
-        """One pass over the processes. Reading a process's name or command line costs 20-25 us
-        each, so what a process matched is remembered by its psutil.Process object (psutil makes a
-        new one for a new process); only new processes are read, and every process again on a
-        full walk, which also catches a process that exec()'d into another program."""
+        """One pass over the processes. Reading a process's name or command line costs 6-25 us
+        each, so what each process matched is remembered by pid, the matches with their
+        psutil.Process (a pid that a new process took is caught by ``is_running`` on the
+        matches, and by the next full walk on the others): a pass lists the pids, reads the
+        processes that are new since the last pass and the CPU and memory of the matches, and
+        walks nothing else in Python. A full walk reads every process again, which also
+        catches a process that exec()'d into another program."""
         n = len(self.options.processes)
         count, cpu, rss = [0] * n, [0.0] * n, [0.0] * n
-        known = {} if full else self._process_matches
-        seen: dict[int, tuple[Any, tuple[int, ...]]] = {}
-        zombie = psutil.STATUS_ZOMBIE
-        for proc in self._ps.process_iter():
-            pid = proc.pid
+        ps = self._ps
+        known, matching = self._process_matches, self._process_matching
+        listed = set(ps.pids())
+        for pid in known.keys() - listed:  # ended since the last pass
+            del known[pid]
+            matching.pop(pid, None)
+        by_pid = self._by_pid
+        for pid in listed if full else listed - known.keys():
             entry = known.get(pid)
+            proc = None if entry is None else entry[0]
             try:
-                matched = entry[1] if entry is not None and entry[0] is proc else None
-                if matched is None:
+                if by_pid:
+                    matched = self._classify(pid)
+                    if matched and proc is None:
+                        # A psutil.Process for its CPU and memory, and read again once that
+                        # exists, so both are surely of the same process (a pid is reused).
+                        proc = ps.Process(pid)
+                        matched = self._classify(pid)
+                else:
+                    if proc is None:
+                        proc = ps.Process(pid)
                     matched = self._classify(proc)
-                seen[pid] = (proc, matched)
-                if not matched:
-                    continue
-                # CPU and memory of the matches only. A process that ended meanwhile, or is a
-                # zombie (dead, not yet reaped), does not count; one we may not read counts as
-                # running and adds what could be read.
-                p_cpu = p_rss = 0.0
+            except psutil.NoSuchProcess:  # ended meanwhile (also ZombieProcess)
+                known.pop(pid, None)
+                matching.pop(pid, None)
+                continue
+            known[pid] = (proc, matched)
+            if matched:
+                matching[pid] = known[pid]
+            else:
+                matching.pop(pid, None)
+        zombie = psutil.STATUS_ZOMBIE
+        for pid, (proc, matched) in list(matching.items()):
+            # CPU and memory of the matches only. A process that ended meanwhile, or is a
+            # zombie (dead, not yet reaped), does not count; one we may not read counts as
+            # running and adds what could be read.
+            p_cpu = p_rss = 0.0
+            try:
                 with proc.oneshot():
                     if not proc.is_running():  # its pid now belongs to another process
-                        del seen[pid]
+                        del known[pid], matching[pid]
                         continue
                     with suppress(psutil.AccessDenied):
                         if proc.status() == zombie:
@@ -390,13 +439,13 @@ class HostCollector(Collector):
                     with suppress(psutil.AccessDenied):
                         p_rss = float(proc.memory_info().rss)
             except psutil.NoSuchProcess:  # also ZombieProcess
-                seen.pop(pid, None)
+                known.pop(pid, None)
+                matching.pop(pid, None)
                 continue
             for i in matched:
                 count[i] += 1
                 cpu[i] += p_cpu
                 rss[i] += p_rss
-        self._process_matches = seen
         return count, cpu, rss
 
     def _services_up(self, out: list[Sample], now: float) -> None:
