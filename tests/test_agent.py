@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -512,3 +513,42 @@ def test_agent_once_print_from_an_agent_only_install(tmp_path):
     assert not (tmp_path / "spool").exists()  # --print neither spools nor pushes
     r = subprocess.run([str(venv / "bin/dyzur"), "run"], capture_output=True, text=True)
     assert r.returncode != 0 and "pip install 'dyzur[bridge]'" in r.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_agents_metrics_answer_scrapes_at_once_beside_silent_clients(
+    tmp_path, bridge_config, host
+):
+    """/metrics is answered from the agent's main thread (which also waits for SIGTERM): a
+    client that connects and says nothing must hold neither the scrapes nor the stop."""
+    port = free_port()
+    bridge = RunningBridge(bridge_config, port)
+    metrics_port = free_port()
+    config = agent_yaml(
+        tmp_path, port, metrics_port, metrics={"listen": f"[{host}]:{metrics_port}"}
+    )
+    agent = RunningAgent(config, metrics_port)
+    agent.metrics_url = f"http://{'[::1]' if ':' in host else host}:{metrics_port}/metrics"
+    silent: list[socket.socket] = []
+    try:
+        wait_for(lambda: (agent.metric("dyzur_agent_samples_pushed_total") or 0) > 0, what="a push")
+        silent = [socket.create_connection((host, metrics_port)) for _ in range(5)]
+        answers: list[str] = []
+
+        def scrape() -> None:
+            answers.append(httpx.get(agent.metrics_url, timeout=10).text)
+
+        scrapers = [threading.Thread(target=scrape) for _ in range(20)]
+        for t in scrapers:
+            t.start()
+        for t in scrapers:
+            t.join(30)
+        assert len(answers) == 20
+        assert all("dyzur_agent_samples_collected_total" in a for a in answers)
+        assert agent.stop(signal.SIGTERM, timeout=30) == 0, agent.output()
+    finally:
+        for s in silent:
+            s.close()
+        agent.stop(signal.SIGKILL)
+        bridge.stop()
+    assert "Traceback" not in agent.output()
