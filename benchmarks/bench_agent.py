@@ -6,6 +6,8 @@ Measures, from /proc, the resident memory (VmRSS) and the CPU seconds of:
     cycle, a cycle being collect + spool + push to a real bridge, counted by the bridge's
     batch numbers.
 Targets: agent RSS <= 1.5 x node_exporter's; agent CPU per cycle <= node_exporter's per scrape.
+It also prints what an agent costs between collections (one whose collector runs hourly), which
+the cycles above do not show at their short interval: at the default 30 s it adds to each cycle.
 
 Each run measures both, one after the other; the ratios of each run and their spread are
 printed (a machine shared with other work moves both, so compare within a run).
@@ -16,6 +18,8 @@ printed (a machine shared with other work moves both, so compare within a run).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -104,7 +108,43 @@ def node_exporter(scrapes: int) -> tuple[float, int, int]:
         proc.wait()
 
 
-def agent(cycles: int, interval: float) -> tuple[float, int, int, int]:
+def thread_cpu_ns(pid: int) -> int:
+    """CPU nanoseconds of the process's live threads (exact, unlike the 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def agent_config(tmp_path: Path, name: str, bridge_port: int, interval: str) -> str:
+    (tmp_path / name).write_text(
+        yaml.safe_dump(
+            {
+                "asset": "srv-bench",
+                "bridge": {"url": f"http://127.0.0.1:{bridge_port}", "token_file": "agent.token"},
+                "spool": {"path": "spool.db"},
+                "metrics": {"listen": f"127.0.0.1:{free_port()}"},
+                "jitter": 0,
+                "collectors": [
+                    {
+                        "name": "host",
+                        "interval": interval,
+                        # Watch a service that runs, as on a hospital host.
+                        "options": {
+                            "processes": [{"name": "bridge", "match_cmdline": "bridge run"}]
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    return name
+
+
+def agent(cycles: int, interval: float, idle: float) -> tuple[float, int, int, int, float]:
+    """CPU per cycle, RSS, peak RSS, cycles measured; then, from a second agent whose
+    collector runs once an hour, its CPU per second between collections."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         bridge_port = free_port()
@@ -123,30 +163,6 @@ def agent(cycles: int, interval: float) -> tuple[float, int, int, int]:
             )
         )
         (tmp_path / "agent.token").write_text(AGENT_TOKEN)
-        (tmp_path / "agent.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "asset": "srv-bench",
-                    "bridge": {
-                        "url": f"http://127.0.0.1:{bridge_port}",
-                        "token_file": "agent.token",
-                    },
-                    "spool": {"path": "spool.db"},
-                    "metrics": {"listen": f"127.0.0.1:{free_port()}"},
-                    "jitter": 0,
-                    "collectors": [
-                        {
-                            "name": "host",
-                            "interval": f"{interval}s",
-                            # Watch a service that runs, as on a hospital host.
-                            "options": {
-                                "processes": [{"name": "bridge", "match_cmdline": "bridge run"}]
-                            },
-                        }
-                    ],
-                }
-            )
-        )
         bridge = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "--config", "dyzur.yaml"],
             cwd=tmp_path,
@@ -154,24 +170,26 @@ def agent(cycles: int, interval: float) -> tuple[float, int, int, int]:
             stderr=subprocess.DEVNULL,
         )
         agents_url = f"http://127.0.0.1:{bridge_port}/api/v1/agents"
-        wait(agents_url, bridge, ENGINEER_TOKEN)
-        # As deployed: `dyzur agent` with the unit's MALLOC_ARENA_MAX.
-        env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "agent", "--config", "agent.yaml"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+
+        def start(config: str) -> subprocess.Popen:
+            # As deployed: `dyzur agent` with the unit's MALLOC_ARENA_MAX.
+            return subprocess.Popen(
+                [sys.executable, "-m", "bridge", "agent", "--config", config],
+                cwd=tmp_path,
+                env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
         def batches() -> int:
-            import json
-
             streams = json.loads(get(agents_url, ENGINEER_TOKEN))
             return streams[0]["batches"] if streams else 0
 
+        procs = []
         try:
+            wait(agents_url, bridge, ENGINEER_TOKEN)
+            proc = start(agent_config(tmp_path, "agent.yaml", bridge_port, f"{interval}s"))
+            procs.append(proc)
             while batches() < 5:  # warm up: imports, first filesystem scan, first pushes
                 time.sleep(interval / 2)
             start_batches, before = batches(), cpu_seconds(proc.pid)
@@ -179,10 +197,23 @@ def agent(cycles: int, interval: float) -> tuple[float, int, int, int]:
                 time.sleep(interval / 2)
             done, after = batches() - start_batches, cpu_seconds(proc.pid)
             rss, peak = memory_kib(proc.pid)
-            return (after - before) / done, rss, peak, done
-        finally:
             proc.terminate()
             proc.wait()
+            # Between collections (every 30 s by default) an agent should cost nothing.
+            first = batches()
+            proc = start(agent_config(tmp_path, "agent-idle.yaml", bridge_port, "1h"))
+            procs.append(proc)
+            while batches() == first:
+                time.sleep(0.2)
+            time.sleep(1.0)  # its first push answered
+            idle_before = thread_cpu_ns(proc.pid)
+            time.sleep(idle)
+            idle_ns = thread_cpu_ns(proc.pid) - idle_before
+            return (after - before) / done, rss, peak, done, idle_ns / 1e9 / idle
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait()
             bridge.terminate()
             bridge.wait()
 
@@ -193,6 +224,9 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=100)
     ap.add_argument("--interval", type=float, default=0.5)
     ap.add_argument(
+        "--idle", type=float, default=10.0, help="seconds an agent is watched between collections"
+    )
+    ap.add_argument(
         "--runs", type=int, default=3, help="node_exporter then the agent, this many times"
     )
     args = ap.parse_args()
@@ -200,7 +234,7 @@ def main() -> None:
     cpu_ratios, rss_ratios = [], []
     for run in range(1, args.runs + 1):
         ne_cpu, ne_rss, ne_peak = node_exporter(args.scrapes)
-        ag_cpu, ag_rss, ag_peak, cycles = agent(args.cycles, args.interval)
+        ag_cpu, ag_rss, ag_peak, cycles, idle = agent(args.cycles, args.interval, args.idle)
         cpu_ratios.append(ag_cpu / ne_cpu)
         rss_ratios.append(ag_rss / ne_rss)
         print(f"run {run}:")
@@ -211,6 +245,10 @@ def main() -> None:
         print(
             f"  dyzur agent:   {ag_cpu * 1000:.2f} ms CPU per cycle ({cycles} cycles, collect + "
             f"spool + push), RSS {ag_rss / 1024:.1f} MiB (peak {ag_peak / 1024:.1f} MiB)"
+        )
+        print(
+            f"  dyzur agent between collections: {idle * 1e6:.0f} us CPU per second, "
+            f"{idle * 30 * 1000:.2f} ms per default 30 s interval"
         )
         print(
             f"  ratios: RSS {rss_ratios[-1]:.2f} x node_exporter (target <= 1.5), "
