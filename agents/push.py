@@ -107,7 +107,7 @@ class _Connection:
             if status >= 200:
                 break  # 1xx (100 Continue, 103 Early Hints): the answer follows
         connection = headers.get(b"connection", b"").lower()
-        keep = connection != b"close" if version == b"HTTP/1.1" else connection == b"keep-alive"
+        keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
         if status in (204, 304):
             return status, b"", keep
         if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
@@ -164,7 +164,8 @@ class BridgeClient:
             raise AgentConfigError(
                 "agent config", ["bridge.token_file: the token may hold only visible ASCII"]
             )
-        host = f"[{self._host}]" if ":" in self._host else self._host
+        host = self._host.encode("idna").decode() if not self._host.isascii() else self._host
+        host = f"[{host}]" if ":" in host else host
         if parts.port is not None and parts.port != (443 if self._https else 80):
             host += f":{parts.port}"
         # Everything of a push's request but its length and body, built once.
