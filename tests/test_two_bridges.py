@@ -93,19 +93,41 @@ class Fleet:
         ]
         return at_once(calls)
 
-    def push(self, seq: int, value: float, mounts: range) -> None:
-        """One numbered batch to every bridge at once, again until one took it: exactly one
-        answer is not a duplicate."""
+    def push(
+        self, seq: int, value: float, mounts: range, to: RunningBridge | None = None
+    ) -> RunningBridge | None:
+        """One numbered batch to every bridge at once (or only ``to``), again until one took
+        it: exactly one answer is not a duplicate. The bridge that took it, if it is known.
+
+        Without coordination each process's engine knows only the batches it evaluated (README:
+        Store): a recovery goes to the bridge that saw its alerts fire, as an agent pinned to
+        one bridge would send it."""
         body = batch(seq, value, mounts)
+        targets = self.bridges if to is None else [to]
         while True:
-            answers = [a for a in self.post_all("/api/v1/samples", body, "agent") if a]
-            assert all(a.status_code in (200, 503) for a in answers), [a.text for a in answers]
-            taken = [a.json() for a in answers if a.status_code == 200]
+            calls = [
+                (
+                    lambda b=b: self.http.post(
+                        f"{b.url}/api/v1/samples", json=body, headers=auth("agent")
+                    )
+                )
+                for b in targets
+            ]
+            answers = at_once(calls)
+            assert all(a.status_code in (200, 503) for a in answers if a), [
+                a.text for a in answers if a
+            ]
+            taken = [
+                (b, a.json())
+                for b, a in zip(targets, answers, strict=True)
+                if a and a.status_code == 200
+            ]
             if taken:
                 break
-        fresh = [t for t in taken if not t["duplicate"]]
+        fresh = [b for b, t in taken if not t["duplicate"]]
         assert len(fresh) <= 1, taken  # two processes applied one batch
-        assert all(t["rejected"] == [] for t in taken)
+        assert all(t["rejected"] == [] for _, t in taken)
+        return fresh[0] if fresh else None
 
 
 def store_read(tmp_path: Path, read):
@@ -198,7 +220,7 @@ def test_two_bridges_on_one_store_deliver_every_change_and_page_once(
 
         # 1. Opened (Usterka), escalated (Awaria: pages), half acknowledged, all recovered.
         fleet.push(1, 0.95, everything)
-        fleet.push(2, 0.99, everything)
+        escalated_by = fleet.push(2, 0.99, everything)
         tickets = {
             t["labels"]["mountpoint"]: t["number"]
             for t in fleet.http.get(
@@ -227,7 +249,7 @@ def test_two_bridges_on_one_store_deliver_every_change_and_page_once(
         [used] = [a for a in answers if a is not None and a.status_code == 409]
         assert "Ten link został już użyty" in used.text  # the "used" page, nothing changed
 
-        fleet.push(3, 0.5, everything)
+        fleet.push(3, 0.5, everything, to=escalated_by)
 
         # 3. The destinations away. The webhook asks for RETRY_AFTER s, longer than the 30 s
         # lease: the holder honours it and keeps its leases meanwhile (the other bridge does
@@ -239,7 +261,7 @@ def test_two_bridges_on_one_store_deliver_every_change_and_page_once(
         smtp.mailbox.closed = True
         gateway.script = [(503, {})] * 10_000
         more = range(FIRST, FIRST + LATER)
-        fleet.push(4, 0.99, more)  # opened as Awaria at once: pages
+        opened_by = fleet.push(4, 0.99, more)  # opened as Awaria at once: pages
         wait_for(
             lambda: len(receiver.requests) >= asked + 2,
             timeout=RETRY_AFTER + 20,
@@ -247,7 +269,7 @@ def test_two_bridges_on_one_store_deliver_every_change_and_page_once(
         )
         assert receiver.requests[asked][2] == 503
         assert lease_tokens(tmp_path)["sink:hook"] == before["sink:hook"], "taken over"
-        fleet.push(5, 0.5, range(FIRST, FIRST + LATER // 2))  # some recover meanwhile
+        fleet.push(5, 0.5, range(FIRST, FIRST + LATER // 2), to=opened_by)  # some recover
 
         # The holder of the leases killed with its backlog waiting; the destinations back.
         holders = lease_holders(tmp_path)
