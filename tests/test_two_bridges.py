@@ -18,7 +18,6 @@ import signal
 import sqlite3
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import yaml
 from bridge.delivery.oncall.channels import page_message_id
 from bridge.delivery.sinks.email import message_id
 from bridge.store import open_store
+from tests.cluster import at_once
 from tests.conftest import auth, free_port
 from tests.oncall_parts import link_in, oncall_config, pages_to, token_of
 from tests.processes import RunningBridge, wait_for
@@ -57,26 +57,6 @@ def batch(seq: int, value: float, mounts: range) -> dict:
             for i in mounts
         ],
     }
-
-
-def at_once(calls: list[Callable[[], httpx.Response | None]]) -> list[httpx.Response | None]:
-    """Run ``calls`` in threads released together; their answers (None: connection failed)."""
-    start = threading.Barrier(len(calls))
-    answers: list[httpx.Response | None] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        start.wait()
-        try:
-            answers[i] = calls[i]()
-        except httpx.TransportError:
-            answers[i] = None
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers
 
 
 class Fleet:
