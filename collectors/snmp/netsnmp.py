@@ -29,19 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from collectors.snmp.poller import (
-    END_OF_MIB,
     GEN_ERR,
     TOO_BIG,
     Backend,
     Device,
     NoAnswer,
-    Response,
     Round,
     Transport,
-    VarBind,
-    octets_to_python,
 )
 from collectors.snmp.profile import Value
+from collectors.snmp.wire import END_OF_MIB, Response, VarBind, octets_to_python
 
 #: Net-SNMP's names of the auth and priv protocols the options allow (see poller.py).
 AUTH = {"SHA": "SHA", "SHA256": "SHA-256"}

@@ -5,9 +5,11 @@ with GETBULKs that carry all the table's columns at once, turn the answers into 
 Many devices: ``poll_all`` runs the polls concurrently, at most ``concurrency`` at a time (an
 ``asyncio.Semaphore``), so a batch of silent devices costs about one timeout, not one per device.
 
-The requests go through a backend. ``PysnmpBackend`` (pure Python, the default): SNMPv2c GET and
-GETBULK messages are encoded and decoded here (``_V2cTransport``: pyasn1's generic decoder was
-most of a poll's CPU), SNMPv3 goes through pysnmp 7's command generators. ``NetSnmpBackend``
+The requests go through a backend. ``PysnmpBackend`` (pure Python, the default): GET and
+GETBULK messages are encoded and decoded by dyzur (``_V2cTransport`` with wire.py,
+``_V3Transport`` with usm.py: pyasn1's generic decoder was most of a poll's CPU, and pysnmp's
+SNMPv3 discovered each device's engine again on every poll); pysnmp 7's command generators only
+when the caller passes an engine. ``NetSnmpBackend``
 (collectors/snmp/netsnmp.py): Net-SNMP's C library through ezsnmp. Every backend hands the same
 Python values (int, str, None) to the same code here, so a profile gives the same samples
 through each.
@@ -34,6 +36,7 @@ import logging
 import secrets
 import socket
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +63,21 @@ from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi import builder, view
 
 from collectors.sample import Sample
+from collectors.snmp import usm
 from collectors.snmp.profile import MetricSpec, NotANumber, Profile, TableSpec, Value
+from collectors.snmp.wire import (
+    END_OF_MIB,
+    GET,
+    GETBULK,
+    RESPONSE,
+    BadMessage,
+    Response,
+    VarBind,
+    decode_response,
+    encode_pdu,
+    encode_request,
+    octets_to_python,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,30 +191,6 @@ class NoAnswer(Exception):
     """A request got no answer (timeout, a host that does not resolve, credentials refused)."""
 
 
-class _EndOfMib:
-    """endOfMibView in a walk's answer: the column (and everything after it) has ended."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "END_OF_MIB"
-
-
-END_OF_MIB = _EndOfMib()
-
-#: An answer's varbind: the numeric OID (no leading dot) and its value.
-VarBind = tuple[str, Value | _EndOfMib]
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A device's answer to one request."""
-
-    varbinds: Sequence[VarBind]
-    error_status: int = 0
-    error_index: int = 0
-
-
 class Transport(ABC):
     """One device's requests during one poll; made by a backend's round (``Round.open``)."""
 
@@ -253,16 +246,6 @@ def to_python(value: object) -> Value:
     if isinstance(value, univ.OctetString):
         return octets_to_python(bytes(value))
     return None
-
-
-def octets_to_python(raw: bytes) -> str:
-    """An OCTET STRING as text (UTF-8, trimmed of blanks and NULs), or as hex when it is not
-    text. Every backend decodes strings with this, so labels come out the same."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.hex()
-    return text.strip().strip("\x00").strip()
 
 
 class _NoMibCompiler:
@@ -386,162 +369,22 @@ class _PysnmpTransport(Transport):
         return await self._send(generator, 0, max_repetitions, var_binds)
 
 
-# --- SNMPv2c messages, encoded and decoded here --------------------------------------------
-#
-# pyasn1's generic BER decoder cost about 65 us per varbind, most of a poll's CPU; GET and
-# GETBULK messages of SNMPv2c (RFC 3416) are simple enough to read directly: about 3 us per
-# varbind. SNMPv3 (USM authentication and privacy) stays with pysnmp.
-
-_GET, _GETBULK, _RESPONSE = 0xA0, 0xA5, 0xA2
-_UNSIGNED = frozenset({0x41, 0x42, 0x43, 0x46, 0x47})  # Counter32 Gauge32 TimeTicks Counter64
-_NO_SUCH = frozenset({0x80, 0x81})  # noSuchObject, noSuchInstance
-
-
-class BadMessage(ValueError):
-    """Bytes that are not an SNMPv2c answer we can read: ignored like noise on the port."""
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(raw),)) + raw
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(body)) + body
-
-
-def _ber_int(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
-
-
-@lru_cache(maxsize=4096)
-def _ber_oid_null(oid: str) -> bytes:
-    """The varbind (OID, NULL) of a request, encoded once per OID."""
-    arcs = [int(x) for x in oid.split(".")]
-    body = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return _tlv(0x30, _tlv(0x06, bytes(body)) + b"\x05\x00")
-
-
-def encode_request(
-    community: bytes, pdu: int, request_id: int, a: int, b: int, oids: Sequence[str]
-) -> bytes:
-    """An SNMPv2c GET (a = b = 0) or GETBULK (a = non-repeaters, b = max-repetitions)."""
-    var_binds = _tlv(0x30, b"".join(_ber_oid_null(oid) for oid in oids))
-    body = _ber_int(request_id) + _ber_int(a) + _ber_int(b) + var_binds
-    return _tlv(0x30, b"\x02\x01\x01" + _tlv(0x04, community) + _tlv(pdu, body))
-
-
-def _head(buf: bytes, pos: int, limit: int) -> tuple[int, int, int]:
-    """(tag, start, end) of the TLV at ``pos``, which must end by ``limit``."""
-    if pos + 2 > limit:
-        raise BadMessage("truncated")
-    tag, n = buf[pos], buf[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if not 0 < k <= 4 or pos + k > limit:
-            raise BadMessage("bad length")
-        n = int.from_bytes(buf[pos : pos + k], "big")
-        pos += k
-    if pos + n > limit:
-        raise BadMessage("truncated")
-    return tag, pos, pos + n
-
-
-def _oid(buf: bytes, start: int, end: int) -> str:
-    arcs: list[int] = []
-    value = 0
-    for i in range(start, end):
-        c = buf[i]
-        value = (value << 7) | (c & 0x7F)
-        if not c & 0x80:
-            arcs.append(value)
-            value = 0
-    if not arcs:
-        raise BadMessage("empty OID")
-    first = arcs[0]
-    head = [first // 40, first % 40] if first < 80 else [2, first - 80]
-    return ".".join(map(str, head + arcs[1:]))
-
-
-def _value(tag: int, buf: bytes, start: int, end: int) -> Value | _EndOfMib:
-    """A varbind's value as to_python gives pysnmp's."""
-    if tag == 0x02:
-        return int.from_bytes(buf[start:end], "big", signed=True)
-    if tag == 0x04 or tag == 0x44:  # OCTET STRING (and BITS), Opaque
-        return octets_to_python(buf[start:end])
-    if tag in _UNSIGNED:
-        return int.from_bytes(buf[start:end], "big")
-    if tag == 0x06:
-        return _oid(buf, start, end)
-    if tag == 0x40:  # IpAddress
-        return ".".join(map(str, buf[start:end]))
-    if tag == 0x82:
-        return END_OF_MIB
-    return None  # NULL, noSuchObject, noSuchInstance, a type we do not know
-
-
-def decode_response(buf: bytes) -> tuple[int, Response]:
-    """(request-id, the answer) of an SNMPv2c Response-PDU; raise BadMessage otherwise."""
-    try:
-        tag, pos, end = _head(buf, 0, len(buf))
-        if tag != 0x30:
-            raise BadMessage("not a message")
-        tag, start, pos = _head(buf, pos, end)
-        if tag != 0x02 or buf[start:pos] != b"\x01":
-            raise BadMessage("not SNMPv2c")
-        tag, _, pos = _head(buf, pos, end)  # community
-        tag, pos, end = _head(buf, pos, end)
-        if tag != _RESPONSE:
-            raise BadMessage("not a Response-PDU")
-        numbers = []
-        for _ in range(3):  # request-id, error-status, error-index
-            tag, start, pos = _head(buf, pos, end)
-            if tag != 0x02:
-                raise BadMessage("not an INTEGER")
-            numbers.append(int.from_bytes(buf[start:pos], "big", signed=True))
-        tag, pos, end = _head(buf, pos, end)
-        var_binds: list[VarBind] = []
-        while pos < end:
-            _, start, pos = _head(buf, pos, end)
-            tag, oid_start, oid_end = _head(buf, start, pos)
-            if tag != 0x06:
-                raise BadMessage("not an OID")
-            tag, value_start, value_end = _head(buf, oid_end, pos)
-            var_binds.append(
-                (_oid(buf, oid_start, oid_end), _value(tag, buf, value_start, value_end))
-            )
-    except IndexError:
-        raise BadMessage("truncated") from None
-    request_id, status, index = numbers
-    if status:
-        return request_id, Response((), status, index)
-    return request_id, Response(var_binds)
-
-
 class _Endpoint(asyncio.DatagramProtocol):
-    """A connected UDP socket to one device: answers handed to the request they answer."""
+    """A connected UDP socket to one device: each answer ``decode`` can read is handed to the
+    request waiting for its id; anything else is noise."""
 
-    def __init__(self) -> None:
-        self.waiting: dict[int, asyncio.Future[Response]] = {}
+    def __init__(self, decode: Callable[[bytes], tuple[int, Any]]) -> None:
+        self.decode = decode
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         try:
-            request_id, response = decode_response(data)
+            key, answer = self.decode(data)
         except BadMessage:
             return  # noise, or an answer too broken to read: the request times out
-        future = self.waiting.get(request_id)
+        future = self.waiting.get(key)
         if future is not None and not future.done():
-            future.set_result(response)
+            future.set_result(answer)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable: wait for the timeout, as pysnmp and Net-SNMP do
@@ -550,16 +393,21 @@ class _Endpoint(asyncio.DatagramProtocol):
 _request_ids = itertools.count(secrets.randbelow(1 << 30))
 
 
-class _V2cTransport(Transport):
-    """SNMPv2c GET/GETBULK on a UDP socket of its own: ``retries`` retransmissions of the same
-    request (an answer to any of them counts), ``timeout`` seconds each."""
+def _next_id() -> int:
+    return next(_request_ids) & 0x7FFFFFFF
+
+
+class _UdpTransport(Transport):
+    """Messages encoded here, on a UDP socket of its own: ``retries`` retransmissions of the
+    same message (an answer to any of them counts), ``timeout`` seconds each."""
 
     def __init__(self, device: Device) -> None:
-        assert device.community is not None
         self.device = device
-        self.community = device.community.reveal().encode()
-        self.endpoint = _Endpoint()
+        self.endpoint = _Endpoint(self.decode)
         self.transport: asyncio.DatagramTransport | None = None
+
+    def decode(self, data: bytes) -> tuple[int, Any]:
+        raise NotImplementedError
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -578,15 +426,14 @@ class _V2cTransport(Transport):
         if self.transport is not None:
             self.transport.close()
 
-    async def _ask(self, pdu: int, a: int, b: int, oids: Sequence[str]) -> Response:
+    async def exchange(self, key: int, message: bytes) -> Any:
+        """Send ``message`` until the answer with id ``key`` comes; NoAnswer if none does."""
         assert self.transport is not None
-        request_id = next(_request_ids) & 0x7FFFFFFF
-        message = encode_request(self.community, pdu, request_id, a, b, oids)
         loop = asyncio.get_running_loop()
         try:
             for _ in range(self.device.retries + 1):
-                future: asyncio.Future[Response] = loop.create_future()
-                self.endpoint.waiting[request_id] = future
+                future: asyncio.Future[Any] = loop.create_future()
+                self.endpoint.waiting[key] = future
                 self.transport.sendto(message)
                 try:
                     async with asyncio.timeout(self.device.timeout):
@@ -594,29 +441,120 @@ class _V2cTransport(Transport):
                 except TimeoutError:
                     continue
         finally:
-            self.endpoint.waiting.pop(request_id, None)
+            self.endpoint.waiting.pop(key, None)
         raise NoAnswer("No SNMP response received before timeout")
 
+    async def ask(self, pdu: int, a: int, b: int, oids: Sequence[str]) -> Response:
+        raise NotImplementedError
+
     async def get(self, oids: Sequence[str]) -> Response:
-        return await self._ask(_GET, 0, 0, oids)
+        return await self.ask(GET, 0, 0, oids)
 
     async def bulk(self, oids: Sequence[str], max_repetitions: int) -> Response:
-        return await self._ask(_GETBULK, 0, max_repetitions, oids)
+        return await self.ask(GETBULK, 0, max_repetitions, oids)
+
+
+class _V2cTransport(_UdpTransport):
+    """SNMPv2c messages (wire.py)."""
+
+    def __init__(self, device: Device) -> None:
+        assert device.community is not None
+        super().__init__(device)
+        self.community = device.community.reveal().encode()
+
+    def decode(self, data: bytes) -> tuple[int, Response]:
+        return decode_response(data)
+
+    async def ask(self, pdu: int, a: int, b: int, oids: Sequence[str]) -> Response:
+        request_id = _next_id()
+        message = encode_request(self.community, pdu, request_id, a, b, oids)
+        response: Response = await self.exchange(request_id, message)
+        return response
+
+
+#: The SNMP engines of the devices polled over SNMPv3, by (host, port): kept between polls
+#: so that a poll needs no discovery (see _V3Transport).
+Engines = MutableMapping[tuple[str, int], usm.Engine]
+
+
+class _V3Transport(_UdpTransport):
+    """SNMPv3 authPriv messages (usm.py). The device's engine is discovered once and kept in
+    ``engines``; a Report that its ID changed (the device was replaced or reset) or that our
+    clock is off is followed by a new discovery or the device's clock, and the request again.
+    A Report refusing the credentials answers at once (the device is down for us)."""
+
+    def __init__(self, device: Device, engines: Engines) -> None:
+        assert device.user and device.auth_key and device.priv_key
+        super().__init__(device)
+        self.user = usm.User(
+            device.user.encode(),
+            device.auth_protocol,
+            device.auth_key.reveal().encode(),
+            device.priv_key.reveal().encode(),
+        )
+        self.context = device.context.encode()
+        self.engines = engines
+        self.key = (device.host, device.port)
+
+    def decode(self, data: bytes) -> tuple[int, usm.Answer]:
+        answer = usm.decode_message(data, self.user)
+        if answer.pdu == RESPONSE and not (answer.authentic and answer.private):
+            raise BadMessage("an answer to authPriv that is not authPriv")
+        return answer.msg_id, answer
+
+    async def _engine(self) -> usm.Engine:
+        engine = self.engines.get(self.key)
+        if engine is None:
+            msg_id = _next_id()
+            answer: usm.Answer = await self.exchange(
+                msg_id, usm.discovery_request(msg_id, _next_id())
+            )
+            if not answer.engine_id:
+                raise NoAnswer("SNMPv3 discovery: no engine ID")
+            now = time.monotonic()
+            engine = usm.Engine(answer.engine_id, answer.boots, answer.time, now)
+            self.engines[self.key] = engine
+        return engine
+
+    async def ask(self, pdu: int, a: int, b: int, oids: Sequence[str]) -> Response:
+        body = encode_pdu(pdu, _next_id(), a, b, oids)
+        for _ in range(3):  # a new engine ID, then the device's clock, then the request
+            engine = await self._engine()
+            msg_id = _next_id()
+            message = usm.encode_request(
+                self.user, engine, time.monotonic(), msg_id, self.context, body
+            )
+            answer: usm.Answer = await self.exchange(msg_id, message)
+            if answer.pdu == RESPONSE:
+                engine.learn(answer.boots, answer.time, time.monotonic())
+                return answer.response
+            report = answer.report()
+            if report == "unknownEngineIDs" or answer.engine_id != engine.id:
+                self.engines.pop(self.key, None)
+                continue
+            if report == "notInTimeWindows" and answer.authentic:
+                engine.learn(answer.boots, answer.time, time.monotonic(), force=True)
+                continue
+            raise NoAnswer(f"SNMPv3 {report}")
+        raise NoAnswer("SNMPv3: no agreement on the engine or its clock")
 
 
 class _PysnmpRound(Round):
-    def __init__(self, devices: Sequence[Device], engine: SnmpEngine | None) -> None:
-        # SNMPv2c goes through _V2cTransport, unless the caller of poll_device passes an
-        # engine: then through pysnmp's command generators on that engine (the caller closes
-        # it). SNMPv3 always has an engine of its own.
+    def __init__(self, engine: SnmpEngine | None, engines: Engines) -> None:
+        # Messages are encoded here (_V2cTransport, _V3Transport), unless the caller of
+        # poll_device passes an engine: then through pysnmp's command generators on that
+        # engine (the caller closes it).
         self.engine = engine
+        self.engines = engines
 
     async def open(self, device: Device) -> Transport:
-        transport: _V2cTransport | _PysnmpTransport
-        if device.version == "2c" and self.engine is None:
+        transport: _UdpTransport | _PysnmpTransport
+        if self.engine is not None:
+            transport = _PysnmpTransport(device, self.engine)
+        elif device.version == "2c":
             transport = _V2cTransport(device)
         else:
-            transport = _PysnmpTransport(device, self.engine)
+            transport = _V3Transport(device, self.engines)
         try:
             await transport.open()
         except BaseException:
@@ -626,16 +564,18 @@ class _PysnmpRound(Round):
 
 
 class PysnmpBackend(Backend):
-    """Pure Python, the default and what a light agent install has: SNMPv2c messages are
-    encoded and decoded here (_V2cTransport), SNMPv3 goes through pysnmp."""
+    """Pure Python, the default and what a light agent install has: SNMPv2c and SNMPv3
+    messages are encoded and decoded here (wire.py, usm.py); pysnmp only when an engine is
+    passed. The SNMPv3 devices' engines are kept between rounds."""
 
     name = "pysnmp"
 
     def __init__(self, engine: SnmpEngine | None = None) -> None:
         self.engine = engine
+        self.engines: Engines = {}
 
     def round(self, devices: Sequence[Device], concurrency: int) -> Round:
-        return _PysnmpRound(devices, self.engine)
+        return _PysnmpRound(self.engine, self.engines)
 
     def __repr__(self) -> str:
         return "PysnmpBackend()"
