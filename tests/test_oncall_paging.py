@@ -18,6 +18,7 @@ import pytest
 from bridge.config import parse_config
 from bridge.delivery.oncall.links import PageLinks
 from bridge.delivery.outbox import Backoff
+from bridge.maintenance.planning import WindowRequest
 from bridge.store.roles import OncallOverride
 from tests.conftest import START, auth, config_data
 from tests.processes import wait_for
@@ -545,6 +546,45 @@ def test_a_usterka_does_not_page_until_it_is_escalated_to_awaria(api, bridge, cl
     wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the page of the escalated ticket")
     settled(bridge)
     assert [e.detail["ticket"] for e in page_events(bridge)] == [number, number]
+
+
+def test_an_awaria_released_from_a_maintenance_window_pages_like_a_new_one(
+    api, bridge, clock, gateway, mailbox
+):
+    """Held by a window at night, the Awaria pages nobody while the window runs; still firing
+    when it ends, its ticket opens then and pages the person on duty as a new one would."""
+    window = bridge.maintenance.plan(
+        WindowRequest(
+            client="klinika-b",
+            start=NIGHT,
+            end=NIGHT + timedelta(hours=1),
+            reason="aktualizacja systemu",
+            assets=["srv-b1"],
+        ),
+        "jan.kowalski",
+    )
+    clock.set(NIGHT)
+    push(api, "srv-b1", 0.99)
+    start_delivery(bridge)
+    bridge.tick()
+    settled(bridge)
+    assert api.get("/api/v1/tickets?client=klinika-b", headers=auth("admin")).json() == []
+    assert page_events(bridge) == [] and gateway.messages() == []
+    clock.set(window.end)
+    bridge.tick()  # the window ends with the alert still firing: its ticket opens now
+    number = ticket_of(api, "klinika-b")
+    assert timeline(bridge, number, "window_ended")
+    wait_for(lambda: sms_to(gateway, JAN), timeout=20, what="the page of the released Awaria")
+    wait_for(lambda: mails(mailbox, JAN_MAIL), timeout=20, what="the e-mail of the page")
+    settled(bridge)
+    events = page_events(bridge, number)
+    assert [(e.detail["person"], e.detail["channel"], e.detail["step"]) for e in events] == [
+        ("jan", "sms", 0),
+        ("jan", "email", 0),
+    ]
+    assert {e.at for e in events} == {window.end}
+    assert bridge.store.paging(number).next_at == window.end + timedelta(minutes=15)
+    assert len(gateway.requests) == 1 and len(mails(mailbox)) == 1  # paged once, not twice
 
 
 def test_a_page_offered_again_after_a_crash_is_decided_once(api, bridge, clock, gateway, mailbox):

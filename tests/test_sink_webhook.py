@@ -21,6 +21,7 @@ from bridge.config import ConfigError, parse_config
 from bridge.delivery.outbox import Backoff, Selection
 from bridge.delivery.sinks import TICKET_CHANGES
 from bridge.delivery.sinks.webhook import retry_after
+from bridge.maintenance.planning import WindowRequest
 from tests.conftest import START, auth, config_data, free_port
 from tests.processes import wait_for
 from tests.test_cli import dyzur
@@ -235,6 +236,51 @@ def test_clients_limit_a_sink_to_some_hospitals(api, bridge, clock, receiver):
     sinks_b = api.get(f"/api/v1/tickets/{number_b}", headers=auth("admin")).json()["deliveries"]
     assert [d["sink"] for d in sinks_a] == ["helpdesk"]
     assert [d["sink"] for d in sinks_b] == ["helpdesk", "klinika"]
+
+
+def test_a_window_release_and_the_sla_warnings_reach_the_helpdesk_in_order(
+    api, bridge, clock, receiver
+):
+    """The changes the storm does not make: an alert held by a maintenance window and still
+    firing when it ends (its ticket opened, then released), SLA at risk, SLA breached."""
+    window = bridge.maintenance.plan(
+        WindowRequest(
+            client="klinika-b",
+            start=START,
+            end=START + timedelta(hours=1),
+            reason="aktualizacja systemu",
+            assets=["srv-b1"],
+        ),
+        "jan.kowalski",
+    )
+    push(api, "srv-b1", 0.95)  # held by the window: no ticket yet
+    clock.set(window.end)
+    bridge.tick()  # the window ends with the alert firing: its ticket opens now
+    [record] = bridge.store.suppressed_alerts(window=window.id)
+    number = record.ticket
+    assert number is not None
+    due = bridge.store.get_ticket(number).reaction_due
+    clock.set(due - timedelta(minutes=1))  # past the at-risk share of the reaction time
+    bridge.tick()
+    clock.set(due + timedelta(minutes=1))
+    bridge.tick()
+    start_delivery(bridge)
+    everything_delivered(bridge, receiver)
+    main = [p for p in receiver.taken.values() if p["path"] == "/hook"]
+    assert [p["action"] for p in main if p["ticket"] == number] == [
+        "ticket.opened",
+        "window.alert_released",
+        "sla.at_risk",
+        "sla.breached",
+    ]
+    assert receiver.taken_on("/hook") == changes(bridge)
+    assert receiver.taken_on("/klinika") == changes(bridge, frozenset({"klinika-b"}))
+    shown = api.get(f"/api/v1/tickets/{number}", headers=auth("admin")).json()
+    timeline = {e["kind"]: e["message"] for e in shown["timeline"]}
+    said = {p["action"]: p["text"] for p in main if p["ticket"] == number}
+    assert said["window.alert_released"] == timeline["window_ended"]
+    assert said["sla.at_risk"] == timeline["sla_at_risk"]
+    assert said["sla.breached"] == timeline["sla_breached"]
 
 
 def test_busy_and_failing_answers_lose_nothing_and_keep_order(api, bridge, clock, receiver):
