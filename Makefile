@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_sla.py
 	$(BIN)/python benchmarks/bench_siem.py
 	$(BIN)/python benchmarks/bench_sinks.py
+	$(BIN)/python benchmarks/bench_redmine.py
 	$(BIN)/python benchmarks/bench_oncall.py
 	$(BIN)/python benchmarks/bench_snmp.py
 	$(BIN)/python benchmarks/bench_ssh.py

@@ -283,6 +283,37 @@ def test_a_window_release_and_the_sla_warnings_reach_the_helpdesk_in_order(
     assert said["sla.breached"] == timeline["sla_breached"]
 
 
+def service(api, asset, up):
+    sample = {
+        "metric": "dz_test_service_up",
+        "labels": {"asset": asset, "service": "amms"},
+        "value": up,
+    }
+    r = api.post("/api/v1/samples", json={"samples": [sample]}, headers=auth("agent"))
+    assert r.status_code == 200, r.text
+
+
+def test_an_alert_firing_again_on_its_open_ticket_reaches_the_helpdesk(
+    api, bridge, clock, receiver
+):
+    """A keep_open rule: the service recovers (the ticket stays open for an engineer), then
+    breaks again: the helpdesk hears the re-fire on the same ticket, after the recovery."""
+    for up in (0, 0, 1, 0, 0):
+        service(api, "srv-a1", up)
+        clock.advance(61)
+    number = ticket_of(api, "szpital-a")
+    start_delivery(bridge)
+    everything_delivered(bridge, receiver)
+    main = [p for p in receiver.taken.values() if p["path"] == "/hook"]
+    assert [p["action"] for p in main if p["ticket"] == number] == [
+        "ticket.opened",
+        "ticket.recovered",
+        "ticket.left_open",
+        "ticket.refired",
+    ]
+    assert receiver.taken_on("/hook") == changes(bridge)
+
+
 def test_busy_and_failing_answers_lose_nothing_and_keep_order(api, bridge, clock, receiver):
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=1), usegmt=True)
     receiver.script = [
