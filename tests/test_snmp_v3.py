@@ -178,3 +178,17 @@ def test_an_answer_with_a_wrong_digest_or_another_key_is_not_read():
     for cut in range(1, len(message), 7):
         with pytest.raises(BadMessage):
             decode_message(message[:cut], user)
+
+
+def test_a_silent_v3_device_is_down_and_the_others_answer(snmpd):
+    """Nobody on the port: the engine discovery gets no answer, the device is down, and the
+    device beside it in the same round is polled as usual; nothing is kept for the silent one."""
+    from tests.snmpd import free_udp_port
+
+    backend = PysnmpBackend()
+    quiet = v3(free_udp_port(), asset="srv-silent", timeout=0.5, retries=0)
+    dead, alive = poll([quiet, v3(snmpd.port)], backend)
+    assert not dead.up and dead.error.startswith("No SNMP response")
+    assert [s.metric for s in dead.samples] == ["dyzur_snmp_up"]
+    assert alive.up, alive.error
+    assert set(backend.engines) == {("127.0.0.1", snmpd.port)}
