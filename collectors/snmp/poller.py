@@ -594,6 +594,7 @@ def repetitions(known_rows: int | None, columns: int) -> int:
     return max(1, min(wanted, MAX_REPETITIONS, MAX_VARBINDS // max(1, columns)))
 
 
+@lru_cache(maxsize=1 << 16)
 def _index_key(index: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in index.split("."))

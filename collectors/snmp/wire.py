@@ -135,10 +135,16 @@ def read_int(buf: bytes, pos: int, limit: int) -> tuple[int, int]:
 
 
 def _oid(buf: bytes, start: int, end: int) -> str:
+    return _oid_text(buf[start:end])
+
+
+@lru_cache(maxsize=1 << 16)
+def _oid_text(raw: bytes) -> str:
+    """An OID's dotted text; cached, since devices answer the same OIDs every poll (decoding
+    them was the largest part of a poll's CPU)."""
     arcs: list[int] = []
     value = 0
-    for i in range(start, end):
-        c = buf[i]
+    for c in raw:
         value = (value << 7) | (c & 0x7F)
         if not c & 0x80:
             arcs.append(value)
