@@ -105,6 +105,29 @@ def _one_of(column: str, values: Collection[object]) -> str:
     return f"{column} IN ({', '.join('?' * len(values))})" if values else "false"
 
 
+class _Where:
+    """A WHERE clause of optional filters: a filter whose value is None adds nothing."""
+
+    def __init__(self) -> None:
+        self.terms: list[str] = []
+        self.params: list[object] = []
+
+    def equal(self, *columns: tuple[str, object | None]) -> None:
+        for column, value in columns:
+            if value is not None:
+                self.add(f"{column} = ?", str(value))
+
+    def add(self, term: str, *params: object) -> None:
+        self.terms.append(term)
+        self.params.extend(params)
+
+    def one_of(self, column: str, values: Collection[object]) -> None:
+        self.add(_one_of(column, values), *values)
+
+    def __str__(self) -> str:
+        return " WHERE " + " AND ".join(self.terms) if self.terms else ""
+
+
 def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -318,28 +341,23 @@ class SQLRoles:
         return None if row is None else _row_to_ticket(row)
 
     def list_tickets(self, query: TicketFilter) -> list[Ticket]:
-        where, params = [], []
-        for column, value in (
+        where = _Where()
+        where.equal(
             ("client", query.client),
             ("status", query.status),
             ("category", query.category),
             ("asset", query.asset),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value))
+        )
         if query.before is not None and not query.by_deadline:
             # Keyset paging: the rows after the cursor ticket in list order. The cursor is
             # looked up within the same client scope, so another client's ticket matches nothing.
             cursor = "SELECT opened_at, rowid FROM tickets WHERE number = ?"
-            params.append(query.before)
-            if query.client is not None:
+            if query.client is None:
+                where.add(f"(opened_at, rowid) < ({cursor})", query.before)
+            else:
                 cursor += " AND client = ?"
-                params.append(query.client)
-            where.append(f"(opened_at, rowid) < ({cursor})")
-        sql = f"SELECT {_TICKET_COLUMNS} FROM tickets"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+                where.add(f"(opened_at, rowid) < ({cursor})", query.before, query.client)
+        sql = f"SELECT {_TICKET_COLUMNS} FROM tickets{where}"
         if query.by_deadline:  # the queue: waiting by deadline, then answered, then no clock
             sql += (
                 " ORDER BY responded_at IS NOT NULL, reaction_due IS NULL, reaction_due,"
@@ -347,7 +365,7 @@ class SQLRoles:
             )
         else:
             sql += " ORDER BY opened_at DESC, rowid DESC LIMIT ? OFFSET ?"
-        rows = self._conn().execute(sql, (*params, query.limit, query.offset)).fetchall()
+        rows = self._conn().execute(sql, (*where.params, query.limit, query.offset)).fetchall()
         return [_row_to_ticket(r) for r in rows]
 
     def timeline(self, number: str) -> list[TimelineEntry]:
@@ -494,37 +512,23 @@ class SQLRoles:
         return [_row_to_event(r) for r in rows]
 
     def list_audit(self, query: AuditFilter) -> list[AuditEvent]:
-        where: list[str] = []
-        params: list[object] = []
-        for column, value in (
-            ("client", query.client),
-            ("actor", query.actor),
-            ("asset", query.asset),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where = _Where()
+        where.equal(("client", query.client), ("actor", query.actor), ("asset", query.asset))
         if query.action is not None and query.action.endswith("*"):
             prefix = query.action.removesuffix("*")
-            where.append("substr(action, 1, CAST(? AS INTEGER)) = ?")
-            params += [len(prefix), prefix]
+            where.add("substr(action, 1, CAST(? AS INTEGER)) = ?", len(prefix), prefix)
         elif query.action is not None:
-            where.append("action = ?")
-            params.append(query.action)
+            where.add("action = ?", query.action)
         if query.since is not None:
-            where.append("at >= ?")
-            params.append(query.since.timestamp())
+            where.add("at >= ?", query.since.timestamp())
         if query.after is not None:
-            where.append("id < ?" if query.newest_first else "id > ?")
-            params.append(query.after)
+            where.add("id < ?" if query.newest_first else "id > ?", query.after)
         sql = (
             "SELECT id, at, actor, client, asset, action, outcome, detail, prev_hash, hash "
-            "FROM audit_events"
+            f"FROM audit_events{where} ORDER BY id {'DESC' if query.newest_first else 'ASC'} "
+            "LIMIT ?"
         )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY id {'DESC' if query.newest_first else 'ASC'} LIMIT ?"
-        rows = self._conn().execute(sql, (*params, query.limit)).fetchall()
+        rows = self._conn().execute(sql, (*where.params, query.limit)).fetchall()
         return [_row_to_event(r) for r in rows]
 
     def audit_events_by_id(self, ids: Collection[int]) -> list[AuditEvent]:
@@ -712,22 +716,16 @@ class SQLRoles:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ParkedChange]:
-        where, params = ["true"], []
-        for column, value in (("sink", sink), ("ticket", ticket)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where = _Where()
+        where.equal(("sink", sink), ("ticket", ticket))
         if clients is not None:
-            ordered = sorted(clients)
-            where.append(_one_of("client", ordered))
-            params += ordered
+            where.one_of("client", sorted(clients))
         rows = (
             self._conn()
             .execute(
                 "SELECT sink, ticket, event_id, client, action, state, reason, at "
-                f"FROM sink_parked WHERE {' AND '.join(where)} ORDER BY event_id, sink "
-                "LIMIT ? OFFSET ?",
-                (*params, self.NO_LIMIT if limit is None else limit, offset),
+                f"FROM sink_parked{where} ORDER BY event_id, sink LIMIT ? OFFSET ?",
+                (*where.params, self.NO_LIMIT if limit is None else limit, offset),
             )
             .fetchall()
         )
@@ -1133,23 +1131,12 @@ class SQLRoles:
         state: SuppressedState | None = None,
         until_before: datetime | None = None,
     ) -> list[SuppressedAlert]:
-        where: list[str] = []
-        params: list[object] = []
-        for column, value in (
-            ("fingerprint", fingerprint),
-            ("window_id", window),
-            ("state", state),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value))
+        where = _Where()
+        where.equal(("fingerprint", fingerprint), ("window_id", window), ("state", state))
         if until_before is not None:
-            where.append("until <= ?")
-            params.append(until_before.timestamp())
-        sql = "SELECT * FROM suppressed_alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._conn().execute(sql + " ORDER BY id", params).fetchall()
+            where.add("until <= ?", until_before.timestamp())
+        sql = f"SELECT * FROM suppressed_alerts{where} ORDER BY id"
+        rows = self._conn().execute(sql, where.params).fetchall()
         return [
             SuppressedAlert(
                 fingerprint=r["fingerprint"],
@@ -1222,30 +1209,18 @@ class SQLRoles:
         limit: int | None = None,
         assets: Collection[str] = (),
     ) -> list[IncidentAlert]:
-        where: list[str] = []
-        params: list[object] = []
-        for column, value in (
-            ("fingerprint", fingerprint),
-            ("ticket", ticket),
-            ("client", client),
-            ("reason", reason),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value))
+        where = _Where()
+        where.equal(
+            ("fingerprint", fingerprint), ("ticket", ticket), ("client", client), ("reason", reason)
+        )
         if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params.extend(str(s) for s in states)
+            where.one_of("state", [str(s) for s in states])
         if due_before is not None:
-            where.append("until <= ?")
-            params.append(due_before.timestamp())
+            where.add("until <= ?", due_before.timestamp())
         if assets:
-            where.append(f"asset IN ({', '.join('?' * len(assets))})")
-            params.extend(assets)
-        sql = f"SELECT id, {_INCIDENT_ALERT_COLUMNS} FROM incident_alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id"
+            where.one_of("asset", list(assets))
+        sql = f"SELECT id, {_INCIDENT_ALERT_COLUMNS} FROM incident_alerts{where} ORDER BY id"
+        params = list(where.params)
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -1336,15 +1311,10 @@ class SQLRoles:
     def plans(
         self, client: str | None = None, status: PlanStatus | None = None
     ) -> list[UpdatePlan]:
-        where, params = [], []
-        for column, value in (("client", client), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value))
-        sql = "SELECT data FROM update_plans"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._conn().execute(sql + " ORDER BY id", params).fetchall()
+        where = _Where()
+        where.equal(("client", client), ("status", status))
+        sql = f"SELECT data FROM update_plans{where} ORDER BY id"
+        rows = self._conn().execute(sql, where.params).fetchall()
         return [plan_from_json(r[0]) for r in rows]
 
     def append_step(self, step: StepRecord) -> None:
