@@ -144,7 +144,7 @@ def set_output_source(port: int, value: int) -> None:
     )
     from pysnmp.proto.rfc1902 import Integer32
 
-    from collectors.snmp.poller import offline_engine
+    from collectors.snmp.pysnmp_engine import offline_engine
 
     async def send() -> None:
         engine = offline_engine()

@@ -160,7 +160,7 @@ def test_every_golden_case_gives_the_same_samples_through_every_backend(sim, gol
 def test_pysnmps_own_v2c_messages_give_the_same_samples(sim, golden):
     """An engine passed to poll_device sends SNMPv2c through pysnmp's command generators
     instead of dyzur's encoder: the same samples, value for value."""
-    from collectors.snmp.poller import offline_engine
+    from collectors.snmp.pysnmp_engine import offline_engine
 
     case = yaml.safe_load(golden.read_text())
     target = device(sim.port, case["recording"], case["profiles"])
@@ -544,11 +544,12 @@ def test_netsnmp_without_the_extra_names_the_option_and_the_extra(monkeypatch):
 
 
 def test_the_default_backend_works_without_ezsnmp(sim):
-    """``pip install 'dyzur[agent,snmp]'`` has no ezsnmp: the collector, with no backend
-    option, polls through pysnmp and never imports it."""
+    """``pip install 'dyzur[agent,snmp]'`` has neither ezsnmp nor pysnmp: the collector, with
+    no backend option, polls with its own messages and never imports them."""
     script = (
         "import sys\n"
-        "sys.modules['ezsnmp'] = None\n"  # as if not installed: importing it fails
+        # as if not installed: importing them fails
+        "sys.modules.update(dict.fromkeys(('ezsnmp', 'pysnmp', 'pyasn1')))\n"
         "from collectors.snmp import SnmpCollector\n"
         "c = SnmpCollector.from_options('snmp', {'devices': [{'asset': 'u', 'host': "
         f"'127.0.0.1', 'port': {sim.port}, 'community': 'eaton-93e-80', "
@@ -572,7 +573,7 @@ def test_the_extras_keep_ezsnmp_out_of_the_agent_install():
         "optional-dependencies"
     ]
     for extra in ("agent", "snmp"):
-        assert not any("ezsnmp" in req for req in extras[extra]), extra
+        assert not any("ezsnmp" in req or "pysnmp" in req for req in extras[extra]), extra
     assert any(req.startswith("ezsnmp") for req in extras["snmp-fast"])
     assert any("snmp-fast" in req for req in extras["dev"])  # CI tests the netsnmp backend
     assert DATA.is_dir()

@@ -295,6 +295,8 @@ def test_defaults():
 
 
 def test_secrets_never_appear_in_repr_str_or_errors():
+    from collectors.snmp.pysnmp_engine import auth_data
+
     auth_key, priv_key = "auth-Very-Secret-1", "priv-Very-Secret-2"
     collector = SnmpCollector.from_options(
         "snmp",
@@ -304,7 +306,7 @@ def test_secrets_never_appear_in_repr_str_or_errors():
         [repr(collector), str(collector), repr(collector.options), str(collector.options)]
         + [repr(d) for d in collector.options.devices]
         + [str(d) for d in collector.options.devices]
-        + [repr(d.auth_data()) for d in collector.options.devices]
+        + [repr(auth_data(d)) for d in collector.options.devices]
     )
     for secret in (COMMUNITY, auth_key, priv_key):
         assert secret not in shown

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors.snmp.poller import offline_engine
+from collectors.snmp.pysnmp_engine import offline_engine
 from tests.conftest import free_port
 
 DATA = Path(__file__).parent / "data" / "snmp"

@@ -192,3 +192,28 @@ def test_a_silent_v3_device_is_down_and_the_others_answer(snmpd):
     assert [s.metric for s in dead.samples] == ["dyzur_snmp_up"]
     assert alive.up, alive.error
     assert set(backend.engines) == {("127.0.0.1", snmpd.port)}
+
+
+def test_an_agent_polling_loads_neither_pysnmp_nor_pyasn1(snmpd):
+    """The messages are dyzur's own: pysnmp and pyasn1 (about 30 MiB of an agent) are loaded
+    only by a caller passing a pysnmp engine, and cryptography only for SNMPv3."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, json, sys
+from collectors.snmp import PysnmpBackend, parse_options, poll_all
+from tests.test_snmp_v3 import v2c, v3
+loaded = lambda: sorted(m for m in ("pysnmp", "pyasn1", "cryptography") if m in sys.modules)
+backend = PysnmpBackend()
+def poll(device):
+    options = parse_options({{"devices": [device]}})
+    return asyncio.run(poll_all(options.devices, 1.0, backend=backend))[0].up
+out = {{"v2c": [poll(v2c({snmpd.port})), loaded()], "v3": [poll(v3({snmpd.port})), loaded()]}}
+print(json.dumps(out))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(done.stdout) == {"v2c": [True, []], "v3": [True, ["cryptography"]]}

@@ -35,36 +35,20 @@ import itertools
 import logging
 import secrets
 import socket
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar, NoReturn
-
-from pyasn1.type import univ
-from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.error import PySnmpError
-from pysnmp.hlapi.v3arch.asyncio import (
-    USM_AUTH_HMAC96_SHA,
-    USM_AUTH_HMAC192_SHA256,
-    USM_PRIV_CFB128_AES,
-    CommunityData,
-    ContextData,
-    ObjectIdentity,
-    ObjectType,
-    SnmpEngine,
-    UdpTransportTarget,
-    UsmUserData,
-)
-from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
-from pysnmp.proto import rfc1902, rfc1905
-from pysnmp.smi import builder, view
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from collectors.sample import Sample
 from collectors.snmp import usm
 from collectors.snmp.profile import MetricSpec, NotANumber, Profile, TableSpec, Value
+
+if TYPE_CHECKING:
+    from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
 from collectors.snmp.wire import (
     END_OF_MIB,
     GET,
@@ -72,18 +56,17 @@ from collectors.snmp.wire import (
     RESPONSE,
     BadMessage,
     Response,
-    VarBind,
     decode_response,
     encode_pdu,
     encode_request,
-    octets_to_python,
 )
 
 log = logging.getLogger(__name__)
 
 UP_METRIC = "dyzur_snmp_up"
-AUTH_PROTOCOLS = {"SHA": USM_AUTH_HMAC96_SHA, "SHA256": USM_AUTH_HMAC192_SHA256}
-PRIV_PROTOCOLS = {"AES128": USM_PRIV_CFB128_AES, "AES": USM_PRIV_CFB128_AES}
+#: The SNMPv3 protocols a device may use (usm.py speaks them).
+AUTH_PROTOCOLS = ("SHA", "SHA256")
+PRIV_PROTOCOLS = ("AES128", "AES")
 
 #: Repetitions asked for a table not seen before (its first poll).
 DEFAULT_ROWS = 10
@@ -153,20 +136,6 @@ class Device:
 
     __str__ = __repr__
 
-    def auth_data(self) -> CommunityData | UsmUserData:
-        if self.version == "2c":
-            assert self.community is not None
-            # v2c is what most UPS cards speak; v3 authPriv is offered where the device can.
-            return CommunityData(self.community.reveal(), mpModel=1)  # noqa: S508
-        assert self.user and self.auth_key and self.priv_key
-        return UsmUserData(
-            self.user,
-            authKey=self.auth_key.reveal(),
-            privKey=self.priv_key.reveal(),
-            authProtocol=AUTH_PROTOCOLS[self.auth_protocol],
-            privProtocol=PRIV_PROTOCOLS[self.priv_protocol],
-        )
-
     def secrets(self) -> list[str]:
         """The revealed secrets, for scrubbing a library's error message."""
         return [s.reveal() for s in (self.community, self.auth_key, self.priv_key) if s]
@@ -226,147 +195,6 @@ class Backend(ABC):
     @abstractmethod
     def round(self, devices: Sequence[Device], concurrency: int) -> Round:
         """Resources for polling ``devices``, at most ``concurrency`` at a time."""
-
-
-# --- pysnmp --------------------------------------------------------------------------------
-
-
-def to_python(value: object) -> Value:
-    """A pysnmp value as int, str, or None for "no value" (noSuch*, endOfMibView, Null)."""
-    if isinstance(value, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView):
-        return None
-    if isinstance(value, univ.Null):
-        return None
-    if isinstance(value, univ.Integer):  # Integer32, Unsigned32, Gauge32, Counter*, TimeTicks
-        return int(value)
-    if isinstance(value, univ.ObjectIdentifier):
-        return ".".join(str(x) for x in value)
-    if isinstance(value, rfc1902.IpAddress):
-        return ".".join(str(b) for b in value.asNumbers())
-    if isinstance(value, univ.OctetString):
-        return octets_to_python(bytes(value))
-    return None
-
-
-class _NoMibCompiler:
-    """Stands in for pysmi's compiler, which pysnmp attaches whenever pysmi is installed and
-    which fetches MIBs from the Internet: profiles use numeric OIDs, so nothing is compiled."""
-
-    def compile(self, *names: str, **kwargs: object) -> dict[str, str]:
-        return dict.fromkeys(names, "missing")
-
-
-_mib_view: view.MibViewController | None = None
-_mib_view_lock = threading.Lock()
-
-
-def _shared_mib_view() -> view.MibViewController:
-    """One MIB view for every engine: loading the base MIBs costs tens of ms each time, and
-    with numeric OIDs nothing is loaded after the first resolution."""
-    global _mib_view
-    with _mib_view_lock:
-        if _mib_view is None:
-            mib_builder = builder.MibBuilder()
-            mib_builder.set_mib_compiler(
-                _NoMibCompiler(), mib_builder.get_mib_sources()[0].full_path()
-            )
-            mib_view = view.MibViewController(mib_builder)
-            ObjectType(ObjectIdentity("1.3.6.1.2.1.1.1.0")).resolve_with_mib(mib_view)
-            _mib_view = mib_view
-        return _mib_view
-
-
-def offline_engine() -> SnmpEngine:
-    """An SnmpEngine whose hlapi never compiles or downloads a MIB."""
-    engine = SnmpEngine()
-    engine.cache["mibViewController"] = _shared_mib_view()
-    return engine
-
-
-_LCD = CommandGeneratorLcdConfigurator()
-_NULL = univ.Null("")
-
-
-@lru_cache(maxsize=4096)
-def _object_name(oid: str) -> rfc1902.ObjectName:
-    """The request's OID, parsed once (the profiles' OIDs repeat on every poll)."""
-    return rfc1902.ObjectName(oid)
-
-
-def _pysnmp_varbind(name: Any, value: Any) -> VarBind:
-    if isinstance(value, rfc1905.EndOfMibView):
-        return ".".join(map(str, name.asTuple())), END_OF_MIB
-    return ".".join(map(str, name.asTuple())), to_python(value)
-
-
-class _PysnmpTransport(Transport):
-    """Requests through pysnmp's command generators, below its hlapi: the hlapi resolves every
-    OID of every request and answer through the MIB view, which numeric OIDs never need."""
-
-    def __init__(self, device: Device, engine: SnmpEngine | None) -> None:
-        self.device = device
-        # SNMPv3 gets an engine of its own: USM users are kept per engine by name, and two
-        # devices may have the same user name with different keys.
-        self.own_engine = engine is None or device.version == "3"
-        if engine is None or self.own_engine:
-            engine = offline_engine()
-        self.engine: SnmpEngine = engine
-        self.auth = device.auth_data()
-        self.context = ContextData(contextName=device.context) if device.context else ContextData()
-        self.target_name: str | None = None
-
-    async def open(self) -> None:
-        try:
-            target = await UdpTransportTarget.create(
-                (self.device.host, self.device.port),
-                timeout=self.device.timeout,
-                retries=self.device.retries,
-            )
-        except PySnmpError:  # the host name does not resolve
-            raise DeviceDown(f"cannot resolve {self.device.host}") from None
-        self.target_name, _ = _LCD.configure(
-            self.engine, self.auth, target, self.context.contextName
-        )
-
-    def close(self) -> None:
-        if self.own_engine:
-            self.engine.close_dispatcher()
-
-    async def _send(self, generator: Any, *args: Any) -> Response:
-        future: asyncio.Future[tuple[Any, Any, Any, Any]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-        def done(
-            engine: Any, handle: Any, indication: Any, status: Any, index: Any, vbs: Any, ctx: Any
-        ) -> None:
-            if not future.done():
-                future.set_result((indication, status, index, vbs))
-
-        generator.send_varbinds(
-            self.engine,
-            self.target_name,
-            self.context.contextEngineId,
-            self.context.contextName,
-            *args,
-            done,
-            None,
-        )
-        indication, status, index, var_binds = await future
-        if indication:
-            raise NoAnswer(str(indication))
-        if status:
-            return Response((), int(status), int(index))
-        return Response([_pysnmp_varbind(name, value) for name, value in var_binds])
-
-    async def get(self, oids: Sequence[str]) -> Response:
-        var_binds = [(_object_name(oid), _NULL) for oid in oids]
-        return await self._send(cmdgen.GetCommandGenerator(), var_binds)
-
-    async def bulk(self, oids: Sequence[str], max_repetitions: int) -> Response:
-        var_binds = [(_object_name(oid), _NULL) for oid in oids]
-        generator = cmdgen.BulkCommandGeneratorSingleRun()
-        return await self._send(generator, 0, max_repetitions, var_binds)
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -548,9 +376,11 @@ class _PysnmpRound(Round):
         self.engines = engines
 
     async def open(self, device: Device) -> Transport:
-        transport: _UdpTransport | _PysnmpTransport
+        transport: Transport
         if self.engine is not None:
-            transport = _PysnmpTransport(device, self.engine)
+            from collectors.snmp.pysnmp_engine import PysnmpTransport  # loaded only for this
+
+            transport = PysnmpTransport(device, self.engine)
         elif device.version == "2c":
             transport = _V2cTransport(device)
         else:

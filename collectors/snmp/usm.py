@@ -16,10 +16,7 @@ import itertools
 import secrets
 from dataclasses import dataclass
 from functools import lru_cache
-
-# cryptography keeps CFB among its "decrepit" modes (since 47); RFC 3826 is what it is.
-from cryptography.hazmat.decrepit.ciphers.modes import CFB
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from typing import Any
 
 from collectors.snmp.wire import (
     GET,
@@ -54,6 +51,16 @@ REPORTS = {
 }
 
 _salts = itertools.count(secrets.randbits(63))
+
+
+def _aes_cfb(key: bytes, iv: bytes) -> Any:
+    """AES in CFB mode (RFC 3826). cryptography is imported here, at the first SNMPv3
+    message: an agent polling SNMPv2c only does not load it."""
+    # cryptography keeps CFB among its "decrepit" modes (since 47); RFC 3826 is what it is.
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    return Cipher(algorithms.AES(key), CFB(iv))
 
 
 @lru_cache(maxsize=1024)
@@ -169,7 +176,7 @@ def encode_request(
     salt = (next(_salts) & ((1 << 64) - 1)).to_bytes(8, "big")
     iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + salt
     scoped = tlv(SEQUENCE, tlv(OCTETS, engine.id) + tlv(OCTETS, context) + pdu)
-    encryptor = Cipher(algorithms.AES(priv_key), CFB(iv)).encryptor()
+    encryptor = _aes_cfb(priv_key, iv).encryptor()
     encrypted = encryptor.update(scoped) + encryptor.finalize()
     length = AUTH_HASHES[user.auth_protocol][1]
     before_digest = tlv(OCTETS, engine.id) + ber_int(boots) + ber_int(time) + tlv(OCTETS, user.name)
@@ -227,7 +234,7 @@ def _decode(buf: bytes, user: User) -> Answer:
             raise BadMessage("bad privacy parameters")
         start, stop = expect(OCTETS, buf, data_start, end)
         iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + buf[salt_start:salt_end]
-        decryptor = Cipher(algorithms.AES(priv_key), CFB(iv)).decryptor()
+        decryptor = _aes_cfb(priv_key, iv).decryptor()
         scoped = decryptor.update(buf[start:stop]) + decryptor.finalize()
         at, stop = expect(SEQUENCE, scoped, 0, len(scoped))
     else:
