@@ -26,6 +26,8 @@ from bridge.store.sqlite import SQLiteStore
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
+    from tests.redmine import Redmine
+
 DATA = Path(__file__).parent / "data"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in Warsaw
 
@@ -269,6 +271,17 @@ def _keep_artifacts(node: pytest.Item, n: int, seen: BrowserPage) -> None:
     except Exception as e:  # a crashed page: its record still helps
         record.append(f"no screenshot: {e}")
     (ARTIFACTS / f"{name}.txt").write_text("\n".join(record) + "\n")
+
+
+@pytest.fixture(scope="session")
+def redmine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redmine]:
+    """Debian's Redmine for the whole session (tests/redmine.py): one, however many test files
+    use it."""
+    from tests.redmine import Redmine
+
+    server = Redmine(tmp_path_factory.mktemp("redmine"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

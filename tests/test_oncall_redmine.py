@@ -21,13 +21,12 @@ from tests.conftest import auth
 from tests.oncall_parts import oncall_config, pages_to, sms_texts
 from tests.processes import wait_for
 from tests.test_oncall_paging import page_events, settled, start_delivery, timeline
-from tests.test_sink_redmine import (  # noqa: F401  (redmine, projects, clock: fixtures)
+from tests.test_sink_redmine import (  # noqa: F401  (projects, clock: fixtures)
     clock,
     helpdesk_lines,
     key_file,
     now,
     projects,
-    redmine,
     shown,
     sink_config,
 )
@@ -72,7 +71,7 @@ def test_a_response_in_redmine_stops_the_escalation_and_an_unanswered_ticket_esc
     clock,  # noqa: F811 (the imported fixtures)
     smtp,
     gateway,
-    redmine,  # noqa: F811
+    redmine,
     projects,  # noqa: F811
 ):
     _, project_b = projects

@@ -27,16 +27,8 @@ from bridge.models import Category
 from bridge.store import open_store
 from tests.conftest import auth, config_data, free_port
 from tests.processes import wait_for
-from tests.redmine import Redmine
 
 _projects = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def redmine(tmp_path_factory):
-    r = Redmine(tmp_path_factory.mktemp("redmine"))
-    yield r
-    r.stop()
 
 
 @pytest.fixture
