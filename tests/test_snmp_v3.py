@@ -217,3 +217,19 @@ print(json.dumps(out))
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(done.stdout) == {"v2c": [True, []], "v3": [True, ["cryptography"]]}
+
+
+def test_an_authentic_looking_answer_from_another_engine_is_not_read():
+    """Each key is a million bytes hashed: a message naming an engine the device is not is
+    refused before any key is made for it."""
+    from collectors.snmp.usm import localized_key
+
+    user = User(b"v3-sha", "SHA", b"auth-password-sha1", b"priv-password-sha1")
+    ours = Engine(b"\x80\x00\x1f\x88\x04ours", 1, 10, 0.0)
+    theirs = Engine(b"\x80\x00\x1f\x88\x04theirs", 1, 10, 0.0)
+    message = encode_request(user, theirs, 1.0, 9, b"", encode_pdu(GET, 1, 0, 0, ["1.3.6.1"]))
+    assert decode_message(message, user, theirs.id).engine_id == theirs.id
+    localized_key.cache_clear()
+    with pytest.raises(BadMessage, match="another engine"):
+        decode_message(message, user, ours.id)
+    assert localized_key.cache_info().currsize == 0

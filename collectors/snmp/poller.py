@@ -325,7 +325,8 @@ class _V3Transport(_UdpTransport):
         self.key = (device.host, device.port)
 
     def decode(self, data: bytes) -> tuple[int, usm.Answer]:
-        answer = usm.decode_message(data, self.user)
+        engine = self.engines.get(self.key)
+        answer = usm.decode_message(data, self.user, engine.id if engine else None)
         if answer.pdu == RESPONSE and not (answer.authentic and answer.private):
             raise BadMessage("an answer to authPriv that is not authPriv")
         return answer.msg_id, answer

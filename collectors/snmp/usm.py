@@ -63,10 +63,11 @@ def _aes_cfb(key: bytes, iv: bytes) -> Any:
     return Cipher(algorithms.AES(key), CFB(iv))
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=1 << 16)
 def localized_key(hash_name: str, password: bytes, engine_id: bytes) -> bytes:
     """RFC 3414 A.2: the password's key localized to one engine (cached: a million bytes are
-    hashed for each)."""
+    hashed for each). Every device has an engine of its own and a user two keys: the cache
+    holds a fleet of thousands, a smaller one would hash again on every poll."""
     repeated = (password * (_KEY_BYTES // len(password) + 1))[:_KEY_BYTES]
     key = hashlib.new(hash_name, repeated).digest()
     return hashlib.new(hash_name, key + engine_id + key).digest()
@@ -188,16 +189,17 @@ def encode_request(
     return message[:at] + digest + message[at + length :]
 
 
-def decode_message(buf: bytes, user: User) -> Answer:
+def decode_message(buf: bytes, user: User, engine_id: bytes | None = None) -> Answer:
     """The answer in ``buf``; BadMessage for anything else, including a message claiming to be
-    authenticated whose digest is not ``user``'s."""
+    authenticated whose digest is not ``user``'s or, when ``engine_id`` is given, that comes
+    from another engine (checked before any key is made for it)."""
     try:
-        return _decode(buf, user)
+        return _decode(buf, user, engine_id)
     except (IndexError, ValueError) as exc:
         raise BadMessage(str(exc) if isinstance(exc, BadMessage) else "truncated") from None
 
 
-def _decode(buf: bytes, user: User) -> Answer:
+def _decode(buf: bytes, user: User, expected_engine: bytes | None) -> Answer:
     pos, end = expect(SEQUENCE, buf, 0, len(buf))
     version, pos = read_int(buf, pos, end)
     if version != 3:
@@ -224,6 +226,8 @@ def _decode(buf: bytes, user: User) -> Answer:
     if authentic:
         if name != user.name:
             raise BadMessage("another user")
+        if expected_engine is not None and engine_id != expected_engine:
+            raise BadMessage("another engine")
         auth_key, priv_key = user.keys(engine_id)
         digest = buf[digest_start:digest_end]
         zeroed = buf[:digest_start] + bytes(len(digest)) + buf[digest_end:]
