@@ -233,3 +233,31 @@ def test_an_authentic_looking_answer_from_another_engine_is_not_read():
     with pytest.raises(BadMessage, match="another engine"):
         decode_message(message, user, ours.id)
     assert localized_key.cache_info().currsize == 0
+
+
+def test_snmp_v3_without_cryptography_is_a_configuration_error_naming_the_extra():
+    """An agent installed without the snmp extra: its v3 device is refused when the config is
+    read, naming the device and the extra, not a poll failing with 'ImportError' later."""
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib.util, sys\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'cryptography' else "
+        "real(name, *a)\n"
+        "from collectors.base import CollectorConfigError\n"
+        "from collectors.snmp import parse_options\n"
+        "from tests.test_snmp_v3 import v2c, v3\n"
+        "parse_options({'devices': [v2c(161)]})\n"  # v2c needs nothing more
+        "try:\n"
+        "    parse_options({'devices': [v2c(161), v3(161)]})\n"
+        "except CollectorConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == (
+        "devices.1.version: SNMPv3 needs the cryptography package (AES): pip install 'dyzur[snmp]'"
+    )

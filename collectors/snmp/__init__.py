@@ -1,6 +1,7 @@
 """The SNMP collector (``kind: snmp``): UPS units and storage arrays over SNMP v2c/v3,
-described by profiles (YAML data files in ``profiles/``). Needs ``pip install 'dyzur[snmp]'``;
-the faster ``backend: netsnmp`` also ``pip install 'dyzur[snmp-fast]'`` (see netsnmp.py)."""
+described by profiles (YAML data files in ``profiles/``). SNMPv3 needs ``pip install
+'dyzur[snmp]'``; ``backend: netsnmp`` (Net-SNMP's library) ``pip install 'dyzur[snmp-fast]'``
+(see netsnmp.py)."""
 
 from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.options import SnmpOptions, parse_options

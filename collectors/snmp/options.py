@@ -9,6 +9,7 @@ Every error is a ``CollectorConfigError`` whose message starts with the option's
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,11 @@ def _device(path: str, raw: object, cache: dict[str, Profile]) -> Device:
                 f"expected one of {', '.join(PRIV_PROTOCOLS)}, got {priv!r}",
             )
         kwargs["auth_protocol"], kwargs["priv_protocol"] = auth, priv
+        if importlib.util.find_spec("cryptography") is None:  # imported at the first message
+            raise _error(
+                f"{path}.version",
+                "SNMPv3 needs the cryptography package (AES): pip install 'dyzur[snmp]'",
+            )
         for key in ("auth_key", "priv_key"):
             secret = _secret(f"{path}.{key}", raw[key])
             if len(secret.reveal()) < 8:  # RFC 3414: at least 8 characters
