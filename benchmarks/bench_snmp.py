@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from collectors.base import CollectorConfigError  # noqa: E402
 from collectors.snmp import SnmpCollector, resolve_profile  # noqa: E402
+from tests.processes import stop_process  # noqa: E402
 
 STORAGE_PROFILE = "host-resources-storage"
 BACKENDS = ("pysnmp", "netsnmp")
@@ -202,13 +203,7 @@ class Snmpd:
         return "?"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
 
 
 class Exporter:
@@ -253,13 +248,7 @@ class Exporter:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
 
 
 def exporter_modules(columns: Sequence[tuple[str, str]], port_version: str) -> dict[str, Any]:

@@ -27,6 +27,19 @@ def wait_for(check, timeout: float = 30.0, interval: float = 0.1, what: str = "c
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    """Send ``sig`` to a process still running, wait ``timeout`` seconds for it, then SIGKILL;
+    its return code."""
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class Process:
     def __init__(self, args: list[str], log: Path) -> None:
         self.log = log
@@ -38,14 +51,7 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
 
 class RunningBridge(Process):

@@ -11,7 +11,7 @@ import httpx
 import yaml
 
 from tests.conftest import free_port, need_binary
-from tests.processes import wait_for
+from tests.processes import stop_process, wait_for
 
 
 class Peer:
@@ -43,13 +43,7 @@ class Peer:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class Alertmanager(Peer):

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.processes import wait_for
+from tests.processes import stop_process, wait_for
 
 REDMINE = Path("/usr/share/redmine")
 # The Debian Gemfile reads the database adapters from the system's instances; the copy's own.
@@ -180,13 +179,7 @@ class Redmine:
         return env
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
 
     # --- talking to it, as the people of the helpdesk do -----------------------------------
 

@@ -7,13 +7,12 @@ structured data with mmpstrucdata, and writes one JSON object per message to a f
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from tests.conftest import free_port, need_binary
+from tests.processes import stop_process
 
 CONFIG = """
 global(workDirectory="{work}"{tls_global})
@@ -104,13 +103,8 @@ class Rsyslog:
         raise RuntimeError("rsyslogd did not listen")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)
         self.proc = None
 
     def records(self) -> list[dict]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import need_binary
+from tests.processes import stop_process
 
 COMMUNITY = "dyzur-test-ro"
 #: (user, auth protocol as net-snmp names it, auth password, priv password), all authPriv.
@@ -113,11 +114,6 @@ class Snmpd:
         shutil.rmtree(self.persist)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)
         self.proc = None

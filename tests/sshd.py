@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, need_binary
+from tests.processes import stop_process
 
 SSHD = "/usr/sbin/sshd"
 # The login of tests that act on a host as dyzur does (update runbooks), when run as root.
@@ -151,12 +152,7 @@ class Sshd:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=10)
         self.proc = None
 
     def restart(self, new_host_key_type: str | None = None) -> Sshd:
