@@ -234,8 +234,9 @@ class _UdpTransport(Transport):
         self.endpoint = _Endpoint(self.decode)
         self.transport: asyncio.DatagramTransport | None = None
 
+    @abstractmethod
     def decode(self, data: bytes) -> tuple[int, Any]:
-        raise NotImplementedError
+        """(the id of the request it answers, the answer) of a datagram; BadMessage if none."""
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -272,8 +273,9 @@ class _UdpTransport(Transport):
             self.endpoint.waiting.pop(key, None)
         raise NoAnswer("No SNMP response received before timeout")
 
+    @abstractmethod
     async def ask(self, pdu: int, a: int, b: int, oids: Sequence[str]) -> Response:
-        raise NotImplementedError
+        """One request of ``pdu`` (GET or GETBULK) and its answer."""
 
     async def get(self, oids: Sequence[str]) -> Response:
         return await self.ask(GET, 0, 0, oids)
