@@ -150,6 +150,7 @@ def test_an_engineer_works_through_the_pages(with_ssh, open_page, hosts):  # noq
     assert shown["responded_by"] == "anna.nowak" and shown["sla_state"] == "met"
     # The queue now has it after those still waiting.
     page.get_by_role("link", name="Kolejka", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Kolejka zgłoszeń")
     assert queue_rows(page) == [*expected[1:], first]
 
     # A window planned from the form, then one that overlaps it.
@@ -255,6 +256,10 @@ def test_a_hospital_user_the_refresh_and_a_phone(running, open_page):
     assert fits(phone.page)
     assert phone.page.locator("table.queue thead").is_hidden()
     phone.page.locator("table.queue tbody tr a").first.click()
+    # The click only starts the navigation: measured before the ticket page has loaded,
+    # the document can be the one being torn down (documentElement null).
+    phone.page.wait_for_url(re.compile(r".*/ui/tickets/[^/]+$"))
+    phone.page.wait_for_load_state()
     assert fits(phone.page)
     phone.page.goto(f"{bridge.url}/ui/maintenance")
     assert fits(phone.page)
