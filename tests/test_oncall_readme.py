@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.config import load_config
 from bridge.delivery.oncall.rota import Rota
+from tests.test_cli import dyzur
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -27,15 +28,20 @@ def example() -> str:
     return first
 
 
-def test_the_readmes_example_rota_is_a_valid_configuration(tmp_path):
-    config = tmp_path / "dyzur.yaml"
+def saved_example(directory: Path) -> Path:
+    """The example saved as dyzur.yaml with its secret files beside it, as README says."""
+    config = directory / "dyzur.yaml"
     config.write_text(example())
-    (tmp_path / "secrets").mkdir()
+    (directory / "secrets").mkdir()
     for name in ("oncall-link.key", "smtp.password", "smsapi.token", "sms2.token"):
-        secret = tmp_path / "secrets" / name
+        secret = directory / "secrets" / name
         secret.write_text("x" * 44 + "\n")
         secret.chmod(0o600)
-    loaded = load_config(config)
+    return config
+
+
+def test_the_readmes_example_rota_is_a_valid_configuration(tmp_path):
+    loaded = load_config(saved_example(tmp_path))
     oncall = loaded.config.oncall
     assert oncall is not None and len(oncall.people) == 8
     # The engineers are paged by SMS and e-mail at once, the second gateway standing in.
@@ -59,3 +65,20 @@ def test_the_readmes_example_rota_is_a_valid_configuration(tmp_path):
     # The second line, a week each.
     assert who("secondary", "server", "2026-12-02T03:00") == "jan"
     assert who("secondary", "server", "2026-12-09T03:00") == "tom"
+
+
+def test_the_readmes_oncall_now_answers_for_the_hospitals_assets(tmp_path):
+    """README's `dyzur oncall now` on the example lists the rows it shows (each rota for each
+    kind of the hospital's assets). Without README's swap, whose dates pass, the primary rota
+    has the person the swap replaced."""
+    saved_example(tmp_path)
+    [command] = re.findall(r"^\$ (dyzur oncall now .*)$", section("On call (dyżur)"), re.M)
+    shown = section("On call (dyżur)").split(command, 1)[1].split("```", 1)[0]
+    shown_rows = [line.split()[:3] for line in shown.strip().splitlines()[2:]]
+    r = dyzur(*command.split()[1:], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.strip().splitlines()[2:]]
+    assert [row[:3] for row in rows] == shown_rows
+    assert {row[0]: row[-5] for row in rows} == {"primary": "(anna)", "secondary": "(jan)"}
+    checked = dyzur("check-config", "dyzur.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
